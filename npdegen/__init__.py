@@ -1,1 +1,25 @@
+"""npdegen: neural PDE layers written in SymPy, compiled to readable NumPy kernels with exact adjoints.
+
+A layer is one relaxation step ``z_{t+1} = (1 − ω) z_t + ω f(W z_t − b)`` whose weights ``W``
+are a PDE stencil derived by SymPy. Quick start::
+
+    import sympy as sp, numpy as np, npdegen
+    q = sp.Symbol("q"); z = sp.Function("z")(q); U, D, R = sp.symbols("U D R")
+    layer = npdegen.NeuralPDE(z + R*z - U*z.diff(q) + D*z.diff(q, 2), z, activation="tanh",
+                              params={U: "homogeneous", D: "homogeneous", R: "homogeneous"})
+    net = layer.compile(n=64, spacing=1.0, layers=8, omega=0.5)
+    theta = net.init_params(seed=0)
+    loss, grads = net.loss_and_grad(x, y, theta)
+
+Pipeline (one folder each): ``spec`` → ``derive`` → ``codegen`` → ``runtime``.
+"""
 from ._version import __version__
+from .derive.fornberg import stencil_weights
+from .derive.stencil import SPACING
+from .layer import NeuralPDE, load_spec
+from .runtime.network import Network
+from .runtime.train import TrainHistory, train
+from .spec.parse import SpecSyntaxError, parse_expression
+
+__all__ = ["__version__", "NeuralPDE", "Network", "train", "TrainHistory", "stencil_weights",
+           "SPACING", "parse_expression", "SpecSyntaxError", "load_spec"]

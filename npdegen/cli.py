@@ -1,0 +1,65 @@
+"""Command line: ``npdegen demo``, ``npdegen generate SPEC``, ``npdegen explain SPEC``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ._version import __version__
+
+
+def _generate(args) -> int:
+    from .layer import load_spec
+    layer, options = load_spec(args.spec)
+    for key in ("backend", "boundary", "dtype"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    for path in layer.generate(args.out, **options):
+        print(path)
+    return 0
+
+
+def _explain(args) -> int:
+    from .layer import load_spec
+    layer, _ = load_spec(args.spec)
+    print(layer)
+    for j, w in layer.stencil().items():
+        print(f"  w[{j:+d}] = {w}")
+    print(layer.explain())
+    return 0
+
+
+def _demo(args) -> int:
+    from .demo import run
+    run(out=args.out, steps=args.steps, plot=not args.no_plot)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="npdegen", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"npdegen {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run the built-in neural ADR example")
+    demo.add_argument("--out", default="npdegen-demo", help="folder for the kernel and the plot")
+    demo.add_argument("--steps", type=int, default=300, help="optimizer steps per family")
+    demo.add_argument("--no-plot", action="store_true")
+    demo.set_defaults(func=_demo)
+    gen = sub.add_parser("generate", help="write the generated kernel of a TOML spec")
+    gen.add_argument("spec")
+    gen.add_argument("--out", default="generated")
+    gen.add_argument("--backend", choices=("numpy",))
+    gen.add_argument("--boundary", choices=("periodic", "dirichlet", "neumann"))
+    gen.add_argument("--dtype", choices=("float32", "float64"))
+    gen.set_defaults(func=_generate)
+    exp = sub.add_parser("explain", help="print the stencil and the physics of a TOML spec")
+    exp.add_argument("spec")
+    exp.set_defaults(func=_explain)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"npdegen: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""The frozen kernel description handed to code generation.
+
+Everything a backend needs, derived by SymPy from a :class:`~npdegen.spec.layerspec.LayerSpec`:
+
+* the stencil offsets ``j`` and weights ``w_j(θ, Δ)`` (zero weights dropped),
+* the Jacobians ``∂w_j/∂θ_p`` of every weight with respect to every parameter,
+* the activation ``f(x)`` and its derivative ``f'(x)``,
+* the parameter layout (name, family) and the bias family,
+* the derivation, as text lines for the generated code's comments.
+
+No backend derives anything itself, and nothing in npdegen differentiates by hand.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..spec.activations import ACTIVATION_SYMBOL
+from ..spec.layerspec import LayerSpec
+from .stencil import SPACING, Stencil, discretise, stencil_moments
+
+__all__ = ["KernelIR", "build_kernel"]
+
+
+@dataclass(frozen=True)
+class KernelIR:
+    name: str
+    summary: tuple            # lines describing the spec as written
+    derivation: tuple         # lines: Fornberg weights, stencil, moments
+    offsets: tuple            # offsets with a nonzero weight
+    halo: int                 # ghost cells needed on each side
+    weights: tuple            # w_j for each offset, in parameter symbols and SPACING
+    dweights: tuple           # ((param name, (∂w_j/∂θ for each offset)), ...)
+    params: tuple             # ((name, family), ...), sorted by name
+    bias: str | None
+    activation_name: str
+    f: sp.Expr                # in ACTIVATION_SYMBOL
+    fprime: sp.Expr
+
+    def fingerprint(self) -> str:
+        """A hash of everything here that changes generated code."""
+        parts = [self.name, repr(self.offsets), str(self.halo), repr(self.params), repr(self.bias),
+                 self.activation_name, *map(sp.srepr, (*self.weights, self.f, self.fprime)),
+                 *(p + ":" + ",".join(map(sp.srepr, d)) for p, d in self.dweights),
+                 *self.summary, *self.derivation]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _summary(spec: LayerSpec) -> tuple:
+    params = ", ".join(f"{s.name}: {fam}" for s, fam in spec.params) or "none"
+    return (
+        f"layer:      {spec.name}",
+        f"transform:  Z = {sp.sstr(spec.transform)} - b",
+        f"field:      {sp.sstr(spec.field)}",
+        f"activation: {spec.activation_name}, f(x) = {sp.sstr(spec.activation)}",
+        f"params:     {params}",
+        f"bias:       {spec.bias or 'none'}",
+        f"accuracy:   {spec.accuracy if spec.accuracy is not None else 'set by offsets'}"
+        + (f", offsets {spec.offsets}" if spec.offsets is not None else ", central"),
+    )
+
+
+def _derivation(spec: LayerSpec, stencil: Stencil) -> tuple:
+    lines = []
+    for order, weights, acc in stencil.fornberg:
+        ws = ", ".join(f"{j}: {sp.sstr(a)}" for j, a in weights.items())
+        lines.append(f"d^{order}/d{spec.coordinate.name}^{order} ~ {{{ws}}} / Delta^{order}   (accuracy {acc})")
+    for j, w in zip(stencil.offsets, stencil.weights):
+        lines.append(f"w[{j:+d}] = {sp.sstr(w)}")
+    for k, m in stencil_moments(stencil, min(len(stencil.offsets), 4)).items():
+        lines.append(f"W{k} = sum_j (j*Delta)^{k} w_j = {sp.sstr(m)}")
+    return tuple(lines)
+
+
+def build_kernel(spec: LayerSpec) -> KernelIR:
+    """Derive the :class:`KernelIR` of a validated layer spec."""
+    stencil = discretise(spec)
+    live = [(j, w) for j, w in zip(stencil.offsets, stencil.weights) if w != 0]
+    if not live:
+        raise ValueError(f"the stencil of {spec.transform} is identically zero")
+    offsets = tuple(j for j, _ in live)
+    weights = tuple(w for _, w in live)
+    dweights = tuple((sym.name, tuple(sp.diff(w, sym) for w in weights)) for sym, _ in spec.params)
+    x = ACTIVATION_SYMBOL
+    return KernelIR(
+        name=spec.name,
+        summary=_summary(spec),
+        derivation=_derivation(spec, stencil),
+        offsets=offsets,
+        halo=max(abs(j) for j in stencil.offsets),
+        weights=weights,
+        dweights=dweights,
+        params=tuple((s.name, fam) for s, fam in spec.params),
+        bias=spec.bias,
+        activation_name=spec.activation_name,
+        f=spec.activation,
+        fprime=sp.diff(spec.activation, x),
+    )

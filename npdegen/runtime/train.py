@@ -1,0 +1,131 @@
+"""Training: the whole network at once, or the time-dependent family layer by layer.
+
+``method="full"`` minimises ``0.5 Σ (z_L − y)²`` by back-propagating through all L layers.
+``method="layerwise"`` trains "on the fly" (MODEL.md §3): for t = 0 … L−1, with z_t fixed,
+the parameters of layer t (the time-dependent family, and a time-dependent bias) are fitted to
+reduce ``0.5 Σ (z_{t+1} − y)²``, so the chain rule spans two layers at a time; then z_{t+1} is
+computed with the fitted layer and the next layer is trained.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .network import Network
+from .optim import make_optimizer
+
+__all__ = ["TrainHistory", "train"]
+
+
+@dataclass
+class TrainHistory:
+    """``loss``: one value per optimizer step (for layerwise: the current layer's loss);
+    ``layer_loss``: ``0.5 Σ (z_t − y)²`` for t = 0 … L with the trained parameters;
+    ``seconds``: wall time."""
+    method: str
+    loss: list = field(default_factory=list)
+    layer_loss: np.ndarray | None = None
+    seconds: float = 0.0
+
+    @property
+    def final_loss(self) -> float:
+        return float(self.layer_loss[-1])
+
+
+class _Progress:
+    """A one-line progress bar on stderr (only when enabled)."""
+
+    def __init__(self, total: int, enabled: bool, label: str):
+        self.total, self.enabled, self.label, self.last = total, enabled, label, -1.0
+
+    def __call__(self, done: int, loss: float):
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if done < self.total and now - self.last < 0.1:
+            return
+        self.last = now
+        width = 24
+        filled = int(width * done / max(self.total, 1))
+        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+                         f"{done}/{self.total}  loss {loss:.6g}")
+        if done >= self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _trainable(net: Network, method: str, trainable) -> list[str]:
+    if trainable is not None:
+        keys = list(trainable)
+        unknown = set(keys) - set(net.shapes)
+        if unknown:
+            raise ValueError(f"trainable: unknown parameter(s) {sorted(unknown)}; the network has {sorted(net.shapes)}")
+        return keys
+    if method == "layerwise":
+        keys = [k for k, fam in net.families.items() if fam == "time-dependent"]
+        if not keys:
+            raise ValueError("method='layerwise' trains the time-dependent family, and this network has none")
+        return keys
+    return list(net.shapes)
+
+
+def _check_finite(loss: float, grads: dict, step: int, where: str):
+    if not np.isfinite(loss) or not all(np.all(np.isfinite(g)) for g in grads.values()):
+        raise FloatingPointError(
+            f"training diverged at step {step} ({where}): loss = {loss}; the parameters left the stable "
+            "region (check omega and the stencil weights) or the learning rate is too large")
+
+
+def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer: str = "adam", lr: float = 1e-2,
+          method: str = "full", trainable=None, progress: bool | None = None, **optimizer_options):
+    """Fit ``theta`` so that ``net.forward(x) ≈ y``; returns ``(new_theta, history)``.
+
+    The input ``theta`` is not modified. ``optimizer`` is ``"adam"`` or ``"sgd"``; ``steps`` is
+    the number of optimizer steps (per layer for ``method="layerwise"``); ``trainable``
+    restricts which keys of ``theta`` change. ``progress`` shows a bar on stderr (default: when
+    stderr is a terminal).
+    """
+    if method not in ("full", "layerwise"):
+        raise ValueError(f"method must be 'full' or 'layerwise', got {method!r}")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    if progress is None:
+        progress = sys.stderr.isatty()
+    theta = {k: v.copy() for k, v in net.check_params(theta).items()}
+    keys = _trainable(net, method, trainable)
+    x2d, _ = net._states(x)
+    y2d, _ = net._states(y, "y")
+    if y2d.shape != x2d.shape:
+        raise ValueError(f"y has shape {np.shape(y)}, expected the shape of x, {np.shape(x)}")
+    history = TrainHistory(method)
+    start = time.perf_counter()
+    if method == "full":
+        opt = make_optimizer(optimizer, lr, **optimizer_options)
+        bar = _Progress(steps, progress, "train")
+        for i in range(steps):
+            loss, grads = net.loss_and_grad(x2d, y2d, theta)
+            _check_finite(loss, grads, i, "full network")
+            history.loss.append(loss)
+            theta = opt.update(theta, grads, keys)
+            bar(i + 1, loss)
+    else:
+        z = x2d.astype(net.dtype)
+        bar = _Progress(steps * net.layers, progress, "layerwise")
+        for t in range(net.layers):
+            opt = make_optimizer(optimizer, lr, **optimizer_options)
+            for i in range(steps):
+                z_next = net.step(z, theta, t)
+                lam = z_next - y2d
+                loss = 0.5 * float(np.sum(np.square(lam, dtype=np.float64)))
+                _, grads = net.step_vjp(z, theta, lam, t)
+                _check_finite(loss, grads, i, f"layer {t}")
+                history.loss.append(loss)
+                theta = opt.update(theta, grads, keys)
+                bar(t * steps + i + 1, loss)
+            z = net.step(z, theta, t)
+    history.layer_loss = net.layer_losses(x2d, y2d, theta)
+    history.seconds = time.perf_counter() - start
+    return theta, history
