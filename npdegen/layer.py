@@ -52,7 +52,7 @@ class NeuralPDE:
     """
 
     def __init__(self, transform, field, activation="identity", params=None, bias=None,
-                 accuracy=2, offsets=None, name="layer"):
+                 accuracy=2, offsets=None, name="neural_pde"):
         self.spec: LayerSpec = make_spec(transform, field, activation=activation, params=params,
                                          bias=bias, accuracy=accuracy, offsets=offsets, name=name)
         self._stencil: Stencil = discretise(self.spec)

@@ -148,7 +148,7 @@ def _normalise_params(params, used: set[sp.Symbol]) -> tuple:
 
 
 def make_spec(transform, field, *, activation="identity", params=None, bias=None,
-              accuracy=2, offsets=None, name="layer") -> LayerSpec:
+              accuracy=2, offsets=None, name="neural_pde") -> LayerSpec:
     """Validate the user's layer description and return a :class:`LayerSpec`."""
     field, q = _split_field(field)
     if not isinstance(transform, sp.Expr):

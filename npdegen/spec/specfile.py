@@ -81,7 +81,7 @@ def read_spec_file(path) -> SpecFile:
     field = sp.Function(field_name)(q)
     transform = parse_expression(_require(layer, "transform", str, where), fields={field_name: field})
     kwargs = {"transform": transform, "field": field,
-              "name": validate_identifier(layer.get("name", "layer"), "layer name")}
+              "name": validate_identifier(layer.get("name", "neural_pde"), "layer name")}
     activation = layer.get("activation", "identity")
     if not isinstance(activation, str):
         raise ValueError(f"{where}: 'activation' must be a string")
