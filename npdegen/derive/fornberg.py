@@ -15,6 +15,7 @@ Math. Comp. 51 (1988) 699–706.
 from __future__ import annotations
 
 from collections.abc import Sequence
+import math
 from math import factorial
 
 import sympy as sp
@@ -68,11 +69,12 @@ def stencil_weights(derivative: int, offsets: Sequence) -> dict:
     return {o: delta[m][n][v] for v, o in enumerate(offsets)}
 
 
-def achieved_accuracy(derivative: int, weights: dict) -> int:
+def achieved_accuracy(derivative: int, weights: dict) -> float:
     """Order ``p`` of the truncation error ``O(Δ^p)`` of ``weights`` for ``d^m/dq^m``.
 
     Checks the moment conditions ``Σ_j w_j j^k = m! δ_km`` for growing ``k``; returns 0 if
-    even the consistency conditions ``k ≤ m`` fail.
+    even the consistency conditions ``k ≤ m`` fail, and ``math.inf`` for an exact stencil
+    (only ``w_0 = 1`` for ``m = 0``: ``P`` conditions beyond ``m`` force every other weight to 0).
     """
     m = derivative
     k = 0
@@ -81,8 +83,8 @@ def achieved_accuracy(derivative: int, weights: dict) -> int:
         if sum(w * sp.Rational(j) ** k for j, w in weights.items()) != target:
             return max(k - m, 0)
         k += 1
-        if k > m + len(weights) + 1:  # exact polynomial reproduction beyond the stencil: cap
-            return k - m
+        if k > m + len(weights):  # a Vandermonde argument: the stencil is exact
+            return math.inf
 
 
 def central_offsets(derivative: int, accuracy: int) -> tuple[int, ...]:

@@ -66,7 +66,7 @@ def _derivation(spec: LayerSpec, stencil: Stencil) -> tuple:
     lines = []
     for order, weights, acc in stencil.fornberg:
         ws = ", ".join(f"{j}: {sp.sstr(a)}" for j, a in weights.items())
-        lines.append(f"d^{order}/d{spec.coordinate.name}^{order} ~ {{{ws}}} / Delta^{order}   (accuracy {acc})")
+        lines.append(f"d^{order}/d{spec.coordinate.name}^{order} ~ {{{ws}}} / Delta^{order}   (accuracy {'exact' if acc == float('inf') else acc})")
     for j, w in zip(stencil.offsets, stencil.weights):
         lines.append(f"w[{j:+d}] = {sp.sstr(w)}")
     for k, m in stencil_moments(stencil, min(len(stencil.offsets), 4)).items():
