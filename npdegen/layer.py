@@ -25,7 +25,7 @@ from .spec.specfile import read_spec_file
 __all__ = ["NeuralPDE", "load_spec"]
 
 _CODE_OPTIONS = ("backend", "boundary", "dtype", "normalise", "train_omega")
-_RUN_OPTIONS = ("n", "spacing", "layers", "omega", "alpha")
+_RUN_OPTIONS = ("n", "spacing", "layers", "omega", "alpha", "threads")
 
 
 class NeuralPDE:
@@ -148,12 +148,14 @@ class NeuralPDE:
 
     def compile(self, n: int, spacing: float = 1.0, layers: int = 1, omega: float = 1.0,
                 boundary: str = "periodic", backend: str = "numpy", dtype: str = "float64",
-                alpha: float | None = None, train_omega: bool = False) -> Network:
+                alpha: float | None = None, train_omega: bool = False, threads: int | None = None) -> Network:
         """Generate (or reuse from the cache) and load the kernel; return a runnable :class:`Network`.
 
         ``n`` sites of spacing ``spacing``, ``layers`` steps of relaxation ``omega`` (ω ∈ (0, 2)
         is the stable range of the leak), ``boundary`` one of periodic / dirichlet / neumann,
-        ``alpha`` the strength of the optional soft normalisation ``−α(‖z‖ − 1) z``.
+        ``alpha`` the strength of the optional soft normalisation ``−α(‖z‖ − 1) z``;
+        ``threads`` splits each layer's grid across threads (default ``$NPDEGEN_NUM_THREADS`` or
+        all cores; problems under ``Network.THREAD_MIN_SIZE`` values per layer use one).
         """
         if not isinstance(n, int) or isinstance(n, bool) or n <= 2 * self.kernel_ir.halo:
             raise ValueError(f"n must be an integer > {2 * self.kernel_ir.halo} (twice the stencil "
@@ -170,7 +172,7 @@ class NeuralPDE:
         impl = get_backend(backend)
         return Network(ir=self.kernel_ir, options=code, backend=impl, kernel=impl.load(self.kernel_ir, code),
                        n=n, spacing=float(spacing), layers=layers, omega=float(omega),
-                       alpha=float(alpha or 0.0))
+                       alpha=float(alpha or 0.0), threads=threads)
 
     def __repr__(self):
         return f"NeuralPDE({self.spec.name!r}: Z = {self.spec.transform} - b, f = {self.spec.activation_name})"

@@ -20,6 +20,7 @@ from .._version import __version__
 from ..derive.kernel import KernelIR
 from ..spec.activations import ACTIVATION_SYMBOL
 from .printing import NumpyKernelPrinter, assignments
+from .ufuncs import UfuncCall, UfuncProgram, ufunc_program
 
 __all__ = ["BOUNDARIES", "DTYPES", "KernelOptions", "Rendered", "render", "template_dir"]
 
@@ -112,15 +113,23 @@ def _context(ir: KernelIR, options: KernelOptions) -> dict:
         terms = [(j, jac_results[p * nw + i]) for i, (j, d) in enumerate(zip(ir.offsets, ds)) if d != 0]
         jacobians.append((name, terms))
     needed = sorted({j for _, terms in jacobians for j, _ in terms})
+    f, fprime = (_template_program(ufunc_program(z_expr(e), _Z)) for e in (ir.f, ir.fprime))
     return dict(
         ir=ir, opt=options, version=__version__,
         families=dict(ir.params),
         slot={j: i for i, j in enumerate(ir.offsets)},
         weights=weights,
         weights_and_jacobians=both, jacobians=jacobians, gradient_offsets=needed,
-        f=assignments([z_expr(ir.f)], printer, prefix="a"),
-        fprime=assignments([z_expr(ir.fprime)], printer, prefix="a"),
+        f=f, fprime=fprime, temporaries=max(f.buffers, fprime.buffers),
     )
+
+
+def _template_program(program: UfuncProgram) -> UfuncProgram:
+    """Temporaries t0, t1, … live in the list ``t`` of the generated functions."""
+    rename = {f"t{i}": f"t[{i}]" for i in range(program.buffers)}
+    calls = tuple(UfuncCall(c.func, tuple(rename.get(a, a) for a in c.args), rename.get(c.out, c.out))
+                  for c in program.calls)
+    return UfuncProgram(calls, rename.get(program.result, program.result), program.buffers)
 
 
 

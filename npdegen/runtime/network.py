@@ -14,7 +14,8 @@ Semantics (the public API promises these):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from types import ModuleType
 
 import numpy as np
@@ -41,6 +42,11 @@ class Network:
     layers: int
     omega: float
     alpha: float = 0.0
+    threads: int | None = None
+    _work: dict = field(default_factory=dict, repr=False)
+
+    #: Below this many grid values per layer (batch·n) one thread is faster than several.
+    THREAD_MIN_SIZE = 1 << 15
 
     def __post_init__(self):
         self.dtype = np.dtype(self.options.dtype)
@@ -52,6 +58,22 @@ class Network:
         self.shapes = {k: _SHAPES[fam](self.n, self.layers) for k, fam in families.items()}
         if self.options.train_omega:
             self.shapes["omega"] = ()
+        if self.threads is None:
+            self.threads = int(os.environ.get("NPDEGEN_NUM_THREADS", 0)) or os.cpu_count() or 1
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise ValueError(f"threads must be a positive integer, got {self.threads!r}")
+
+    def _workspace(self, batch: int) -> dict:
+        """Buffers and thread pool for a batch size, kept between calls (a Network is not thread-safe)."""
+        if batch not in self._work:
+            threads = self.threads if batch * self.n >= self.THREAD_MIN_SIZE else 1
+            self._work.clear()
+            self._work[batch] = self.kernel.workspace(batch, self.n, self.dtype, threads=threads)
+        return self._work[batch]
+
+    def _run_forward(self, x2d, theta):
+        return self.kernel.forward(self._trajectory(x2d), theta, self.spacing, self._omega(theta), self.alpha,
+                                   self._workspace(x2d.shape[0]))
 
     # ------------------------------------------------------------------ parameters
     def init_params(self, seed=0, scale: float = 0.01, values: dict | None = None) -> dict:
@@ -118,7 +140,7 @@ class Network:
         """z_L for input ``x`` (shape ``(batch, n)`` or ``(n,)``); all of z_0…z_L if ``trajectory``."""
         x2d, single = self._states(x)
         theta = self.check_params(theta)
-        traj = self.kernel.forward(self._trajectory(x2d), theta, self.spacing, self._omega(theta), self.alpha)
+        traj = self._run_forward(x2d, theta)
         out = self._interior(traj) if trajectory else self._interior(traj[-1])
         out = np.ascontiguousarray(out)
         return out[..., 0, :] if single else out
@@ -131,12 +153,13 @@ class Network:
         if lam.shape != x2d.shape:
             raise ValueError(f"cotangent has shape {np.shape(cotangent)}, x has {np.shape(x)}")
         theta = self.check_params(theta)
-        traj = self.kernel.forward(self._trajectory(x2d), theta, self.spacing, self._omega(theta), self.alpha)
+        traj = self._run_forward(x2d, theta)
         return self._adjoint(traj, lam.copy(), theta, single)
 
     def _adjoint(self, traj, lam, theta, single):
         grads = {k: np.zeros(s, self.dtype) for k, s in self.shapes.items()}
-        dx = self.kernel.adjoint(traj, lam, theta, self.spacing, self._omega(theta), self.alpha, grads)
+        dx = self.kernel.adjoint(traj, lam, theta, self.spacing, self._omega(theta), self.alpha, grads,
+                                 self._workspace(lam.shape[0]))
         return (dx[0] if single else dx), grads
 
     def loss_and_grad(self, x, y, theta, input_grad: bool = False):
@@ -147,7 +170,7 @@ class Network:
         if y2d.shape != x2d.shape:
             raise ValueError(f"y has shape {np.shape(y)}, expected the shape of x, {np.shape(x)}")
         theta = self.check_params(theta)
-        traj = self.kernel.forward(self._trajectory(x2d), theta, self.spacing, self._omega(theta), self.alpha)
+        traj = self._run_forward(x2d, theta)
         lam = self._interior(traj[-1]) - y2d
         loss = 0.5 * float(np.sum(np.square(lam, dtype=np.float64)))
         dx, grads = self._adjoint(traj, lam, theta, single)
@@ -170,8 +193,8 @@ class Network:
         zp = self._trajectory(z2d)[0]
         self.kernel.fill_halo(zp)
         out = np.empty_like(z2d)
-        work = self.kernel.workspace(z2d.shape[0], self.n, self.dtype)
-        self.kernel.step(zp, out, theta, layer, self.spacing, self._omega(theta), self.alpha, work)
+        self.kernel.step(zp, out, theta, layer, self.spacing, self._omega(theta), self.alpha,
+                         self._workspace(z2d.shape[0]))
         return out[0] if single else out
 
     def step_vjp(self, z, theta, cotangent, layer: int):
@@ -185,9 +208,9 @@ class Network:
         zp = self._trajectory(z2d)[0]
         self.kernel.fill_halo(zp)
         grads = {k: np.zeros(s, self.dtype) for k, s in self.shapes.items()}
-        work = self.kernel.workspace(z2d.shape[0], self.n, self.dtype)
         lam = lam.copy()
-        self.kernel.step_adjoint(zp, lam, theta, layer, self.spacing, self._omega(theta), self.alpha, grads, work)
+        self.kernel.step_adjoint(zp, lam, theta, layer, self.spacing, self._omega(theta), self.alpha, grads,
+                                 self._workspace(z2d.shape[0]))
         return (lam[0] if single else lam), grads
 
     def _check_layer(self, layer):

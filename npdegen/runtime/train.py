@@ -72,11 +72,15 @@ def _trainable(net: Network, method: str, trainable) -> list[str]:
     return list(net.shapes)
 
 
-def _check_finite(loss: float, grads: dict, step: int, where: str):
-    if not np.isfinite(loss) or not all(np.all(np.isfinite(g)) for g in grads.values()):
+def _check_finite(step: int, where: str, loss: float = 0.0, **arrays):
+    """Stop at the first non-finite loss, state, gradient or parameter, naming step and place."""
+    bad = [name for name, a in arrays.items()
+           if not (all(np.all(np.isfinite(v)) for v in a.values()) if isinstance(a, dict) else np.all(np.isfinite(a)))]
+    if not np.isfinite(loss) or bad:
+        what = ", ".join(bad) if bad else "loss"
         raise FloatingPointError(
-            f"training diverged at step {step} ({where}): loss = {loss}; the parameters left the stable "
-            "region (check omega and the stencil weights) or the learning rate is too large")
+            f"training diverged at step {step} ({where}): non-finite {what}, loss = {loss}; the parameters "
+            "left the stable region (check omega and the stencil weights) or the learning rate is too large")
 
 
 def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer: str = "adam", lr: float = 1e-2,
@@ -107,9 +111,10 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer: str = "a
         bar = _Progress(steps, progress, "train")
         for i in range(steps):
             loss, grads = net.loss_and_grad(x2d, y2d, theta)
-            _check_finite(loss, grads, i, "full network")
+            _check_finite(i, "full network", loss, gradients=grads)
             history.loss.append(loss)
             theta = opt.update(theta, grads, keys)
+            _check_finite(i, "full network, after the update", parameters=theta)
             bar(i + 1, loss)
     else:
         z = x2d.astype(net.dtype)
@@ -120,12 +125,15 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer: str = "a
                 z_next = net.step(z, theta, t)
                 lam = z_next - y2d
                 loss = 0.5 * float(np.sum(np.square(lam, dtype=np.float64)))
+                _check_finite(i, f"layer {t}", loss, state=z_next)
                 _, grads = net.step_vjp(z, theta, lam, t)
-                _check_finite(loss, grads, i, f"layer {t}")
+                _check_finite(i, f"layer {t}", loss, gradients=grads)
                 history.loss.append(loss)
                 theta = opt.update(theta, grads, keys)
+                _check_finite(i, f"layer {t}, after the update", parameters=theta)
                 bar(t * steps + i + 1, loss)
             z = net.step(z, theta, t)
+            _check_finite(steps, f"layer {t}, output", state=z)
     history.layer_loss = net.layer_losses(x2d, y2d, theta)
     history.seconds = time.perf_counter() - start
     return theta, history
