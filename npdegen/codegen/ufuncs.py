@@ -181,9 +181,15 @@ def ufunc_program(expr: sp.Expr, arg: sp.Symbol, arg_name: str = "Z", out: str =
 def _program(expr, arg, arg_name, out) -> UfuncProgram:
     emitter = _Emitter(arg, arg_name, out)
     replacements, (reduced,) = sp.cse([expr], symbols=sp.numbered_symbols("s"), order="canonical")
+    scalars = {}
     for sym, sub in replacements:
+        sub = sub.xreplace(scalars)
+        if not emitter.is_array(sub):          # constant subexpressions stay scalars
+            scalars[sym] = sub
+            continue
         name = emitter.buffer(None)
         emitter.emit(sub, target=name)
         emitter.names[sym] = name
+    reduced = reduced.xreplace(scalars)
     result = emitter.emit(reduced, target=out if reduced != arg else None)
     return UfuncProgram(tuple(emitter.calls), result, emitter.count)
