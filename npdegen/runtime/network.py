@@ -50,6 +50,7 @@ class Network:
 
     def __post_init__(self):
         self.dtype = np.dtype(self.options.dtype)
+        self.xp = self.backend.xp          # numpy, or cupy for the GPU backend
         self.halo = self.ir.halo
         families = dict(self.ir.params)
         if self.ir.bias:
@@ -89,6 +90,7 @@ class Network:
                 theta[k] = np.asarray(values.get(k, self.omega), self.dtype)
                 continue
             theta[k] = np.asarray(values.get(k, 0.0) + scale * rng.standard_normal(shape), self.dtype).reshape(shape)
+        # drawn on the host so that every backend starts from the same numbers
         return self.check_params(theta)
 
     def check_params(self, theta) -> dict:
@@ -102,13 +104,13 @@ class Network:
                              + (f"; unexpected {sorted(extra)}" if extra else ""))
         out = {}
         for k, shape in self.shapes.items():
-            arr = np.asarray(theta[k])
+            arr = self.xp.asarray(theta[k])
             if arr.dtype.kind not in "fiu":
                 raise TypeError(f"theta[{k!r}] must be real numbers, got dtype {arr.dtype}")
             if arr.shape != shape:
                 fam = "omega" if k == "omega" else self.families[k]
                 raise ValueError(f"theta[{k!r}] has shape {arr.shape}; a {fam} parameter needs {shape}")
-            if not np.all(np.isfinite(arr)):
+            if not bool(self.xp.all(self.xp.isfinite(arr))):
                 raise ValueError(f"theta[{k!r}] contains NaN or inf")
             out[k] = arr.astype(self.dtype, order="C", copy=False)
         return out
@@ -118,17 +120,17 @@ class Network:
 
     # ------------------------------------------------------------------ arrays
     def _states(self, x, what="x"):
-        arr = np.asarray(x)
+        arr = self.xp.asarray(x)
         if arr.dtype.kind not in "fiu":
             raise TypeError(f"{what} must be real numbers, got dtype {arr.dtype}")
         if arr.ndim not in (1, 2) or arr.shape[-1] != self.n:
             raise ValueError(f"{what} must have shape (batch, {self.n}) or ({self.n},), got {arr.shape}")
-        if not np.all(np.isfinite(arr)):
+        if not bool(self.xp.all(self.xp.isfinite(arr))):
             raise ValueError(f"{what} contains NaN or inf")
         return arr.astype(self.dtype, copy=False).reshape(-1, self.n), arr.ndim == 1
 
     def _trajectory(self, x2d):
-        traj = np.zeros((self.layers + 1, x2d.shape[0], self.n + 2 * self.halo), self.dtype)
+        traj = self.xp.zeros((self.layers + 1, x2d.shape[0], self.n + 2 * self.halo), self.dtype)
         traj[0, :, self.halo:self.halo + self.n] = x2d
         return traj
 
@@ -142,7 +144,7 @@ class Network:
         theta = self.check_params(theta)
         traj = self._run_forward(x2d, theta)
         out = self._interior(traj) if trajectory else self._interior(traj[-1])
-        out = np.ascontiguousarray(out)
+        out = self.xp.ascontiguousarray(out)
         return out[..., 0, :] if single else out
 
     def vjp(self, x, theta, cotangent):
@@ -157,7 +159,7 @@ class Network:
         return self._adjoint(traj, lam.copy(), theta, single)
 
     def _adjoint(self, traj, lam, theta, single):
-        grads = {k: np.zeros(s, self.dtype) for k, s in self.shapes.items()}
+        grads = {k: self.xp.zeros(s, self.dtype) for k, s in self.shapes.items()}
         dx = self.kernel.adjoint(traj, lam, theta, self.spacing, self._omega(theta), self.alpha, grads,
                                  self._workspace(lam.shape[0]))
         return (dx[0] if single else dx), grads
@@ -172,7 +174,7 @@ class Network:
         theta = self.check_params(theta)
         traj = self._run_forward(x2d, theta)
         lam = self._interior(traj[-1]) - y2d
-        loss = 0.5 * float(np.sum(np.square(lam, dtype=np.float64)))
+        loss = 0.5 * float(self.xp.sum(self.xp.square(lam, dtype=np.float64)))
         dx, grads = self._adjoint(traj, lam, theta, single)
         if input_grad:
             grads["x"] = dx
@@ -182,7 +184,7 @@ class Network:
         """``0.5 Σ (z_t − y)²`` for t = 0 … L: how the loss falls with depth."""
         y2d, _ = self._states(y, "y")
         traj = self.forward(x, theta, trajectory=True).reshape(self.layers + 1, -1, self.n)
-        return 0.5 * np.sum(np.square(traj - y2d, dtype=np.float64), axis=(1, 2))
+        return 0.5 * self.xp.sum(self.xp.square(traj - y2d, dtype=np.float64), axis=(1, 2))
 
     # ------------------------------------------------------------------ single layers
     def step(self, z, theta, layer: int):
@@ -192,7 +194,7 @@ class Network:
         self._check_layer(layer)
         zp = self._trajectory(z2d)[0]
         self.kernel.fill_halo(zp)
-        out = np.empty_like(z2d)
+        out = self.xp.empty_like(z2d)
         self.kernel.step(zp, out, theta, layer, self.spacing, self._omega(theta), self.alpha,
                          self._workspace(z2d.shape[0]))
         return out[0] if single else out
@@ -207,7 +209,7 @@ class Network:
         self._check_layer(layer)
         zp = self._trajectory(z2d)[0]
         self.kernel.fill_halo(zp)
-        grads = {k: np.zeros(s, self.dtype) for k, s in self.shapes.items()}
+        grads = {k: self.xp.zeros(s, self.dtype) for k, s in self.shapes.items()}
         lam = lam.copy()
         self.kernel.step_adjoint(zp, lam, theta, layer, self.spacing, self._omega(theta), self.alpha, grads,
                                  self._workspace(z2d.shape[0]))
