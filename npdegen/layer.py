@@ -143,8 +143,8 @@ class NeuralPDE:
         """
         code, _ = self._split_options(options)
         rendered = render(self.kernel_ir, code)
-        path = Path(out) / kernel_filename(self.kernel_ir, code, suffix=rendered.suffix)
-        return [write_atomic(path, stamp(rendered.source))]
+        stem = kernel_filename(self.kernel_ir, code)
+        return [write_atomic(Path(out) / f"{stem}{suffix}", stamp(text)) for suffix, text in rendered.files.items()]
 
     def compile(self, n: int, spacing: float = 1.0, layers: int = 1, omega: float = 1.0,
                 boundary: str = "periodic", backend: str = "numpy", dtype: str = "float64",

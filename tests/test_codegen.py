@@ -118,17 +118,17 @@ def test_corrupted_cache_entry_is_regenerated(tmp_path, monkeypatch):
     def make():
         made.append(1)
         return cache.stamp("VALUE = 42\n# key-abc\n")
-    mod = cache.load_module("key-abc", "k.py", make)
+    mod = cache.load_module("key-abc", "k", lambda: {".py": make()})
     assert mod.VALUE == 42 and len(made) == 1
     path = tmp_path / "k.py"
     path.write_text(path.read_text().replace("42", "666"))      # tampered: checksum fails
     monkeypatch.setattr(cache, "_modules", {})
-    assert cache.load_module("key-abc", "k.py", make).VALUE == 42 and len(made) == 2
+    assert cache.load_module("key-abc", "k", lambda: {".py": make()}).VALUE == 42 and len(made) == 2
     path.write_text(path.read_text()[:20])                     # truncated
     monkeypatch.setattr(cache, "_modules", {})
-    assert cache.load_module("key-abc", "k.py", make).VALUE == 42 and len(made) == 3
+    assert cache.load_module("key-abc", "k", lambda: {".py": make()}).VALUE == 42 and len(made) == 3
     monkeypatch.setattr(cache, "_modules", {})
-    assert cache.load_module("key-abc", "k.py", make).VALUE == 42 and len(made) == 3   # reused
+    assert cache.load_module("key-abc", "k", lambda: {".py": make()}).VALUE == 42 and len(made) == 3   # reused
 
 
 def test_atomic_write_leaves_no_temporaries(tmp_path):

@@ -1,34 +1,45 @@
-"""Render a :class:`~npdegen.derive.kernel.KernelIR` into source code with Jinja templates.
+"""Render a :class:`~npdegen.derive.kernel.KernelIR` into source files with Jinja templates.
 
-The template decides the code's shape, SymPy's printers the expressions; nothing here builds
-code by string concatenation. :func:`render` returns the source and its content key, a hash of
-everything that changes the code (kernel description, npdegen version, template files, backend,
-options), which the cache uses as the file's identity.
+The templates decide the code's shape, SymPy's printers the expressions; nothing here builds
+code by string concatenation. Each backend is a :class:`Target` (its template folder, the files
+it renders, and the function that prints the expressions for its templates), registered in
+:data:`TARGETS`. :func:`render` returns the files and their content key, a hash of everything
+that changes the code (kernel description, npdegen version, template files, backend, options),
+which the cache uses as their identity.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import jinja2
-import sympy as sp
 
 from .._version import __version__
 from ..derive.kernel import KernelIR
-from ..spec.activations import ACTIVATION_SYMBOL
-from .printing import NumpyKernelPrinter, assignments
-from .ufuncs import UfuncCall, UfuncProgram, ufunc_program
 
-__all__ = ["BOUNDARIES", "DTYPES", "KernelOptions", "Rendered", "render", "template_dir"]
+__all__ = ["BOUNDARIES", "DTYPES", "KernelOptions", "Rendered", "Target", "TARGETS", "render",
+           "template_dir", "content_key"]
 
 BOUNDARIES = ("periodic", "dirichlet", "neumann")
 DTYPES = ("float32", "float64")
-BACKENDS = {"numpy": ("numpy", "module.py.j2", ".py")}
-#: The generated code applies the activation to the array named ``Z``.
-_Z = sp.Symbol("Z", real=True)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A code-generation backend: ``files`` maps a file suffix (``".py"`` first: the module the
+    runtime imports) to a template inside ``templates/<folder>/``; ``context(ir, options)``
+    returns the printed expressions the templates need."""
+    folder: str
+    files: tuple                  # ((suffix, template name), ...)
+    context: Callable
+
+
+#: Registered code generators, by backend name (see :mod:`npdegen.codegen.numpy_target`).
+TARGETS: dict[str, Target] = {}
 
 
 @dataclass(frozen=True)
@@ -41,8 +52,8 @@ class KernelOptions:
     train_omega: bool = False    # gradient with respect to omega
 
     def __post_init__(self):
-        if self.backend not in BACKENDS:
-            raise ValueError(f"unknown backend {self.backend!r}; available: {', '.join(BACKENDS)}")
+        if self.backend not in TARGETS:
+            raise ValueError(f"unknown backend {self.backend!r}; available: {', '.join(TARGETS)}")
         if self.boundary not in BOUNDARIES:
             raise ValueError(f"unknown boundary {self.boundary!r}; choose one of {', '.join(BOUNDARIES)}")
         if self.dtype not in DTYPES:
@@ -54,9 +65,12 @@ class KernelOptions:
 
 @dataclass(frozen=True)
 class Rendered:
-    source: str
+    files: dict       # suffix -> source text; ".py" is the module to import
     key: str          # content hash (hex)
-    suffix: str       # file suffix, e.g. ".py"
+
+    @property
+    def source(self) -> str:
+        return self.files[".py"]
 
 
 def template_dir() -> Path:
@@ -82,6 +96,7 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+@lru_cache(maxsize=None)
 def _templates_digest(folder: str) -> str:
     h = hashlib.sha256()
     for path in sorted((template_dir() / folder).rglob("*")):
@@ -92,52 +107,27 @@ def _templates_digest(folder: str) -> str:
 
 
 def content_key(ir: KernelIR, options: KernelOptions) -> str:
-    folder = BACKENDS[options.backend][0]
+    """Hash of everything that changes the generated files."""
     blob = json.dumps({"kernel": ir.fingerprint(), "version": __version__,
-                       "templates": _templates_digest(folder), "options": vars(options)},
-                      sort_keys=True)
+                       "templates": _templates_digest(TARGETS[options.backend].folder),
+                       "options": vars(options)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _context(ir: KernelIR, options: KernelOptions) -> dict:
-    printer = NumpyKernelPrinter()
-    x = ACTIVATION_SYMBOL
-    z_expr = lambda e: e.subs(x, _Z)
-    weights = assignments(ir.weights, printer, prefix="c")
-    jac_exprs = [d for _, ds in ir.dweights for d in ds]
-    both = assignments([*ir.weights, *jac_exprs], printer, prefix="c")
-    nw = len(ir.weights)
-    jac_results = both.results[nw:]
-    jacobians = []
-    for p, (name, ds) in enumerate(ir.dweights):
-        terms = [(j, jac_results[p * nw + i]) for i, (j, d) in enumerate(zip(ir.offsets, ds)) if d != 0]
-        jacobians.append((name, terms))
-    needed = sorted({j for _, terms in jacobians for j, _ in terms})
-    f, fprime = (_template_program(ufunc_program(z_expr(e), _Z)) for e in (ir.f, ir.fprime))
-    return dict(
-        ir=ir, opt=options, version=__version__,
-        families=dict(ir.params),
-        slot={j: i for i, j in enumerate(ir.offsets)},
-        weights=weights,
-        weights_and_jacobians=both, jacobians=jacobians, gradient_offsets=needed,
-        f=f, fprime=fprime, temporaries=max(f.buffers, fprime.buffers),
-    )
-
-
-def _template_program(program: UfuncProgram) -> UfuncProgram:
-    """Temporaries t0, t1, … live in the list ``t`` of the generated functions."""
-    rename = {f"t{i}": f"t[{i}]" for i in range(program.buffers)}
-    calls = tuple(UfuncCall(c.func, tuple(rename.get(a, a) for a in c.args), rename.get(c.out, c.out))
-                  for c in program.calls)
-    return UfuncProgram(calls, rename.get(program.result, program.result), program.buffers)
-
-
-
-
 def render(ir: KernelIR, options: KernelOptions) -> Rendered:
-    """Render the kernel module of ``ir`` for ``options``."""
-    folder, name, suffix = BACKENDS[options.backend]
+    """Render every file of the kernel of ``ir`` for ``options``."""
+    target = TARGETS[options.backend]
     key = content_key(ir, options)
-    template = _environment().get_template(f"{folder}/{name}")
-    source = template.render(key=key, **_context(ir, options))
-    return Rendered(source=source, key=key, suffix=suffix)
+    context = target.context(ir, options)
+    env = _environment()
+    files = {suffix: env.get_template(f"{target.folder}/{name}").render(key=key, ir=ir, opt=options,
+                                                                         version=__version__, **context)
+             for suffix, name in target.files}
+    return Rendered(files=files, key=key)
+
+
+def _register_builtin_targets():
+    from . import numpy_target  # noqa: F401  (registers itself)
+
+
+_register_builtin_targets()

@@ -66,26 +66,33 @@ def write_atomic(path: Path, text: str) -> Path:
     return path
 
 
-def load_module(key: str, filename: str, make_text) -> object:
-    """Import the cached module ``filename`` (content key ``key``), writing it first if absent or bad.
+def load_module(key: str, stem: str, make_files) -> object:
+    """Import the cached module ``<stem>.py`` (content key ``key``), writing its files first if any
+    is absent or fails its checksum.
 
-    ``make_text()`` returns the stamped file text; it is called only when the cached file is
-    missing or fails its checksum.
+    ``make_files()`` returns ``{suffix: stamped text}`` (``".py"`` plus e.g. ``".cu"``); it is
+    called only when a cached file is missing or bad. Every file is verified before the import.
     """
     with _lock:
         if key in _modules:
             return _modules[key]
-        path = cache_dir() / filename
-        text = path.read_text(encoding="utf-8") if path.is_file() else None
-        if text is None or not verify(text) or key not in text:
-            text = make_text()
-            write_atomic(path, text)
+        folder = cache_dir()
+        texts = {}
+        for path in folder.glob(f"{stem}.*"):
+            if not path.name.endswith(".tmp"):
+                texts[path.suffix] = path.read_text(encoding="utf-8")
+        good = ".py" in texts and all(verify(t) for t in texts.values()) and key in texts[".py"]
+        if not good:
+            texts = make_files()
+            for suffix, text in texts.items():
+                write_atomic(folder / f"{stem}{suffix}", text)
+        path = folder / f"{stem}.py"
         name = f"npdegen_kernel_{key[:16]}"
         spec = importlib.util.spec_from_loader(name, loader=None, origin=str(path))
         module = importlib.util.module_from_spec(spec)
         module.__file__ = str(path)
         # Execute the text that was verified, not whatever the file holds by now.
-        exec(compile(text, str(path), "exec"), module.__dict__)  # noqa: S102 - our own verified code
+        exec(compile(texts[".py"], str(path), "exec"), module.__dict__)  # noqa: S102 - our own verified code
         sys.modules[name] = module
         _modules[key] = module
         return module

@@ -242,23 +242,31 @@ class _Builder:
 
     def build(self, node) -> sympy.Expr:
         kind, pos, *rest = node
-        if kind in _OPERATORS:
-            left, right = self.build(rest[0]), self.build(rest[1])
-            result = self.power(pos, left, right) if kind == "pow" else _OPERATORS[kind](left, right)
-        elif kind == "neg":
-            result = sympy.Mul(sympy.S.NegativeOne, self.build(rest[0]))
-        elif kind == "call":
-            result = self.call(pos, rest[0], [self.build(arg) for arg in rest[1]])
-        elif kind == "num":
-            value = rest[0]
-            result = sympy.Integer(value) if type(value) is int else sympy.Rational(value.numerator, value.denominator)
-        elif kind == "deriv":
-            function, coords = self.fields[rest[0]]
-            result = sympy.Derivative(function, (coords[rest[1]], rest[2]))
-        else:
-            result = {"sym": sympy.Symbol, "const": CONSTANTS.get, "field": lambda k: self.fields[k][0]}[kind](rest[0])
+        children = rest[1] if kind == "call" else rest if kind in _OPERATORS or kind == "neg" else ()
+        args = [self.build(child) for child in children]
+        try:
+            result = self.construct(kind, pos, rest, args)
+        except SpecSyntaxError:
+            raise
+        except (ArithmeticError, TypeError, ValueError, NotImplementedError) as err:  # e.g. Max of non-real values
+            raise SpecSyntaxError(*pos, f"SymPy cannot build this value ({type(err).__name__}: {str(err)[:80]})") from None
         self.scan(result, pos)
         return result
+
+    def construct(self, kind, pos, rest, args):
+        if kind in _OPERATORS:
+            return self.power(pos, *args) if kind == "pow" else _OPERATORS[kind](*args)
+        if kind == "neg":
+            return sympy.Mul(sympy.S.NegativeOne, args[0])
+        if kind == "call":
+            return self.call(pos, rest[0], args)
+        if kind == "num":
+            value = rest[0]
+            return sympy.Integer(value) if type(value) is int else sympy.Rational(value.numerator, value.denominator)
+        if kind == "deriv":
+            function, coords = self.fields[rest[0]]
+            return sympy.Derivative(function, (coords[rest[1]], rest[2]))
+        return {"sym": sympy.Symbol, "const": CONSTANTS.get, "field": lambda k: self.fields[k][0]}[kind](rest[0])
 
     @staticmethod
     def power(pos, base, exponent):
