@@ -28,6 +28,18 @@ def _explain(args) -> int:
     return 0
 
 
+def _cache(args) -> int:
+    from .runtime.cache import cache_info, clear_cache
+    if args.action == "clear":
+        print(f"removed {clear_cache()} file(s)")
+        return 0
+    info = cache_info()
+    print(f"folder:  {info['folder']}\nfiles:   {info['files']}\nbytes:   {info['bytes']}")
+    if info["corrupt"]:
+        print(f"corrupt: {', '.join(info['corrupt'])} (regenerated on next use)")
+    return 0
+
+
 def _demo(args) -> int:
     from .demo import run
     run(out=args.out, steps=args.steps, plot=not args.no_plot)
@@ -53,6 +65,9 @@ def main(argv=None) -> int:
     exp = sub.add_parser("explain", help="print the stencil and the physics of a TOML spec")
     exp.add_argument("spec")
     exp.set_defaults(func=_explain)
+    cache = sub.add_parser("cache", help="show or clear the kernel cache")
+    cache.add_argument("action", choices=("info", "clear"))
+    cache.set_defaults(func=_cache)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -16,7 +16,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-__all__ = ["cache_dir", "write_atomic", "stamp", "verify", "load_module", "CHECKSUM_TAG"]
+__all__ = ["cache_dir", "write_atomic", "stamp", "verify", "load_module", "cache_info", "clear_cache", "CHECKSUM_TAG"]
 
 CHECKSUM_TAG = "# npdegen-body-sha256: "
 _modules: dict[str, object] = {}
@@ -96,3 +96,31 @@ def load_module(key: str, stem: str, make_files) -> object:
         sys.modules[name] = module
         _modules[key] = module
         return module
+
+
+def _entries(folder: Path):
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.startswith(tuple("abcdefghijklmnopqrstuvwxyz"
+                                                                                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ")))
+
+
+def cache_info() -> dict:
+    """Folder, number of files, bytes, and files failing their checksum (they will be regenerated)."""
+    folder = cache_dir()
+    files = _entries(folder)
+    bad = [p.name for p in files if not verify(p.read_text(encoding="utf-8", errors="replace"))]
+    return {"folder": str(folder), "files": len(files), "bytes": sum(p.stat().st_size for p in files),
+            "corrupt": bad}
+
+
+def clear_cache() -> int:
+    """Delete npdegen's files (those carrying its checksum line) from the cache; returns how many."""
+    removed = 0
+    for path in _entries(cache_dir()):
+        with path.open("r", encoding="utf-8", errors="replace") as fh:
+            ours = fh.readline().startswith(CHECKSUM_TAG)
+        if ours:
+            path.unlink(missing_ok=True)
+            removed += 1
+    with _lock:
+        _modules.clear()
+    return removed

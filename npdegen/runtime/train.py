@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .network import Network
+from .checkpoint import load_checkpoint, save_checkpoint
 from .optim import make_optimizer
 
 __all__ = ["TrainHistory", "train"]
@@ -84,18 +85,26 @@ def _check_finite(step: int, where: str, loss: float = 0.0, **arrays):
 
 
 def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer: str = "adam", lr: float = 1e-2,
-          method: str = "full", trainable=None, progress: bool | None = None, **optimizer_options):
+          method: str = "full", trainable=None, progress: bool | None = None, checkpoint=None,
+          checkpoint_every: int | None = None, resume=None, **optimizer_options):
     """Fit ``theta`` so that ``net.forward(x) ≈ y``; returns ``(new_theta, history)``.
 
     The input ``theta`` is not modified. ``optimizer`` is ``"adam"`` or ``"sgd"``; ``steps`` is
     the number of optimizer steps (per layer for ``method="layerwise"``); ``trainable``
     restricts which keys of ``theta`` change. ``progress`` shows a bar on stderr (default: when
-    stderr is a terminal).
+    stderr is a terminal). Training stops with ``FloatingPointError`` at the first non-finite
+    loss, state, gradient or parameter, naming the step and the layer.
+
+    ``checkpoint`` (a path) saves parameters, optimizer state and progress every
+    ``checkpoint_every`` steps and at the end; ``resume`` (a path) continues such a run, with the
+    same arguments, exactly where it stopped.
     """
     if method not in ("full", "layerwise"):
         raise ValueError(f"method must be 'full' or 'layerwise', got {method!r}")
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
         raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+        raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
     if progress is None:
         progress = sys.stderr.isatty()
     theta = {k: v.copy() for k, v in net.check_params(theta).items()}
@@ -105,23 +114,45 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer: str = "a
     if y2d.shape != x2d.shape:
         raise ValueError(f"y has shape {np.shape(y)}, expected the shape of x, {np.shape(x)}")
     history = TrainHistory(method)
+    settings = {"method": method, "optimizer": optimizer, "lr": lr, "keys": keys, "steps": steps}
+    opt = make_optimizer(optimizer, lr, **optimizer_options)
+    done = 0                      # optimizer steps taken, over all layers
+    if resume is not None:
+        saved, state, meta, history.loss = load_checkpoint(resume)
+        mismatch = {k: (meta.get(k), v) for k, v in settings.items() if meta.get(k) != v}
+        if mismatch:
+            raise ValueError(f"resume: {resume} was written with other settings: {mismatch}")
+        theta = net.check_params(saved)
+        opt.load_state_dict(state)
+        done = meta["done"]
+
+    def save():
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, theta, opt.state_dict(), {**settings, "done": done}, history.loss)
+
     start = time.perf_counter()
     if method == "full":
-        opt = make_optimizer(optimizer, lr, **optimizer_options)
         bar = _Progress(steps, progress, "train")
-        for i in range(steps):
+        for i in range(done, steps):
             loss, grads = net.loss_and_grad(x2d, y2d, theta)
             _check_finite(i, "full network", loss, gradients=grads)
             history.loss.append(loss)
             theta = opt.update(theta, grads, keys)
             _check_finite(i, "full network, after the update", parameters=theta)
-            bar(i + 1, loss)
+            done = i + 1
+            bar(done, loss)
+            if checkpoint_every and done % checkpoint_every == 0:
+                save()
     else:
-        z = x2d.astype(net.dtype)
         bar = _Progress(steps * net.layers, progress, "layerwise")
+        z = x2d.astype(net.dtype)
         for t in range(net.layers):
-            opt = make_optimizer(optimizer, lr, **optimizer_options)
-            for i in range(steps):
+            if done >= (t + 1) * steps:          # layer finished before the checkpoint
+                z = net.step(z, theta, t)
+                continue
+            if done == t * steps:                # a fresh layer: a fresh optimizer
+                opt = make_optimizer(optimizer, lr, **optimizer_options)
+            for i in range(done - t * steps, steps):
                 z_next = net.step(z, theta, t)
                 lam = z_next - y2d
                 loss = 0.5 * float(np.sum(np.square(lam, dtype=np.float64)))
@@ -131,9 +162,13 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer: str = "a
                 history.loss.append(loss)
                 theta = opt.update(theta, grads, keys)
                 _check_finite(i, f"layer {t}, after the update", parameters=theta)
-                bar(t * steps + i + 1, loss)
+                done += 1
+                bar(done, loss)
+                if checkpoint_every and done % checkpoint_every == 0:
+                    save()
             z = net.step(z, theta, t)
             _check_finite(steps, f"layer {t}, output", state=z)
+    save()
     history.layer_loss = net.layer_losses(x2d, y2d, theta)
     history.seconds = time.perf_counter() - start
     return theta, history

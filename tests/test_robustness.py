@@ -1,0 +1,131 @@
+"""Robust runtime: exact resume from checkpoints, a cache shared by many processes, cache CLI."""
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from npdegen import NeuralPDE, train
+from npdegen.cli import main
+from npdegen.runtime import cache
+
+q = sp.Symbol("q")
+z = sp.Function("z")(q)
+U, D, R = sp.symbols("U D R")
+
+
+def network(family="heterogeneous"):
+    layer = NeuralPDE(z + R * z - U * z.diff(q) + D * z.diff(q, 2), z, activation="tanh",
+                      params={U: family, D: family, R: family}, bias=family)
+    return layer.compile(n=16, layers=4, omega=0.7, dtype="float64")
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(3)
+    return rng.standard_normal((4, 16)), 0.5 * rng.standard_normal((4, 16))
+
+
+@pytest.mark.parametrize("method, family, optimizer, extra", [
+    ("full", "heterogeneous", "adam", {}),
+    ("full", "homogeneous", "sgd", {"momentum": 0.9}),
+    ("layerwise", "time-dependent", "adam", {}),
+])
+def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path, data, method, family, optimizer, extra):
+    net = network(family)
+    x, y = data
+    theta0 = net.init_params(seed=2, scale=0.05, values={"D": 0.1})
+    kw = dict(steps=12, optimizer=optimizer, lr=0.01, method=method, **extra)
+    whole, hist_whole = train(net, x, y, theta0, **kw)
+    ckpt = tmp_path / "run.npz"
+    # interrupted after 7 optimizer steps (mid-layer for layerwise: 12 steps per layer)
+    with pytest.raises(KeyboardInterrupt):
+        calls = {"n": 0}
+        real = net.loss_and_grad if method == "full" else net.step_vjp
+
+        def interrupting(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] > 7:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+        setattr(net, "loss_and_grad" if method == "full" else "step_vjp", interrupting)
+        try:
+            train(net, x, y, theta0, checkpoint=ckpt, checkpoint_every=1, **kw)
+        finally:
+            setattr(net, "loss_and_grad" if method == "full" else "step_vjp", real)
+    resumed, hist_resumed = train(net, x, y, theta0, resume=ckpt, **kw)
+    for k in whole:
+        assert np.array_equal(whole[k], resumed[k]), k
+    assert hist_whole.loss == hist_resumed.loss
+
+
+def test_resume_refuses_other_settings_and_bad_files(tmp_path, data):
+    net = network()
+    x, y = data
+    theta0 = net.init_params(seed=2)
+    ckpt = tmp_path / "run.npz"
+    train(net, x, y, theta0, steps=2, checkpoint=ckpt)
+    with pytest.raises(ValueError, match="other settings"):
+        train(net, x, y, theta0, steps=2, lr=0.5, resume=ckpt)
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not an npdegen training checkpoint"):
+        train(net, x, y, theta0, steps=2, resume=bad)
+
+
+def test_divergence_names_step_and_layer(data):
+    net = network("time-dependent")
+    x, y = data
+    theta0 = net.init_params(seed=2, values={"D": 0.1})
+    with pytest.raises(FloatingPointError, match=r"step \d+ \(layer \d"):
+        with np.errstate(all="ignore"):
+            train(net, x, 1e200 * np.ones_like(y), theta0, steps=50, optimizer="sgd", lr=1e30, method="layerwise")
+
+
+WORKER = textwrap.dedent("""
+    import sys, numpy as np, sympy as sp
+    from npdegen import NeuralPDE
+    from npdegen.runtime import cache
+    q = sp.Symbol("q"); z = sp.Function("z")(q); D = sp.Symbol("D")
+    worker = int(sys.argv[1])
+    for rep in range(20):
+        cache._modules.clear()                      # force a fresh look at the files every time
+        k = (worker + rep) % 3                      # same and different kernels across processes
+        layer = NeuralPDE(z + D * z.diff(q, 2) * (k + 1), z, params={D: "homogeneous"}, name=f"shared{k}")
+        net = layer.compile(n=12, layers=2, omega=0.5)
+        out = net.forward(np.linspace(0, 1, 12), {"D": np.asarray(0.1)})
+        expected = np.linspace(0, 1, 12)
+        assert np.all(np.isfinite(out)), out
+    print("ok")
+""")
+
+
+def test_many_processes_share_the_cache_safely(tmp_path, monkeypatch):
+    monkeypatch.setenv("NPDEGEN_CACHE_DIR", str(tmp_path / "cache"))
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    procs = [subprocess.Popen([sys.executable, str(script), str(i)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(8)]
+    results = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, results):
+        assert p.returncode == 0 and out.strip() == "ok", err
+    files = sorted((tmp_path / "cache").iterdir())
+    assert len(files) == 3 and all(cache.verify(f.read_text()) for f in files)   # no temporaries left
+
+
+def test_cache_cli(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NPDEGEN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(cache, "_modules", {})
+    network()
+    assert main(["cache", "info"]) == 0
+    assert "files:   1" in capsys.readouterr().out
+    path = next((tmp_path / "cache").iterdir())
+    path.write_text(path.read_text() + "# tampered\n")
+    main(["cache", "info"])
+    assert "corrupt" in capsys.readouterr().out
+    (tmp_path / "cache" / "notes.txt").write_text("not ours")
+    assert main(["cache", "clear"]) == 0
+    assert "removed 1" in capsys.readouterr().out
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["notes.txt"]
