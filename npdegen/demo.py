@@ -81,10 +81,13 @@ def run(out: str | Path = "npdegen-demo", steps: int = 300, plot: bool = True, p
         per_layer = max(steps // 4, 1) if method == "layerwise" else steps
         theta, hist = train(net, x, y, theta0, steps=per_layer, lr=0.02, method=method, progress=progress)
         results[(family, method)] = (net, theta, hist)
-    print(f"{'family':<16}{'method':<11}{'parameters (mean ± spread over sites/layers)':<48}{'final loss':>12}")
+    print(f"{'family':<16}{'method':<11}{'parameters (mean ± spread over sites/layers)':<62}{'final loss':>11}")
     for (family, method), (net, theta, hist) in results.items():
-        print(f"{family:<16}{method:<11}{_summary(theta):<48}{hist.final_loss:>12.3e}")
+        print(f"{family:<16}{method:<11}{_summary(theta):<62}{hist.final_loss:>11.3e}")
     print(f"{'truth':<27}{_summary({'U': TRUE['U'], 'logD': np.log(TRUE['D']), 'R': TRUE['R']})}")
+    anti = TRUE["U"] ** 2 * dt / 2
+    print(f"\nWhy D > {TRUE['D']}: forward Euler adds the anti-diffusion -U^2 dt/2 = {-anti:.5f} (Warming & Hyett; "
+          f"MODEL.md §2),\nso the network learns D = D_true + U^2 dt/2 = {TRUE['D'] + anti:.5f} to match the exact solution.")
     if plot:
         _plot(out / "demo.png", q, x, y, results)
     return results
