@@ -16,10 +16,11 @@ Pipeline (one folder each): ``spec`` → ``derive`` → ``codegen`` → ``runtim
 from ._version import __version__
 from .derive.fornberg import stencil_weights
 from .derive.stencil import SPACING
+from .inspect import kernel_moments, stability
 from .layer import NeuralPDE, load_spec
 from .runtime.network import Network
 from .runtime.train import TrainHistory, train
 from .spec.parse import SpecSyntaxError, parse_expression
 
 __all__ = ["__version__", "NeuralPDE", "Network", "train", "TrainHistory", "stencil_weights",
-           "SPACING", "parse_expression", "SpecSyntaxError", "load_spec"]
+           "SPACING", "parse_expression", "SpecSyntaxError", "load_spec", "kernel_moments", "stability"]

@@ -1,4 +1,4 @@
-"""Command line: ``npdegen demo``, ``npdegen generate SPEC``, ``npdegen explain SPEC``."""
+"""Command line: ``npdegen demo``, ``npdegen generate SPEC``, ``npdegen explain SPEC``, ``npdegen inspect SPEC|W.npy``."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +13,9 @@ def _generate(args) -> int:
     for key in ("backend", "boundary", "dtype"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
+    if options.get("backend") == "auto":  # the backend this machine would run: cupy with a usable GPU
+        from .runtime.backends import get_backend
+        options["backend"] = get_backend("auto").name
     for path in layer.generate(args.out, **options):
         print(path)
     return 0
@@ -58,7 +61,7 @@ def main(argv=None) -> int:
     gen = sub.add_parser("generate", help="write the generated kernel of a TOML spec")
     gen.add_argument("spec")
     gen.add_argument("--out", default="generated")
-    gen.add_argument("--backend", choices=("numpy",))
+    gen.add_argument("--backend", choices=("numpy", "cupy", "auto", "numba"))
     gen.add_argument("--boundary", choices=("periodic", "dirichlet", "neumann"))
     gen.add_argument("--dtype", choices=("float32", "float64"))
     gen.set_defaults(func=_generate)
@@ -68,6 +71,8 @@ def main(argv=None) -> int:
     cache = sub.add_parser("cache", help="show or clear the kernel cache")
     cache.add_argument("action", choices=("info", "clear"))
     cache.set_defaults(func=_cache)
+    from .inspect.cli import add_parser as add_inspect
+    add_inspect(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,9 +85,16 @@ def _check_finite(step: int, where: str, loss: float = 0.0, **arrays):
             "left the stable region (check omega and the stencil weights) or the learning rate is too large")
 
 
+def _monitor(monitor, theta):
+    if monitor is not None:
+        message = monitor(theta)
+        if message:
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
 def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer: str = "adam", lr: float = 1e-2,
           method: str = "full", trainable=None, progress: bool | None = None, checkpoint=None,
-          checkpoint_every: int | None = None, resume=None, **optimizer_options):
+          checkpoint_every: int | None = None, resume=None, monitor=None, **optimizer_options):
     """Fit ``theta`` so that ``net.forward(x) ≈ y``; returns ``(new_theta, history)``.
 
     The input ``theta`` is not modified. ``optimizer`` is ``"adam"`` or ``"sgd"``; ``steps`` is
@@ -98,6 +106,10 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer: str = "a
     ``checkpoint`` (a path) saves parameters, optimizer state and progress every
     ``checkpoint_every`` steps and at the end; ``resume`` (a path) continues such a run, with the
     same arguments, exactly where it stopped.
+
+    ``monitor``: optional callable ``theta -> str | None`` run after every update, e.g.
+    ``npdegen.inspect.stability_monitor(net, every=10)``; a message it returns is issued as a
+    ``RuntimeWarning`` (the stability monitor warns once, when the parameters leave the stable region).
     """
     if method not in ("full", "layerwise"):
         raise ValueError(f"method must be 'full' or 'layerwise', got {method!r}")
@@ -139,6 +151,7 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer: str = "a
             history.loss.append(loss)
             theta = opt.update(theta, grads, keys)
             _check_finite(i, "full network, after the update", parameters=theta)
+            _monitor(monitor, theta)
             done = i + 1
             bar(done, loss)
             if checkpoint_every and done % checkpoint_every == 0:
@@ -162,6 +175,7 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer: str = "a
                 history.loss.append(loss)
                 theta = opt.update(theta, grads, keys)
                 _check_finite(i, f"layer {t}, after the update", parameters=theta)
+                _monitor(monitor, theta)
                 done += 1
                 bar(done, loss)
                 if checkpoint_every and done % checkpoint_every == 0:
