@@ -19,8 +19,9 @@ from .derive.stencil import SPACING
 from .inspect import kernel_moments, stability
 from .layer import NeuralPDE, load_spec
 from .runtime.network import Network
-from .runtime.train import TrainHistory, train
+from .runtime.train import TrainHistory, TrainingDiverged
+from .training import train
 from .spec.parse import SpecSyntaxError, parse_expression
 
-__all__ = ["__version__", "NeuralPDE", "Network", "train", "TrainHistory", "stencil_weights",
+__all__ = ["__version__", "NeuralPDE", "Network", "train", "TrainHistory", "TrainingDiverged", "stencil_weights",
            "SPACING", "parse_expression", "SpecSyntaxError", "load_spec", "kernel_moments", "stability"]

@@ -79,9 +79,11 @@ def test_divergence_names_step_and_layer(data):
     net = network("time-dependent")
     x, y = data
     theta0 = net.init_params(seed=2, values={"D": 0.1})
-    with pytest.raises(FloatingPointError, match=r"step \d+ \(layer \d"):
+    with pytest.raises(FloatingPointError, match=r"step \d+ \(layer \d") as info:
         with np.errstate(all="ignore"):
             train(net, x, 1e200 * np.ones_like(y), theta0, steps=50, optimizer="sgd", lr=1e30, method="layerwise")
+    assert "stability of the last finite parameters" in str(info.value)
+    assert "binding constraint" in str(info.value)
 
 
 WORKER = textwrap.dedent("""

@@ -19,7 +19,16 @@ from .network import Network
 from .checkpoint import load_checkpoint, save_checkpoint
 from .optim import make_optimizer
 
-__all__ = ["TrainHistory", "train"]
+__all__ = ["TrainHistory", "TrainingDiverged", "train"]
+
+
+class TrainingDiverged(FloatingPointError):
+    """Training met a non-finite value. ``step`` and ``where`` say when; ``theta`` holds the last
+    finite parameters (for a diagnosis, e.g. their stability certificate)."""
+
+    def __init__(self, message: str, step: int, where: str, theta: dict | None):
+        super().__init__(message)
+        self.step, self.where, self.theta = step, where, theta
 
 
 @dataclass
@@ -74,15 +83,16 @@ def _trainable(net: Network, method: str, trainable) -> list[str]:
     return list(net.shapes)
 
 
-def _check_finite(step: int, where: str, loss: float = 0.0, **arrays):
+def _check_finite(step: int, where: str, loss: float = 0.0, last_theta: dict | None = None, **arrays):
     """Stop at the first non-finite loss, state, gradient or parameter, naming step and place."""
     bad = [name for name, a in arrays.items()
            if not (all(np.all(np.isfinite(v)) for v in a.values()) if isinstance(a, dict) else np.all(np.isfinite(a)))]
     if not np.isfinite(loss) or bad:
         what = ", ".join(bad) if bad else "loss"
-        raise FloatingPointError(
+        raise TrainingDiverged(
             f"training diverged at step {step} ({where}): non-finite {what}, loss = {loss}; the parameters "
-            "left the stable region (check omega and the stencil weights) or the learning rate is too large")
+            "left the stable region (check omega and the stencil weights) or the learning rate is too large",
+            step, where, last_theta)
 
 
 def _monitor(monitor, theta):
@@ -147,10 +157,10 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer: str = "a
         bar = _Progress(steps, progress, "train")
         for i in range(done, steps):
             loss, grads = net.loss_and_grad(x2d, y2d, theta)
-            _check_finite(i, "full network", loss, gradients=grads)
+            _check_finite(i, "full network", loss, theta, gradients=grads)
             history.loss.append(loss)
-            theta = opt.update(theta, grads, keys)
-            _check_finite(i, "full network, after the update", parameters=theta)
+            previous, theta = theta, opt.update(theta, grads, keys)
+            _check_finite(i, "full network, after the update", last_theta=previous, parameters=theta)
             _monitor(monitor, theta)
             done = i + 1
             bar(done, loss)
@@ -169,19 +179,19 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer: str = "a
                 z_next = net.step(z, theta, t)
                 lam = z_next - y2d
                 loss = 0.5 * float(np.sum(np.square(lam, dtype=np.float64)))
-                _check_finite(i, f"layer {t}", loss, state=z_next)
+                _check_finite(i, f"layer {t}", loss, theta, state=z_next)
                 _, grads = net.step_vjp(z, theta, lam, t)
-                _check_finite(i, f"layer {t}", loss, gradients=grads)
+                _check_finite(i, f"layer {t}", loss, theta, gradients=grads)
                 history.loss.append(loss)
-                theta = opt.update(theta, grads, keys)
-                _check_finite(i, f"layer {t}, after the update", parameters=theta)
+                previous, theta = theta, opt.update(theta, grads, keys)
+                _check_finite(i, f"layer {t}, after the update", last_theta=previous, parameters=theta)
                 _monitor(monitor, theta)
                 done += 1
                 bar(done, loss)
                 if checkpoint_every and done % checkpoint_every == 0:
                     save()
             z = net.step(z, theta, t)
-            _check_finite(steps, f"layer {t}, output", state=z)
+            _check_finite(steps, f"layer {t}, output", last_theta=theta, state=z)
     save()
     history.layer_loss = net.layer_losses(x2d, y2d, theta)
     history.seconds = time.perf_counter() - start
