@@ -45,7 +45,8 @@ def numpy_context(ir: KernelIR, options: KernelOptions) -> dict:
     f, fprime = (_template_program(ufunc_program(e.subs(ACTIVATION_SYMBOL, Z), Z)) for e in (ir.f, ir.fprime))
     return dict(families=dict(ir.params), weights=weights, weights_and_jacobians=both,
                 jacobians=jacobians, gradient_offsets=needed, f=f, fprime=fprime,
-                temporaries=max(f.buffers, fprime.buffers))
+                temporaries=max(f.buffers, fprime.buffers),
+                layer_dependent=any(fam == "time-dependent" for _, fam in ir.params) or ir.bias == "time-dependent")
 
 
 TARGETS["numpy"] = Target(folder="numpy", files=((".py", "module.py.j2"),), context=numpy_context)

@@ -70,8 +70,10 @@ class _Emitter:
             return self._copy(self.arg_name, target)
         if expr in self.names:
             return self._copy(self.names[expr], target)
-        if isinstance(expr, (sp.Add, sp.Mul)):
-            op = "add" if isinstance(expr, sp.Add) else "multiply"
+        if isinstance(expr, sp.Add):
+            return self._add(expr, target)
+        if isinstance(expr, sp.Mul):
+            op = "multiply"
             arrays = [a for a in expr.args if self.is_array(a)]
             scalars = [a for a in expr.args if not self.is_array(a)]
             if isinstance(expr, sp.Mul) and any(isinstance(a, sp.Pow) and a.exp == -1 for a in arrays) \
@@ -124,6 +126,37 @@ class _Emitter:
         if expr.func in _UNARY and len(expr.args) == 1:
             return self._unary(_UNARY[expr.func], expr.args[0], target)
         raise NotImplementedError(f"no in-place ufunc form for {expr.func} in {expr}")
+
+    def _add(self, expr, target):
+        """a + b − c − d + k as add/subtract calls (no multiplications by −1)."""
+        arrays = [a for a in expr.args if self.is_array(a)]
+        scalar = sp.Add(*(a for a in expr.args if not self.is_array(a)))
+        plus = [a for a in arrays if not a.could_extract_minus_sign()]
+        minus = [-a for a in arrays if a.could_extract_minus_sign()]
+        steps = [("add", a) for a in plus[1:]] + [("subtract", a) for a in minus[1 if not plus else 0:]]
+        if plus:
+            acc = self.emit(plus[0])
+        else:                                   # k − a  or  −a
+            a = self.emit(minus[0])
+            out = self._into(a, target, final=not steps)
+            if scalar != 0:
+                self.calls.append(UfuncCall("subtract", (self.scalar(scalar), a), out))
+                scalar = sp.Integer(0)
+            else:
+                self.calls.append(UfuncCall("negative", (a,), out))
+            self.release(a)
+            acc = out
+        for i, (op, term) in enumerate(steps):
+            name = self.emit(term)
+            out = self._into(acc, target, final=i == len(steps) - 1 and scalar == 0)
+            self.calls.append(UfuncCall(op, (acc, name), out))
+            self.release(name)
+            acc = out
+        if scalar != 0:
+            out = self._into(acc, target, final=True)
+            self.calls.append(UfuncCall("add", (acc, self.scalar(scalar)), out))
+            acc = out
+        return self._copy(acc, target)
 
     def _unary(self, func, arg, target):
         a = self.emit(arg)
