@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from functools import cached_property
 from math import factorial
 from pathlib import Path
 
 import sympy as sp
 
+from .codegen.numba_target import ACTIVATION_MODES
 from .codegen.render import KernelOptions, render
 from .derive.kernel import KernelIR, build_kernel
 from .derive.physics import PhysicsTable, explain_moments
@@ -25,7 +27,7 @@ from .spec.specfile import read_spec_file
 __all__ = ["NeuralPDE", "load_spec"]
 
 _CODE_OPTIONS = ("backend", "boundary", "dtype", "normalise", "train_omega")
-_RUN_OPTIONS = ("n", "spacing", "layers", "omega", "alpha", "threads")
+_RUN_OPTIONS = ("n", "spacing", "layers", "omega", "alpha", "threads", "checkpoint", "activations")
 
 
 class NeuralPDE:
@@ -144,11 +146,13 @@ class NeuralPDE:
         code, _ = self._split_options(options)
         rendered = render(self.kernel_ir, code)
         stem = kernel_filename(self.kernel_ir, code)
-        return [write_atomic(Path(out) / f"{stem}{suffix}", stamp(text)) for suffix, text in rendered.files.items()]
+        return [write_atomic(Path(out) / f"{stem}{suffix}", stamp(text, suffix))
+                for suffix, text in rendered.files.items()]
 
     def compile(self, n: int, spacing: float = 1.0, layers: int = 1, omega: float = 1.0,
                 boundary: str = "periodic", backend: str = "numpy", dtype: str = "float64",
-                alpha: float | None = None, train_omega: bool = False, threads: int | None = None) -> Network:
+                alpha: float | None = None, train_omega: bool = False, threads: int | None = None,
+                checkpoint: int | None = None, activations: str | None = None) -> Network:
         """Generate (or reuse from the cache) and load the kernel; return a runnable :class:`Network`.
 
         ``n`` sites of spacing ``spacing``, ``layers`` steps of relaxation ``omega`` (ω ∈ (0, 2)
@@ -156,6 +160,10 @@ class NeuralPDE:
         ``alpha`` the strength of the optional soft normalisation ``−α(‖z‖ − 1) z``;
         ``threads`` splits each layer's grid across threads (default ``$NPDEGEN_NUM_THREADS`` or
         all cores; problems under ``Network.THREAD_MIN_SIZE`` values per layer use one).
+        ``checkpoint=k`` keeps only every k-th layer of the trajectory for the gradient and
+        recomputes the others segment by segment (memory ~ (L/k + k)·batch·n instead of L·batch·n).
+        ``activations`` (numba backend): ``"auto"`` (vectorisable forms in float32, exact in
+        float64), ``"fast"`` or ``"exact"``; other backends compute the exact forms.
         """
         if not isinstance(n, int) or isinstance(n, bool) or n <= 2 * self.kernel_ir.halo:
             raise ValueError(f"n must be an integer > {2 * self.kernel_ir.halo} (twice the stencil "
@@ -167,12 +175,15 @@ class NeuralPDE:
                 raise ValueError(f"{what} must be a positive finite number, got {v!r}")
         if alpha is not None and (not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha < 0):
             raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
-        code = KernelOptions(backend=backend, boundary=boundary, dtype=dtype,
+        if activations not in (None, *ACTIVATION_MODES):
+            raise ValueError(f"activations must be one of {', '.join(ACTIVATION_MODES)}, got {activations!r}")
+        impl = get_backend(backend)      # "auto": cupy or numpy; numba without numba: numpy
+        code = KernelOptions(backend=impl.name, boundary=boundary, dtype=dtype,
                              normalise=bool(alpha), train_omega=train_omega)
-        impl = get_backend(backend)
+        code = impl.code_options(code, activations=activations)
         return Network(ir=self.kernel_ir, options=code, backend=impl, kernel=impl.load(self.kernel_ir, code),
                        n=n, spacing=float(spacing), layers=layers, omega=float(omega),
-                       alpha=float(alpha or 0.0), threads=threads)
+                       alpha=float(alpha or 0.0), threads=threads, checkpoint=checkpoint)
 
     def __repr__(self):
         return f"NeuralPDE({self.spec.name!r}: Z = {self.spec.transform} - b, f = {self.spec.activation_name})"

@@ -48,7 +48,7 @@ def extend(children):
     )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=int(__import__("os").environ.get("NPDEGEN_FUZZ_EXAMPLES", 150)), deadline=None)
 @given(st.recursive(leaves, extend, max_leaves=8))
 def test_ufunc_program_matches_lambdify(expr):
     assume(not expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo))

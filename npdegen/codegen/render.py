@@ -128,6 +128,8 @@ def render(ir: KernelIR, options: KernelOptions) -> Rendered:
 
 def _register_builtin_targets():
     from . import numpy_target  # noqa: F401  (registers itself)
+    from . import numba_target  # noqa: F401  (registers itself; numba itself is needed only to run)
+    from . import cuda_target  # noqa: F401  (registers itself)
 
 
 _register_builtin_targets()

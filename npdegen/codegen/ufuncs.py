@@ -144,7 +144,8 @@ class _Emitter:
                 scalar = sp.Integer(0)
             else:
                 self.calls.append(UfuncCall("negative", (a,), out))
-            self.release(a)
+            if out != a:
+                self.release(a)
             acc = out
         for i, (op, term) in enumerate(steps):
             name = self.emit(term)

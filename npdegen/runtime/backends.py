@@ -16,11 +16,12 @@ a class here (or in its own module) added to :data:`BACKENDS`.
 """
 from __future__ import annotations
 
+import logging
 from types import ModuleType
 
 import numpy
 
-from ..codegen.render import KernelOptions, render
+from ..codegen.render import TARGETS, KernelOptions, content_key, render
 from ..derive.kernel import KernelIR
 from .cache import load_module, stamp
 
@@ -48,10 +49,16 @@ class Backend:
     name = "numpy"
     xp: ModuleType = numpy
 
+    def code_options(self, options: KernelOptions, **extra) -> KernelOptions:
+        """``options`` with this backend's own code options (e.g. numba's ``activations``) applied;
+        backends without any ignore them."""
+        return options
+
     def load(self, ir: KernelIR, options: KernelOptions) -> ModuleType:
-        rendered = render(ir, options)
-        stem = kernel_filename(ir, options, rendered.key)
-        return load_module(rendered.key, stem, lambda: {s: stamp(t) for s, t in rendered.files.items()})
+        key = content_key(ir, options)          # rendering happens only on a cache miss
+        suffixes = [suffix for suffix, _ in TARGETS[options.backend].files]
+        return load_module(key, kernel_filename(ir, options, key),
+                           lambda: {s: stamp(t, s) for s, t in render(ir, options).files.items()}, suffixes)
 
 
 class NumpyBackend(Backend):
@@ -60,6 +67,7 @@ class NumpyBackend(Backend):
 
 
 #: Backend classes by name; instantiated on first use (a missing package raises BackendUnavailable).
+#: ``"numba"`` maps to a factory that falls back to the NumPy backend, with one log line, without numba.
 BACKENDS: dict[str, type] = {"numpy": NumpyBackend}
 _instances: dict[str, Backend] = {}
 
@@ -70,3 +78,27 @@ def get_backend(name: str) -> Backend:
     if name not in _instances:
         _instances[name] = BACKENDS[name]()
     return _instances[name]
+
+
+def _auto_backend() -> Backend:
+    """``"auto"``: CuPy where a GPU is usable, NumPy otherwise; one log line says which."""
+    try:
+        backend = CupyBackend()
+    except BackendUnavailable as exc:
+        logging.getLogger("npdegen").info("backend 'auto': using numpy (%s)", exc)
+        return NumpyBackend()
+    logging.getLogger("npdegen").info("backend 'auto': using cupy on %s", backend.device)
+    return backend
+
+
+from .cupy_backend import CupyBackend  # noqa: E402  (subclasses Backend; imports CuPy only when used)
+
+BACKENDS.update(cupy=CupyBackend, auto=_auto_backend)
+
+
+def _register_numba():
+    from .numba_backend import numba_or_numpy
+    BACKENDS["numba"] = numba_or_numpy
+
+
+_register_numba()

@@ -18,7 +18,9 @@ from pathlib import Path
 
 __all__ = ["cache_dir", "write_atomic", "stamp", "verify", "load_module", "cache_info", "clear_cache", "CHECKSUM_TAG"]
 
-CHECKSUM_TAG = "# npdegen-body-sha256: "
+CHECKSUM_TAG = "npdegen-body-sha256: "
+#: Line-comment markers by file suffix (the checksum line must be a comment in the file's language).
+_COMMENT = {".py": "#", ".cu": "//", ".c": "//", ".h": "//"}
 _modules: dict[str, object] = {}
 _lock = threading.Lock()
 
@@ -35,18 +37,19 @@ def cache_dir() -> Path:
     return path
 
 
-def stamp(source: str) -> str:
-    """Prefix ``source`` with the checksum line of its body."""
+def stamp(source: str, suffix: str = ".py") -> str:
+    """Prefix ``source`` with the checksum line of its body, a comment in the file's language."""
     digest = hashlib.sha256(source.encode()).hexdigest()
-    return f"{CHECKSUM_TAG}{digest}\n{source}"
+    return f"{_COMMENT.get(suffix, '#')} {CHECKSUM_TAG}{digest}\n{source}"
 
 
 def verify(text: str) -> bool:
-    """True if ``text`` starts with a checksum line matching the rest."""
+    """True if ``text`` starts with a checksum line (``# …`` or ``// …``) matching the rest."""
     first, _, body = text.partition("\n")
-    if not first.startswith(CHECKSUM_TAG):
-        return False
-    return first[len(CHECKSUM_TAG):] == hashlib.sha256(body.encode()).hexdigest()
+    for marker in ("# ", "// "):
+        if first.startswith(marker + CHECKSUM_TAG):
+            return first[len(marker + CHECKSUM_TAG):] == hashlib.sha256(body.encode()).hexdigest()
+    return False
 
 
 def write_atomic(path: Path, text: str) -> Path:
@@ -66,9 +69,9 @@ def write_atomic(path: Path, text: str) -> Path:
     return path
 
 
-def load_module(key: str, stem: str, make_files) -> object:
+def load_module(key: str, stem: str, make_files, suffixes=(".py",)) -> object:
     """Import the cached module ``<stem>.py`` (content key ``key``), writing its files first if any
-    is absent or fails its checksum.
+    of ``suffixes`` is absent or any file fails its checksum.
 
     ``make_files()`` returns ``{suffix: stamped text}`` (``".py"`` plus e.g. ``".cu"``); it is
     called only when a cached file is missing or bad. Every file is verified before the import.
@@ -81,7 +84,7 @@ def load_module(key: str, stem: str, make_files) -> object:
         for path in folder.glob(f"{stem}.*"):
             if not path.name.endswith(".tmp"):
                 texts[path.suffix] = path.read_text(encoding="utf-8")
-        good = ".py" in texts and all(verify(t) for t in texts.values()) and key in texts[".py"]
+        good = set(suffixes) <= set(texts) and all(verify(t) for t in texts.values()) and key in texts[".py"]
         if not good:
             texts = make_files()
             for suffix, text in texts.items():
@@ -117,7 +120,7 @@ def clear_cache() -> int:
     removed = 0
     for path in _entries(cache_dir()):
         with path.open("r", encoding="utf-8", errors="replace") as fh:
-            ours = fh.readline().startswith(CHECKSUM_TAG)
+            ours = CHECKSUM_TAG in fh.readline()
         if ours:
             path.unlink(missing_ok=True)
             removed += 1

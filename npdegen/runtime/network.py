@@ -11,6 +11,15 @@ Semantics (the public API promises these):
 * Boundaries: periodic wraps; zero-Dirichlet reads 0 outside the grid; Neumann mirrors about the
   cell faces, ``z[−k] = z[k−1]`` and ``z[n−1+k] = z[n−k]`` (zero flux through the faces).
 * ``loss = 0.5 Σ (z_L − y)²`` summed over batch and sites.
+
+Memory: a gradient needs every state z_0 … z_{L−1}. By default the forward stores them all
+(``(L + 1)·batch·n`` values). With ``checkpoint=k`` it stores only z at every k-th layer; the backward
+then recomputes one segment of ≤ k layers at a time from its checkpoint into a (k + 1)-state buffer
+and runs the adjoint over it, so memory is about ``(⌈L/k⌉ + k + 1)·batch·n`` for ``L − k − ⌈L/k⌉``
+extra layer steps (the last segment is still in the buffer after the forward, and a segment's last
+state is never needed). The recomputation only calls the kernel's ``forward`` and ``adjoint`` on
+segments (time-dependent parameters and gradients passed as views of their layer rows), so every
+backend gets it; it relies on ``adjoint(traj, …)`` reading ``traj[0 … len − 2]`` only.
 """
 from __future__ import annotations
 
@@ -43,6 +52,7 @@ class Network:
     omega: float
     alpha: float = 0.0
     threads: int | None = None
+    checkpoint: int | None = None
     _work: dict = field(default_factory=dict, repr=False)
 
     #: Below this many grid values per layer (batch·n) one thread is faster than several.
@@ -63,6 +73,10 @@ class Network:
             self.threads = int(os.environ.get("NPDEGEN_NUM_THREADS", 0)) or os.cpu_count() or 1
         if not isinstance(self.threads, int) or self.threads < 1:
             raise ValueError(f"threads must be a positive integer, got {self.threads!r}")
+        if self.checkpoint is not None and (not isinstance(self.checkpoint, (int, np.integer))
+                                            or isinstance(self.checkpoint, bool) or self.checkpoint < 1):
+            raise ValueError(f"checkpoint must be None or a positive integer (layers per segment), "
+                             f"got {self.checkpoint!r}")
 
     def _workspace(self, batch: int) -> dict:
         """Buffers and thread pool for a batch size, kept between calls (a Network is not thread-safe)."""
@@ -75,6 +89,59 @@ class Network:
     def _run_forward(self, x2d, theta):
         return self.kernel.forward(self._trajectory(x2d), theta, self.spacing, self._omega(theta), self.alpha,
                                    self._workspace(x2d.shape[0]))
+
+    # ------------------------------------------------------------------ checkpointing
+    @property
+    def _checkpointed(self) -> bool:
+        return self.checkpoint is not None and self.checkpoint < self.layers
+
+    def _segments(self) -> list:
+        k = self.checkpoint
+        return [(t0, min(t0 + k, self.layers)) for t0 in range(0, self.layers, k)]
+
+    def _rows(self, values: dict, t0: int, t1: int) -> dict:
+        """``values`` (parameters or gradients) with time-dependent entries cut to layers [t0, t1): views."""
+        return {k: v[t0:t1] if self.families.get(k) == "time-dependent" else v for k, v in values.items()}
+
+    def _forward_checkpoints(self, x2d, theta):
+        """Forward storing z at the first layer of each segment; returns ``(states, buffer)`` with the
+        last segment's trajectory still in ``buffer``."""
+        segments = self._segments()
+        shape = (x2d.shape[0], self.n + 2 * self.halo)
+        states = self.xp.empty((len(segments), *shape), self.dtype)
+        buffer = self.xp.zeros((self.checkpoint + 1, *shape), self.dtype)
+        buffer[0, :, self.halo:self.halo + self.n] = x2d
+        work, omega = self._workspace(x2d.shape[0]), self._omega(theta)
+        for i, (t0, t1) in enumerate(segments):
+            if i:
+                buffer[0] = buffer[segments[i - 1][1] - segments[i - 1][0]]
+            self.kernel.forward(buffer[:t1 - t0 + 1], self._rows(theta, t0, t1), self.spacing, omega, self.alpha, work)
+            states[i] = buffer[0]
+        return states, buffer
+
+    def _adjoint_checkpoints(self, stored, lam, theta, single):
+        states, buffer = stored
+        grads = {k: self.xp.zeros(s, self.dtype) for k, s in self.shapes.items()}
+        work, omega = self._workspace(lam.shape[0]), self._omega(theta)
+        segments = self._segments()
+        for i in reversed(range(len(segments))):
+            t0, t1 = segments[i]
+            rows = self._rows(theta, t0, t1)
+            if i < len(segments) - 1:         # recompute z_t0 … z_{t1-1} from the checkpoint
+                buffer[0] = states[i]
+                self.kernel.forward(buffer[:t1 - t0], rows, self.spacing, omega, self.alpha, work)
+            lam = self.kernel.adjoint(buffer[:t1 - t0 + 1], lam, rows, self.spacing, omega, self.alpha,
+                                      self._rows(grads, t0, t1), work)
+        return (lam[0] if single else lam), grads
+
+    def _final_state(self, stored):
+        if self._checkpointed:
+            last = self._segments()[-1]
+            return self._interior(stored[1][last[1] - last[0]])
+        return self._interior(stored[-1])
+
+    def _forward_for_gradient(self, x2d, theta):
+        return self._forward_checkpoints(x2d, theta) if self._checkpointed else self._run_forward(x2d, theta)
 
     # ------------------------------------------------------------------ parameters
     def init_params(self, seed=0, scale: float = 0.01, values: dict | None = None) -> dict:
@@ -142,8 +209,10 @@ class Network:
         """z_L for input ``x`` (shape ``(batch, n)`` or ``(n,)``); all of z_0…z_L if ``trajectory``."""
         x2d, single = self._states(x)
         theta = self.check_params(theta)
-        traj = self._run_forward(x2d, theta)
-        out = self._interior(traj) if trajectory else self._interior(traj[-1])
+        if trajectory:
+            out = self._interior(self._run_forward(x2d, theta))
+        else:
+            out = self._final_state(self._forward_for_gradient(x2d, theta))
         out = self.xp.ascontiguousarray(out)
         return out[..., 0, :] if single else out
 
@@ -155,10 +224,12 @@ class Network:
         if lam.shape != x2d.shape:
             raise ValueError(f"cotangent has shape {np.shape(cotangent)}, x has {np.shape(x)}")
         theta = self.check_params(theta)
-        traj = self._run_forward(x2d, theta)
-        return self._adjoint(traj, lam.copy(), theta, single)
+        stored = self._forward_for_gradient(x2d, theta)
+        return self._adjoint(stored, lam.copy(), theta, single)
 
     def _adjoint(self, traj, lam, theta, single):
+        if self._checkpointed:
+            return self._adjoint_checkpoints(traj, lam, theta, single)
         grads = {k: self.xp.zeros(s, self.dtype) for k, s in self.shapes.items()}
         dx = self.kernel.adjoint(traj, lam, theta, self.spacing, self._omega(theta), self.alpha, grads,
                                  self._workspace(lam.shape[0]))
@@ -172,10 +243,10 @@ class Network:
         if y2d.shape != x2d.shape:
             raise ValueError(f"y has shape {np.shape(y)}, expected the shape of x, {np.shape(x)}")
         theta = self.check_params(theta)
-        traj = self._run_forward(x2d, theta)
-        lam = self._interior(traj[-1]) - y2d
+        stored = self._forward_for_gradient(x2d, theta)
+        lam = self._final_state(stored) - y2d
         loss = 0.5 * float(self.xp.sum(self.xp.square(lam, dtype=np.float64)))
-        dx, grads = self._adjoint(traj, lam, theta, single)
+        dx, grads = self._adjoint(stored, lam, theta, single)
         if input_grad:
             grads["x"] = dx
         return loss, grads
@@ -222,4 +293,4 @@ class Network:
     def __repr__(self):
         return (f"Network({self.ir.name!r}, n={self.n}, layers={self.layers}, spacing={self.spacing}, "
                 f"omega={self.omega}, boundary={self.options.boundary!r}, dtype={self.options.dtype!r}, "
-                f"backend={self.backend.name!r})")
+                f"backend={self.backend.name!r}" + (f", checkpoint={self.checkpoint}" if self.checkpoint else "") + ")")

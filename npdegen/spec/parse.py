@@ -7,14 +7,21 @@
    of whitelisted functions, and emits a tree of plain tuples: no SymPy code runs while
    hostile syntax is being refused;
 4. :class:`_Builder` builds SymPy objects bottom-up and refuses anything that would make SymPy
-   compute a huge number, or whose value is infinite, undefined or complex.
+   compute a huge number, or whose value is infinite, undefined or complex; every constant
+   must fit a double, else SymPy's evalf would need astronomic precision (``sin(exp(exp(64)))``).  SymPy's
+   assumption queries can still explode on small inputs (``abs(tanh((x+y)**64))`` expands a
+   64th power into real and imaginary parts), so this phase runs under a budget of
+   MAX_BUILD_STEPS Python calls and lines, counted with ``sys.settrace``.
 
 Every refusal raises :class:`SpecSyntaxError` naming a 1-based ``line:column`` and the reason.
 """
 from __future__ import annotations
 
 import ast
+import cmath
+import contextlib
 import math
+import sys
 import warnings
 from collections.abc import Mapping
 from fractions import Fraction
@@ -32,6 +39,7 @@ MAX_EXPONENT = 64           # largest |numerator| of a numeric exponent
 MAX_DERIVATIVE_ORDER = 8
 MAX_MINMAX_ARGS = 8         # SymPy's Max/Min cost grows quadratically with the arguments
 MAX_NUMBER_BITS = 1100      # numerators/denominators built along the way (1e308 fits)
+MAX_BUILD_STEPS = 2_000_000  # traced Python calls + lines SymPy may run while building (~2 s)
 
 #: Whitelisted callees: name -> (SymPy constructor, fewest arguments, most arguments).
 FUNCTIONS = {name: (function, 1, 1) for name, function in {
@@ -65,6 +73,13 @@ _REFUSED = {  # node, operator or literal type -> what the message calls it
 _OPERATORS = {"add": sympy.Add, "mul": sympy.Mul, "pow": sympy.Pow,
               "sub": lambda a, b: sympy.Add(a, sympy.Mul(sympy.S.NegativeOne, b)),
               "div": lambda a, b: sympy.Mul(a, sympy.Pow(b, sympy.S.NegativeOne))}
+_APPROXIMATE = {  # double-precision stand-ins, used only to bound the size of constants
+    sympy.exp: cmath.exp, sympy.log: cmath.log, sympy.sin: cmath.sin, sympy.cos: cmath.cos,
+    sympy.tan: cmath.tan, sympy.sinh: cmath.sinh, sympy.cosh: cmath.cosh, sympy.tanh: cmath.tanh,
+    sympy.atan: cmath.atan, sympy.asinh: cmath.asinh, log1p: lambda v: cmath.log(1 + v), sympy.Abs: abs,
+    sympy.sign: lambda v: v / abs(v) if v else 0j, sympy.Heaviside: lambda v, h: (v.real > 0) + h * (v.real == 0),
+    sympy.Max: lambda *vs: max(vs, key=lambda v: v.real), sympy.Min: lambda *vs: min(vs, key=lambda v: v.real),
+}
 _NOT_COUNTED = (ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
 _UNDEFINED = (sympy.S.ComplexInfinity, sympy.S.Infinity, sympy.S.NegativeInfinity, sympy.S.NaN)
 
@@ -75,6 +90,39 @@ class SpecSyntaxError(ValueError):
     def __init__(self, line: int, column: int, reason: str):
         self.line, self.column, self.reason = line, column, reason
         super().__init__(f"position {line}:{column}: {reason}")
+
+
+class _OverBudget(BaseException):
+    """Raised inside SymPy when the build budget is spent (not an Exception: nothing swallows it)."""
+
+
+@contextlib.contextmanager
+def _step_budget(steps: int):
+    """Count the Python calls and lines run in this thread; past *steps*, raise
+    :class:`_OverBudget` on the next call or line (never while a generator is being closed,
+    where it would be swallowed) and mark the yielded state as exceeded.  An active tracer
+    (coverage, debugger) keeps receiving its events.  An aborted query may leave SymPy's
+    per-object assumption cache at "unknown", which is sound."""
+    previous, left, state = sys.gettrace(), steps, {"exceeded": False}
+
+    def wrap(inner):
+        def local(frame, event, arg):
+            nonlocal left
+            left -= 1
+            if left < 0 and event in ("call", "line"):
+                state["exceeded"] = True
+                raise _OverBudget
+            if inner is None:
+                return local
+            following = inner(frame, event, arg)
+            return local if following is inner else wrap(following)
+        return local
+
+    sys.settrace(wrap(previous))
+    try:
+        yield state
+    finally:
+        sys.settrace(previous)
 
 
 def _line_col(text: str, index: int) -> tuple[int, int]:
@@ -238,12 +286,13 @@ class _Builder:
     """
 
     def __init__(self, fields: dict):
-        self.fields, self.scanned = fields, {}
+        self.fields, self.scanned, self.values, self.at = fields, {}, {}, (1, 1)
 
     def build(self, node) -> sympy.Expr:
         kind, pos, *rest = node
         children = rest[1] if kind == "call" else rest if kind in _OPERATORS or kind == "neg" else ()
         args = [self.build(child) for child in children]
+        self.at = pos
         try:
             result = self.construct(kind, pos, rest, args)
         except SpecSyntaxError:
@@ -308,8 +357,32 @@ class _Builder:
                 raise SpecSyntaxError(*pos, "a logarithm of a constant, or of a product with a constant factor, "
                                             f"may not be multiplied by a number larger than {MAX_EXPONENT} "
                                             "in magnitude (SymPy turns exp(c*log(b)) into b**c)")
+        if isinstance(expr, sympy.Expr) and not expr.free_symbols:
+            try:
+                self.approximate(expr)
+            except (ArithmeticError, ValueError, TypeError, KeyError):
+                raise SpecSyntaxError(*pos, "a constant in the expression is too large (beyond double "
+                                            "precision range) or undefined") from None
         self.scanned[expr] = found
         return found
+
+    def approximate(self, expr) -> complex:
+        """Value of a constant in double precision, computed without SymPy's evalf."""
+        value = self.values.get(expr)
+        if value is None:
+            if expr.is_Rational:
+                value = expr.p / expr.q  # exact rounding; OverflowError beyond the double range
+            elif expr is sympy.pi or expr is sympy.E:
+                value = math.pi if expr is sympy.pi else math.e
+            else:
+                args = [self.approximate(arg) for arg in expr.args]
+                value = (sum(args) if expr.is_Add else math.prod(args) if expr.is_Mul
+                         else args[0] ** args[1] if expr.is_Pow else _APPROXIMATE[expr.func](*args))
+            value = complex(value)
+            if not cmath.isfinite(value):
+                raise OverflowError
+            self.values[expr] = value
+        return value
 
 
 def _log_with_constant_factor(factor) -> bool:
@@ -393,6 +466,16 @@ def parse_expression(text: str, *, fields=None, max_length: int = 4000, max_node
         stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node) if not isinstance(child, _NOT_COUNTED))
     try:
         checked, _ = checker.check(tree)
-        return _Builder(prepared).build(checked)
     except RecursionError:
         raise SpecSyntaxError(*checker.origin, "the expression is too deeply nested") from None
+    builder = _Builder(prepared)
+    try:
+        with _step_budget(MAX_BUILD_STEPS) as budget:
+            result = builder.build(checked)
+        if budget["exceeded"]:  # the abort was swallowed somewhere inside SymPy
+            raise _OverBudget
+        return result
+    except _OverBudget:
+        raise SpecSyntaxError(*builder.at, "the expression is too expensive for SymPy to build") from None
+    except (RecursionError, MemoryError):
+        raise SpecSyntaxError(*builder.at, "the expression is too deeply nested or too large") from None

@@ -1,0 +1,64 @@
+"""The numba backend: generated fused loops, compiled just in time, cached on disk.
+
+numba is an optional extra (``pip install npdegen[fast]``). :func:`numba_or_numpy`, which
+:data:`~npdegen.runtime.backends.BACKENDS` holds under ``"numba"``, returns a :class:`NumbaBackend`
+when numba imports, else the NumPy backend after one log line.
+
+Loading: the rendered module goes through the verified content-hash cache of
+:mod:`npdegen.runtime.cache` like every kernel, so its functions' code objects carry the cached
+file's real path. numba's ``cache=True`` keys its on-disk cache (``__pycache__`` beside that file,
+or ``$NUMBA_CACHE_DIR``) by that path, the function's name and the file's modification time and
+size: a second process loading the same kernel finds the machine code there instead of compiling
+(``benchmarks/bench_fast_cpu.py`` measures both).
+
+Threads: numba's pool (``NUMBA_NUM_THREADS``, default all cores) caps the ``threads`` a
+:class:`~npdegen.runtime.network.Network` asks for; problems under the kernel's
+``PARALLEL_MIN_SIZE`` values per layer run one serial loop.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from types import ModuleType
+
+import numpy
+
+from ..codegen.numba_target import NumbaOptions
+from ..codegen.render import KernelOptions
+from ..derive.kernel import KernelIR
+from .backends import Backend
+
+__all__ = ["NumbaBackend", "numba_or_numpy"]
+
+log = logging.getLogger("npdegen")
+
+
+class NumbaBackend(Backend):
+    """Kernels from ``templates/numba/``; arrays are NumPy arrays."""
+    name = "numba"
+    xp = numpy
+
+    def __init__(self):
+        import numba  # noqa: F401  (BackendUnavailable-style failure is handled by numba_or_numpy)
+
+    def code_options(self, options: KernelOptions, activations: str | None = None) -> NumbaOptions:
+        """``options`` with the activation forms (``"auto"``, ``"fast"``, ``"exact"``) of this backend."""
+        fields = asdict(options)
+        if isinstance(options, NumbaOptions) and activations is None:
+            return options
+        fields["activations"] = activations or fields.get("activations", "auto")
+        return NumbaOptions(**fields)
+
+    def load(self, ir: KernelIR, options: KernelOptions) -> ModuleType:
+        return super().load(ir, self.code_options(options))
+
+
+def numba_or_numpy() -> Backend:
+    """A :class:`NumbaBackend`, or, without numba, the NumPy backend (logged once: the instance is kept)."""
+    try:
+        return NumbaBackend()
+    except ImportError as exc:
+        from .backends import get_backend
+        log.warning("npdegen: numba is not installed (%s); backend 'numba' runs the NumPy backend "
+                    "(pip install 'npdegen[fast]' for the compiled one)", exc)
+        return get_backend("numpy")
