@@ -54,9 +54,10 @@ class Network:
     threads: int | None = None
     checkpoint: int | None = None
     _work: dict = field(default_factory=dict, repr=False)
+    _buffers: dict = field(default_factory=dict, repr=False)
 
     #: Below this many grid values per layer (batch·n) one thread is faster than several.
-    THREAD_MIN_SIZE = 1 << 15
+    THREAD_MIN_SIZE = 1 << 20
 
     def __post_init__(self):
         self.dtype = np.dtype(self.options.dtype)
@@ -83,8 +84,17 @@ class Network:
         if batch not in self._work:
             threads = self.threads if batch * self.n >= self.THREAD_MIN_SIZE else 1
             self._work.clear()
+            self._buffers.clear()
             self._work[batch] = self.kernel.workspace(batch, self.n, self.dtype, threads=threads)
         return self._work[batch]
+
+    def _buffer(self, name: str, shape: tuple):
+        """A state buffer kept between calls (like the workspace): allocating and first touching
+        L·batch·n values costs about as much as a fast layer sweep. Returned arrays never alias it."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != shape:
+            self._buffers[name] = buf = self.xp.zeros(shape, self.dtype)
+        return buf
 
     def _run_forward(self, x2d, theta):
         return self.kernel.forward(self._trajectory(x2d), theta, self.spacing, self._omega(theta), self.alpha,
@@ -107,11 +117,11 @@ class Network:
         """Forward storing z at the first layer of each segment; returns ``(states, buffer)`` with the
         last segment's trajectory still in ``buffer``."""
         segments = self._segments()
-        shape = (x2d.shape[0], self.n + 2 * self.halo)
-        states = self.xp.empty((len(segments), *shape), self.dtype)
-        buffer = self.xp.zeros((self.checkpoint + 1, *shape), self.dtype)
-        buffer[0, :, self.halo:self.halo + self.n] = x2d
         work, omega = self._workspace(x2d.shape[0]), self._omega(theta)
+        shape = (x2d.shape[0], self.n + 2 * self.halo)
+        states = self._buffer("checkpoints", (len(segments), *shape))
+        buffer = self._buffer("segment", (self.checkpoint + 1, *shape))
+        buffer[0, :, self.halo:self.halo + self.n] = x2d
         for i, (t0, t1) in enumerate(segments):
             if i:
                 buffer[0] = buffer[segments[i - 1][1] - segments[i - 1][0]]
@@ -196,8 +206,10 @@ class Network:
             raise ValueError(f"{what} contains NaN or inf")
         return arr.astype(self.dtype, copy=False).reshape(-1, self.n), arr.ndim == 1
 
-    def _trajectory(self, x2d):
-        traj = self.xp.zeros((self.layers + 1, x2d.shape[0], self.n + 2 * self.halo), self.dtype)
+    def _trajectory(self, x2d, layers=None):
+        self._workspace(x2d.shape[0])
+        shape = ((self.layers if layers is None else layers) + 1, x2d.shape[0], self.n + 2 * self.halo)
+        traj = self._buffer("trajectory" if layers is None else "step", shape)
         traj[0, :, self.halo:self.halo + self.n] = x2d
         return traj
 
@@ -213,7 +225,7 @@ class Network:
             out = self._interior(self._run_forward(x2d, theta))
         else:
             out = self._final_state(self._forward_for_gradient(x2d, theta))
-        out = self.xp.ascontiguousarray(out)
+        out = out.copy()          # C-contiguous, and never a view of the kept buffers
         return out[..., 0, :] if single else out
 
     def vjp(self, x, theta, cotangent):
@@ -263,7 +275,7 @@ class Network:
         z2d, single = self._states(z, "z")
         theta = self.check_params(theta)
         self._check_layer(layer)
-        zp = self._trajectory(z2d)[0]
+        zp = self._trajectory(z2d, layers=0)[0]
         self.kernel.fill_halo(zp)
         out = self.xp.empty_like(z2d)
         self.kernel.step(zp, out, theta, layer, self.spacing, self._omega(theta), self.alpha,
@@ -278,7 +290,7 @@ class Network:
             raise ValueError(f"cotangent has shape {np.shape(cotangent)}, z has {np.shape(z)}")
         theta = self.check_params(theta)
         self._check_layer(layer)
-        zp = self._trajectory(z2d)[0]
+        zp = self._trajectory(z2d, layers=0)[0]
         self.kernel.fill_halo(zp)
         grads = {k: self.xp.zeros(s, self.dtype) for k, s in self.shapes.items()}
         lam = lam.copy()
