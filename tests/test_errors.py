@@ -163,3 +163,18 @@ def test_from_moments_bad_input():
         NeuralPDE.from_moments(3, offsets=(-1, 0, 1))
     with pytest.raises(ValueError, match="offsets"):
         NeuralPDE.from_moments({0: 1}, offsets=())
+
+
+def test_non_finite_results_are_refused_with_the_layer():
+    from npdegen.runtime.network import NonFiniteError
+    net = NeuralPDE(z + D * z.diff(q, 2), z, activation="square", params={D: "homogeneous"}).compile(n=8, layers=12)
+    theta = {"D": np.asarray(0.1)}
+    x = np.full(8, 1e3)
+    with np.errstate(all="ignore"):
+        with pytest.raises(NonFiniteError, match=r"first overflows at layer \d+ of 12") as info:
+            net.forward(x, theta, trajectory=True)
+        assert "npdegen.stability" in str(info.value)
+        with pytest.raises(FloatingPointError, match="non-finite values in output"):
+            net.forward(x, theta)
+        with pytest.raises(FloatingPointError, match="loss_and_grad"):
+            net.loss_and_grad(x, x, theta)

@@ -33,7 +33,11 @@ from ..codegen.render import KernelOptions
 from ..derive.kernel import KernelIR
 from .backends import Backend
 
-__all__ = ["Network"]
+__all__ = ["Network", "NonFiniteError"]
+
+
+class NonFiniteError(FloatingPointError):
+    """A result would contain NaN or inf: the network never returns such values silently."""
 
 _SHAPES = {"homogeneous": lambda n, L: (), "heterogeneous": lambda n, L: (n,),
            "time-dependent": lambda n, L: (L, n)}
@@ -216,16 +220,37 @@ class Network:
     def _interior(self, a):
         return a[..., self.halo:self.halo + self.n]
 
+    # ------------------------------------------------------------------ guards
+    def _finite(self, what: str, stored=None, **arrays):
+        """Raise NonFiniteError if any array is not finite, naming the first layer that overflowed."""
+        xp = self.xp
+        bad = [name for name, a in arrays.items()
+               if not all(bool(xp.all(xp.isfinite(v))) for v in (a.values() if isinstance(a, dict) else [a]))]
+        if not bad:
+            return
+        where = ""
+        if stored is not None and not self._checkpointed:
+            finite = xp.all(xp.isfinite(stored.reshape(stored.shape[0], -1)), axis=1)
+            first = int(xp.argmin(finite)) if not bool(xp.all(finite)) else None
+            if first is not None:
+                where = f"; the state first overflows at layer {first} of {self.layers}"
+        raise NonFiniteError(
+            f"{what}: non-finite values in {', '.join(bad)}{where}. The scheme is unstable for these "
+            "parameters (check omega and the stencil weights: npdegen.stability) or the input is too large.")
+
     # ------------------------------------------------------------------ public
     def forward(self, x, theta, trajectory: bool = False):
         """z_L for input ``x`` (shape ``(batch, n)`` or ``(n,)``); all of z_0…z_L if ``trajectory``."""
         x2d, single = self._states(x)
         theta = self.check_params(theta)
         if trajectory:
-            out = self._interior(self._run_forward(x2d, theta))
+            stored = self._run_forward(x2d, theta)
+            out = self._interior(stored)
         else:
-            out = self._final_state(self._forward_for_gradient(x2d, theta))
+            stored = self._forward_for_gradient(x2d, theta)
+            out = self._final_state(stored)
         out = out.copy()          # C-contiguous, and never a view of the kept buffers
+        self._finite("forward", stored if trajectory else None, output=out)
         return out[..., 0, :] if single else out
 
     def vjp(self, x, theta, cotangent):
@@ -237,7 +262,9 @@ class Network:
             raise ValueError(f"cotangent has shape {np.shape(cotangent)}, x has {np.shape(x)}")
         theta = self.check_params(theta)
         stored = self._forward_for_gradient(x2d, theta)
-        return self._adjoint(stored, lam.copy(), theta, single)
+        dx, grads = self._adjoint(stored, lam.copy(), theta, single)
+        self._finite("vjp", stored, input_gradient=dx, gradients=grads)
+        return dx, grads
 
     def _adjoint(self, traj, lam, theta, single):
         if self._checkpointed:
@@ -258,7 +285,10 @@ class Network:
         stored = self._forward_for_gradient(x2d, theta)
         lam = self._final_state(stored) - y2d
         loss = 0.5 * float(self.xp.sum(self.xp.square(lam, dtype=np.float64)))
+        if not np.isfinite(loss):
+            self._finite("loss_and_grad", stored, output=self._final_state(stored), loss=self.xp.asarray(loss))
         dx, grads = self._adjoint(stored, lam, theta, single)
+        self._finite("loss_and_grad", stored, gradients=grads, **({"input_gradient": dx} if input_grad else {}))
         if input_grad:
             grads["x"] = dx
         return loss, grads
@@ -280,6 +310,7 @@ class Network:
         out = self.xp.empty_like(z2d)
         self.kernel.step(zp, out, theta, layer, self.spacing, self._omega(theta), self.alpha,
                          self._workspace(z2d.shape[0]))
+        self._finite(f"step (layer {layer})", output=out)
         return out[0] if single else out
 
     def step_vjp(self, z, theta, cotangent, layer: int):
@@ -296,6 +327,7 @@ class Network:
         lam = lam.copy()
         self.kernel.step_adjoint(zp, lam, theta, layer, self.spacing, self._omega(theta), self.alpha, grads,
                                  self._workspace(z2d.shape[0]))
+        self._finite(f"step_vjp (layer {layer})", input_gradient=lam, gradients=grads)
         return (lam[0] if single else lam), grads
 
     def _check_layer(self, layer):

@@ -8,6 +8,7 @@ computed with the fitted layer and the next layer is trained.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import warnings
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .network import Network
+from .network import Network, NonFiniteError
 from .checkpoint import load_checkpoint, save_checkpoint
 from .optim import make_optimizer
 
@@ -95,6 +96,15 @@ def _check_finite(step: int, where: str, loss: float = 0.0, last_theta: dict | N
             step, where, last_theta)
 
 
+@contextlib.contextmanager
+def _diverged(step: int, where: str, theta: dict):
+    """Turn the network's refusal of non-finite results into a TrainingDiverged naming the step."""
+    try:
+        yield
+    except NonFiniteError as exc:
+        raise TrainingDiverged(f"training diverged at step {step} ({where}): {exc}", step, where, theta) from None
+
+
 def _monitor(monitor, theta):
     if monitor is not None:
         message = monitor(theta)
@@ -156,8 +166,8 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer: str = "a
     if method == "full":
         bar = _Progress(steps, progress, "train")
         for i in range(done, steps):
-            loss, grads = net.loss_and_grad(x2d, y2d, theta)
-            _check_finite(i, "full network", loss, theta, gradients=grads)
+            with _diverged(i, "full network", theta):
+                loss, grads = net.loss_and_grad(x2d, y2d, theta)
             history.loss.append(loss)
             previous, theta = theta, opt.update(theta, grads, keys)
             _check_finite(i, "full network, after the update", last_theta=previous, parameters=theta)
@@ -176,12 +186,12 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer: str = "a
             if done == t * steps:                # a fresh layer: a fresh optimizer
                 opt = make_optimizer(optimizer, lr, **optimizer_options)
             for i in range(done - t * steps, steps):
-                z_next = net.step(z, theta, t)
-                lam = z_next - y2d
-                loss = 0.5 * float(np.sum(np.square(lam, dtype=np.float64)))
-                _check_finite(i, f"layer {t}", loss, theta, state=z_next)
-                _, grads = net.step_vjp(z, theta, lam, t)
-                _check_finite(i, f"layer {t}", loss, theta, gradients=grads)
+                with _diverged(i, f"layer {t}", theta):
+                    z_next = net.step(z, theta, t)
+                    lam = z_next - y2d
+                    loss = 0.5 * float(np.sum(np.square(lam, dtype=np.float64)))
+                    _check_finite(i, f"layer {t}", loss, theta)
+                    _, grads = net.step_vjp(z, theta, lam, t)
                 history.loss.append(loss)
                 previous, theta = theta, opt.update(theta, grads, keys)
                 _check_finite(i, f"layer {t}, after the update", last_theta=previous, parameters=theta)
@@ -190,8 +200,8 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer: str = "a
                 bar(done, loss)
                 if checkpoint_every and done % checkpoint_every == 0:
                     save()
-            z = net.step(z, theta, t)
-            _check_finite(steps, f"layer {t}, output", last_theta=theta, state=z)
+            with _diverged(steps, f"layer {t}, output", theta):
+                z = net.step(z, theta, t)
     save()
     history.layer_loss = net.layer_losses(x2d, y2d, theta)
     history.seconds = time.perf_counter() - start
