@@ -5,6 +5,8 @@ Times, in ONE run and on the same seeded data, ``loss_and_grad`` of
 
 * ``numpy_idiomatic``   plain NumPy with np.roll           (references.py)
 * ``numpy_buffered``    best hand-written NumPy             (references.py)
+* ``numpy_out_unblocked``  the same without cache blocking: preallocated buffers and ``out=``
+                          only, the "buffered NumPy" of the core issue
 * ``numpy_buffered+reuse_tanh``  the same, tanh read off the trajectory
                         instead of recomputed (a different algorithm, shown
                         for information only)
@@ -189,6 +191,9 @@ def implementations(dtype, args):
     impls = [
         Impl("numpy_idiomatic", ref.numpy_idiomatic),
         Impl("numpy_buffered", ref.numpy_buffered),
+        Impl("numpy_out_unblocked",
+             lambda *a, **k: ref.numpy_buffered(*a, block_elems=1 << 40, **k),
+             note="buffers and out= only, whole-array passes (no cache blocking)"),
         Impl("numpy_buffered+reuse_tanh",
              lambda *a, **k: ref.numpy_buffered(*a, reuse_tanh=True, **k),
              note="variant: tanh read off the trajectory"),

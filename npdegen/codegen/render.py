@@ -118,7 +118,10 @@ def render(ir: KernelIR, options: KernelOptions) -> Rendered:
     """Render every file of the kernel of ``ir`` for ``options``."""
     target = TARGETS[options.backend]
     key = content_key(ir, options)
-    context = target.context(ir, options)
+    try:
+        context = target.context(ir, options)
+    except NotImplementedError as exc:   # a SymPy printer without a method for some function
+        raise ValueError(f"cannot generate {options.backend} code for layer {ir.name!r}: {exc}") from None
     env = _environment()
     files = {suffix: env.get_template(f"{target.folder}/{name}").render(key=key, ir=ir, opt=options,
                                                                          version=__version__, **context)

@@ -81,8 +81,17 @@ def build_kernel(spec: LayerSpec) -> KernelIR:
     if not live:
         raise ValueError(f"the stencil of {spec.transform} is identically zero")
     offsets = tuple(j for j, _ in live)
+    # Parameters are real numbers: say so before differentiating (d|A|/dA = sign(A), not re/im parts).
+    real = {sym: sp.Symbol(sym.name, real=True) for sym, _ in spec.params}
+    back = {r: sym for sym, r in real.items()}
     weights = tuple(w for _, w in live)
-    dweights = tuple((sym.name, tuple(sp.diff(w, sym) for w in weights)) for sym, _ in spec.params)
+    dweights = tuple((sym.name, tuple(sp.diff(w.xreplace(real), real[sym]).xreplace(back) for w in weights))
+                     for sym, _ in spec.params)
+    for name, ds in dweights:
+        for d in ds:
+            if d.atoms(sp.Derivative) or d.has(sp.DiracDelta, sp.nan, sp.zoo):
+                raise ValueError(f"the stencil weight derivative d/d{name} = {d} cannot be evaluated "
+                                 "pointwise; use coefficients that are differentiable in the parameters")
     x = ACTIVATION_SYMBOL
     return KernelIR(
         name=spec.name,
