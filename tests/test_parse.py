@@ -51,7 +51,8 @@ def _watch(workdir, *, strict: bool):
 
     def loaded(name, globals=None, locals=None, fromlist=(), level=0):
         if level:  # relative import: resolve against the importing package
-            name = ".".join(filter(None, [(globals or {}).get("__package__", "").rsplit(".", level - 1)[0], name]))
+            package = (globals or {}).get("__package__") or ""
+            name = ".".join(filter(None, [package.rsplit(".", level - 1)[0], name]))
         return name in sys.modules
 
     def recorder(name):
@@ -90,10 +91,11 @@ def test_the_guard_itself_sees_side_effects(tmp_path):
     fresh = next(m for m in ("colorsys", "wave", "sndhdr", "imghdr") if m not in sys.modules)
     with _watch(tmp_path, strict=False) as report:
         for call in (lambda: open("made.txt", "w"), lambda: eval("1"), lambda: exec("1"),
-                     lambda: __import__("npdegen_no_such_module"), lambda: importlib.import_module(fresh)):
+                     lambda: __import__("npdegen_no_such_module"),
+                     lambda: importlib.import_module(fresh)):
             with pytest.raises(_Blocked):  # a real import runs the module body through exec
                 call()
-        sys.modules["npdegen_fake_module"] = types.ModuleType("npdegen_fake_module")  # a hook-free import
+        sys.modules["npdegen_fake_module"] = types.ModuleType("npdegen_fake_module")  # hook-free import
         os.close(os.open("made.txt", os.O_CREAT | os.O_WRONLY))  # a file made without builtins.open
     del sys.modules["npdegen_fake_module"]
     assert [name for name, _ in report["calls"]] == ["open", "eval", "exec", "__import__", "exec"]
@@ -109,7 +111,8 @@ def test_adr_transform():
 
 @pytest.mark.parametrize("text, expected", [
     ("diff(z, q, 2)", z.diff(q, 2)), ("diff(z, q)", z.diff(q)), ("z_q", z.diff(q)),
-    ("z_qqq", z.diff(q, 3)), ("z_qqqqqqqq", z.diff(q, 8)), ("exp(logD)*z_qq", sympy.exp(sympy.Symbol("logD")) * z.diff(q, 2)),
+    ("z_qqq", z.diff(q, 3)), ("z_qqqqqqqq", z.diff(q, 8)),
+    ("exp(logD)*z_qq", sympy.exp(sympy.Symbol("logD")) * z.diff(q, 2)),
     ("0.1*z", sympy.Rational(1, 10) * z), ("-z + 2*z_q", -z + 2 * z.diff(q)),
 ])
 def test_field_expressions(text, expected):
@@ -124,8 +127,9 @@ def test_float_literals_are_exact():
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("x**2/(1+x**2)", x**2 / (1 + x**2)), ("max(x, 0)", sympy.Max(x, 0)), ("Max(x, 0)", sympy.Max(x, 0)),
-    ("min(x, 1, y)", sympy.Min(x, 1, y)), ("log1p(exp(x))", log1p(sympy.exp(x))), ("tanh(x)", sympy.tanh(x)),
+    ("x**2/(1+x**2)", x**2 / (1 + x**2)), ("max(x, 0)", sympy.Max(x, 0)),
+    ("Max(x, 0)", sympy.Max(x, 0)), ("min(x, 1, y)", sympy.Min(x, 1, y)),
+    ("log1p(exp(x))", log1p(sympy.exp(x))), ("tanh(x)", sympy.tanh(x)),
     ("x/(1 + abs(x))", x / (1 + sympy.Abs(x))), ("Heaviside(x)*sign(x)", sympy.Heaviside(x) * sympy.sign(x)),
     ("sqrt(x) + atan(x) + asinh(x) + sinh(x)*cosh(x)*tan(x)*sin(x)*cos(x)*log(x)",
      sympy.sqrt(x) + sympy.atan(x) + sympy.asinh(x) + sympy.sinh(x) * sympy.cosh(x) * sympy.tan(x)
@@ -231,12 +235,16 @@ def test_non_str_is_a_type_error(payload, tmp_path):
 # integers (exp(c*log(2)) becomes 2**c, even inside a sum) or infinite/complex values.
 NUMERIC_HAZARDS = [
     "1/0", "x/0", "0**-1", "log(0)", "tan(pi/2)", "sqrt(-1)", "log(-1)", "(-8)**0.5",
-    "exp(x + 10**29*log(2))", "exp(10**29*log(2))", "exp(10**29*(log(2) + log(3)))", "E**(x + 10**29*log(2))",
-    "exp(x + 10**29*log1p(1))", "exp(x + 10**29*asinh(1))", "exp(10**29*log(2*x))",
-    "exp(x + 10**29*log(sqrt(2)*y))", "exp((10**29 + x - x)*log(2*x))", "exp(10**29*(log(2*x) + log(3*y)))", "2**(10**29 + x - x)", "(2*x)**(10**29)",
+    "exp(x + 10**29*log(2))", "exp(10**29*log(2))", "exp(10**29*(log(2) + log(3)))",
+    "E**(x + 10**29*log(2))", "exp(x + 10**29*log1p(1))", "exp(x + 10**29*asinh(1))",
+    "exp(10**29*log(2*x))", "exp(x + 10**29*log(sqrt(2)*y))", "exp((10**29 + x - x)*log(2*x))",
+    "exp(10**29*(log(2*x) + log(3*y)))", "2**(10**29 + x - x)", "(2*x)**(10**29)",
     "(2*x)**(10**20*y/y)", "sqrt(10)**(10**29 + x - x)", "x**(2**64)", "x**(2*40)", "2**(x*0 + 3*40)",
     "((3**64)**64)**64", "(((7**64)**64)**64)**64", "exp(710)", "sin(exp(exp(64)))",
-    "sign(sin(exp(exp(x - x + 64))))", "log(tan(sinh(sqrt((10**29)**11))))", "(10**29)**11", "max(a, max(b, max(c, max(d, max(e, max(f, max(g, max(h, k))))))))",
+    "sign(sin(exp(exp(x - x + 64))))", "log(tan(sinh(sqrt((10**29)**11))))", "(10**29)**11",
+    "max(-1, 6 + 2**(10**29 - x))", "abs(exp(10**29*log(x + 1)))", "((3*x + 3)**64)**64",
+    "atan(tan(sqrt((64**2)**64)))",  # a SymPy bug (TypeError inside tan), refused cleanly
+    "max(a, max(b, max(c, max(d, max(e, max(f, max(g, max(h, k))))))))",
 ]
 
 
@@ -292,7 +300,8 @@ def test_errors_name_the_position(text, position):
 
 def test_error_messages_give_the_reason():
     for text, reason in [("z.__class__", "attribute access is not allowed"), ("a @ b", "@"),
-                         ("x if y else z", "conditional"), ("True", "booleans"), ("1" * 40, "30 digits"),
+                         ("x if y else z", "conditional"), ("True", "booleans"),
+                         ("1" * 40, "30 digits"),
                          ("numpy", "reserved"), ("q", "coordinate"), ("exp(x, y)", "1 argument")]:
         with pytest.raises(SpecSyntaxError, match=reason.replace("(", r"\(")):
             parse_expression(text, fields=FIELDS)
@@ -310,14 +319,16 @@ def test_bad_fields_are_refused():
 
 
 # --------------------------------------------------------------------------- validate_identifier
-@pytest.mark.parametrize("name", ["x", "z", "q", "R", "logD", "U1", "a_b", "alpha1", "Class", "A" * 32, "z_q"])
+@pytest.mark.parametrize("name", ["x", "z", "q", "R", "logD", "U1", "a_b", "alpha1", "Class", "A" * 32,
+                                  "z_q"])
 def test_validate_identifier_accepts(name):
     assert validate_identifier(name) == name
 
 
 @pytest.mark.parametrize("name", [
-    "", "1x", "_x", "x_", "x__y", "a-b", "a b", "\u00e9", "x\n", "A" * 33, "class", "print", "open", "match",
-    "numpy", "np", "theta", "Z", "n", "double", "int", "threadIdx", "__global__", "exp", "pi", "E", "diff", "layer",
+    "", "1x", "_x", "x_", "x__y", "a-b", "a b", "\u00e9", "x\n", "A" * 33, "class", "print", "open",
+    "match", "numpy", "np", "theta", "Z", "n", "double", "int", "threadIdx", "__global__", "exp", "pi",
+    "E", "diff", "layer",
 ])
 def test_validate_identifier_refuses(name):
     with pytest.raises(ValueError) as err:
@@ -339,7 +350,8 @@ def test_reserved_contents():
 
 
 # --------------------------------------------------------------------------- property tests
-PYTHONISH = st.text(alphabet="xyzqRD_0123456789.eE+-*/()[]{},:;=<>!@%^&|~'\" \n#\\abcdefijklmnoprstuvw", max_size=60)
+PYTHONISH = st.text(alphabet="xyzqRD_0123456789.eE+-*/()[]{},:;=<>!@%^&|~'\" \n#\\abcdefijklmnoprstuvw",
+                    max_size=60)
 
 
 @pytest.fixture(scope="module")
@@ -375,11 +387,14 @@ def _limits(expr) -> str:
     for node in sympy.preorder_traversal(expr):
         if node.is_Rational and max(abs(node.p).bit_length(), node.q.bit_length()) > 1100:
             return "refuse"
+        if node.is_Pow and any(abs(r.p) > 1024 for r in node.exp.atoms(sympy.Rational)):
+            return "refuse"
         if node.is_Mul:
             coefficient, rest = node.as_coeff_Mul()
             if coefficient.is_Rational and abs(coefficient.p) > 64 and (
                     any(not lg.args[0].free_symbols for lg in node.atoms(sympy.log))
-                    or any(isinstance(f, sympy.log) and constant_factor(f) for f in sympy.Mul.make_args(rest))):
+                    or any(isinstance(f, sympy.log) and constant_factor(f)
+                           for f in sympy.Mul.make_args(rest))):
                 return "refuse"
         if isinstance(node, sympy.Expr) and not node.free_symbols:
             size = abs(complex(node.evalf(20)))
@@ -391,11 +406,14 @@ def _limits(expr) -> str:
 
 
 def _node(text, build, *children):
-    """(text, value, status) of a strategy node, checking every intermediate value like the parser."""
+    """(text, value, status) of a strategy node; every intermediate value is checked, as the parser does."""
     statuses = {c[2] for c in children}
     if "refuse" in statuses:
         return text, None, "refuse"
-    value = build(*(c[1] for c in children))
+    try:
+        value = build(*(c[1] for c in children))
+    except Exception:  # noqa: BLE001 - SymPy itself fails: the parser refuses such values too
+        value = None
     status = "refuse" if value is None else _limits(value)
     if status == "ok" and "either" in statuses:
         status = "either"
@@ -426,8 +444,10 @@ def _extend(children):
 
     return st.one_of(
         st.builds(binary, children, st.sampled_from("+-*/"), children),
-        st.builds(lambda a, k: _node(f"({a[0]})**({k})", lambda u: u**k, a), children, st.integers(-3, 3)),
-        st.builds(lambda f, a: _node(f"{f}({a[0]})", FUNCTIONS[f][0], a), st.sampled_from(UNARY), children),
+        st.builds(lambda a, k: _node(f"({a[0]})**({k})", lambda u: u**k, a),
+                  children, st.integers(-3, 3)),
+        st.builds(lambda f, a: _node(f"{f}({a[0]})", FUNCTIONS[f][0], a),
+                  st.sampled_from(UNARY), children),
         st.builds(minmax, st.sampled_from(["max", "min", "Max", "Min"]), children, children),
         children.map(lambda a: _node(f"-({a[0]})", lambda u: -u, a)),
     )
@@ -442,7 +462,12 @@ def test_well_formed_expressions_match_direct_sympy(case):
         with pytest.raises(SpecSyntaxError):
             parse_expression(text, **limits)
     elif status == "ok":
-        assert parse_expression(text, **limits) == expected
+        try:
+            got = parse_expression(text, **limits)
+        except SpecSyntaxError as err:  # the one limit this oracle cannot predict: SymPy's work
+            assert "too expensive" in str(err)
+        else:
+            assert got == expected
     else:
         with contextlib.suppress(SpecSyntaxError):
             assert parse_expression(text, **limits) == expected

@@ -115,7 +115,8 @@ def validate_identifier(name: str, what: str = "name") -> str:
     elif name.endswith("_"):
         reason = "must not end with an underscore"
     elif name in RESERVED:
-        reason = "is reserved (keyword, builtin, C/CUDA name, expression-language name or generated-code local)"
+        reason = ("is reserved (a keyword, builtin, C/CUDA name, expression-language name or local of "
+                  "the generated code)")
     else:
         return name
     raise ValueError(f"invalid {what} {shown}: {reason}")
