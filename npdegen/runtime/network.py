@@ -86,7 +86,9 @@ class Network:
     def _workspace(self, batch: int) -> dict:
         """Buffers and thread pool for a batch size, kept between calls (a Network is not thread-safe)."""
         if batch not in self._work:
-            threads = self.threads if batch * self.n >= self.THREAD_MIN_SIZE else 1
+            # a kernel module may state its own crossover (the numba kernels do; measured)
+            minimum = getattr(self.kernel, "THREAD_MIN_SIZE", self.THREAD_MIN_SIZE)
+            threads = self.threads if batch * self.n >= minimum else 1
             self._work.clear()
             self._buffers.clear()
             self._work[batch] = self.kernel.workspace(batch, self.n, self.dtype, threads=threads)
