@@ -52,14 +52,20 @@ def verify(text: str) -> bool:
     return False
 
 
-def write_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+def write_atomic(path: Path, data) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, rename).
+
+    ``data`` is text, bytes, or a function that writes into the binary file object it is given.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            if callable(data):
+                data(fh)
+            else:
+                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -7,11 +7,11 @@ checkpoint continues the run exactly where it stopped (bit for bit in float64).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from .cache import write_atomic
 
 __all__ = ["save_checkpoint", "load_checkpoint"]
 
@@ -21,21 +21,11 @@ FORMAT = "npdegen-train-checkpoint-1"
 def save_checkpoint(path, theta: dict, optimizer_state: dict, meta: dict, loss: list) -> Path:
     """Write ``theta``, the optimizer state, ``meta`` (JSON-able progress and settings) and the loss history."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {f"theta/{k}": np.asarray(v) for k, v in theta.items()}
     arrays.update({f"opt/{k}": np.asarray(v) for k, v in optimizer_state.items()})
     arrays["loss"] = np.asarray(loss, np.float64)
     arrays["meta"] = np.asarray(json.dumps({"format": FORMAT, **meta}, sort_keys=True))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda fh: np.savez(fh, **arrays))
     return path
 
 
