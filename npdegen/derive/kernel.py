@@ -19,7 +19,7 @@ import sympy as sp
 
 from ..spec.activations import ACTIVATION_SYMBOL
 from ..spec.layerspec import LayerSpec
-from .stencil import SPACING, Stencil, discretise, stencil_moments
+from .stencil import Stencil, discretise, stencil_moments
 
 __all__ = ["KernelIR", "build_kernel"]
 
