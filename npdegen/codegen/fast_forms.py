@@ -48,8 +48,8 @@ from __future__ import annotations
 import sympy as sp
 from sympy.codegen.cfunctions import log1p
 
-__all__ = ["TANH_CLAMP", "SOFTPLUS_CLAMP", "RULES", "RationalForm", "fast_tanh", "fast_softplus_tail", "fast_activation",
-           "expand_forms"]
+__all__ = ["TANH_CLAMP", "SOFTPLUS_CLAMP", "RULES", "RationalForm", "fast_tanh", "fast_softplus_tail",
+           "fast_activation", "expand_forms"]
 
 #: tanh(u) is ±1 (to 2.3e-7) beyond |u| = 8.
 TANH_CLAMP = 8

@@ -27,7 +27,8 @@ from .fast_forms import RationalForm, expand_forms, fast_activation  # noqa: I00
 from .numpy_target import jacobian_terms
 from .printing import Assignments, assignments
 
-__all__ = ["ACTIVATION_MODES", "NumbaOptions", "NumbaPrinter", "activation_forms", "numba_context", "shared_assignments"]
+__all__ = ["ACTIVATION_MODES", "NumbaOptions", "NumbaPrinter", "activation_forms", "numba_context",
+           "scratch_layout", "shared_assignments"]
 
 ACTIVATION_MODES = ("auto", "fast", "exact")
 #: The generated loops apply the activation to the local variable ``_Z``.
@@ -37,7 +38,8 @@ Z = sp.Symbol("_Z", real=True)
 def _sources_digest() -> str:
     """Hash of this printer and of the fast forms: part of every numba kernel's content key."""
     here = Path(__file__).resolve().parent
-    return hashlib.sha256(b"".join((here / f).read_bytes() for f in ("numba_target.py", "fast_forms.py"))).hexdigest()[:16]
+    sources = b"".join((here / name).read_bytes() for name in ("numba_target.py", "fast_forms.py"))
+    return hashlib.sha256(sources).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,32 @@ def activation_forms(ir: KernelIR, options: KernelOptions) -> tuple[str, sp.Expr
     return "fast", f, sp.diff(f, ACTIVATION_SYMBOL)
 
 
+def scratch_layout(ir: KernelIR, options: KernelOptions, needed, static: bool) -> tuple[dict, dict]:
+    """Rows of a thread's scratch array (chunk + 2·halo columns) and of the per-call accumulators
+    (n columns) the template indexes, by name.
+
+    Scratch: the weights of a layer (when they depend on it), then two rows each (the adjoint takes
+    batch rows in pairs) of s, f(Z) and λ before the layer, and the per-layer gradient sums of
+    time-dependent weights and bias. Accumulators: gradient sums over batch and layers, contracted
+    or added up once at the end of a call (``g<j>`` weight sums of layer-independent weights, ``gb``
+    bias, ``go`` ω, ``h<name>`` per-site terms of homogeneous parameters otherwise).
+    """
+    nw = len(ir.offsets)
+    rows = {"s": nw, "fz": nw + 2}
+    if not static:
+        rows.update({f"g{j}": nw + 4 + k for k, j in enumerate(needed)})
+    rows["gb"] = nw + 4 + len(needed)
+    rows["lold"] = rows["gb"] + 1
+    acc = [f"g{j}" for j in needed] if static else []
+    if ir.bias and ir.bias != "time-dependent":
+        acc.append("gb")
+    if options.train_omega:
+        acc.append("go")
+    if not static:
+        acc += [f"h{name}" for name, fam in ir.params if fam == "homogeneous"]
+    return rows, {name: k for k, name in enumerate(acc)}
+
+
 def numba_context(ir: KernelIR, options: KernelOptions) -> dict:
     printer = NumbaPrinter()
     weights = assignments(ir.weights, printer, prefix="_cw")
@@ -162,30 +190,14 @@ def numba_context(ir: KernelIR, options: KernelOptions) -> dict:
     # Weights that no time-dependent parameter enters are the same in every layer: computed once per
     # call, and their gradient sums accumulated over all layers before one contraction with dw/dθ.
     static = all(fam != "time-dependent" for _, fam in ir.params)
-    # rows of a thread's scratch array (chunk + 2*halo columns): weights (when per layer), s, f(Z),
-    # and the per-layer gradient sums (time-dependent weights and bias)
-    nw = len(ir.offsets)
-    rows = {"s": nw, "fz": nw + 1}
-    if not static:
-        rows.update({f"g{j}": nw + 2 + k for k, j in enumerate(needed)})
-    rows["gb"] = nw + 2 + len(needed)
-    # rows of the per-call accumulators (n columns): sums over batch and layers, contracted at the end
-    acc = []
-    if static:
-        acc += [f"g{j}" for j in needed]
-    if ir.bias and ir.bias != "time-dependent":
-        acc.append("gb")
-    if options.train_omega:
-        acc.append("go")
-    if not static:
-        acc += [f"h{name}" for name, fam in ir.params if fam == "homogeneous"]
+    rows, acc = scratch_layout(ir, options, needed, static)
     y = sp.Symbol("y", real=True)
     rationals = sorted({type(e) for e in (f + fprime).atoms(RationalForm)}, key=lambda c: c.__name__)
-    forms = [(c.__name__, sp.sstr(c.explicit(y))) for c in rationals]
-    return dict(families=dict(ir.params), weights=weights, forms=forms, weights_and_jacobians=both, jacobians=jacobians,
+    return dict(families=dict(ir.params), weights=weights, weights_and_jacobians=both, jacobians=jacobians,
                 gradient_offsets=needed, act=act, form=form, f=f, fprime=fprime,
+                forms=[(c.__name__, sp.sstr(c.explicit(y))) for c in rationals],
                 activations=getattr(options, "activations", "auto"), static=static, rows=rows,
-                nrows=rows["gb"] + 1, acc={name: k for k, name in enumerate(acc)})
+                nrows=rows["lold"] + 2, acc=acc)
 
 
 TARGETS["numba"] = Target(folder="numba", files=((".py", "module.py.j2"),), context=numba_context)

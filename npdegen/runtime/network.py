@@ -286,7 +286,8 @@ class Network:
         theta = self.check_params(theta)
         stored = self._forward_for_gradient(x2d, theta)
         lam = self._final_state(stored) - y2d
-        loss = 0.5 * float(self.xp.sum(self.xp.square(lam, dtype=np.float64)))
+        # summed in float64 without a float64 copy of lam (that copy was 2·batch·n at the memory peak)
+        loss = 0.5 * float(self.xp.einsum("ij,ij->", lam, lam, dtype=np.float64))
         if not np.isfinite(loss):
             self._finite("loss_and_grad", stored, output=self._final_state(stored), loss=self.xp.asarray(loss))
         dx, grads = self._adjoint(stored, lam, theta, single)

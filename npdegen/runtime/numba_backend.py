@@ -13,16 +13,16 @@ size: a second process loading the same kernel finds the machine code there inst
 
 Threads: numba's pool (``NUMBA_NUM_THREADS``, default all cores) caps the ``threads`` a
 :class:`~npdegen.runtime.network.Network` asks for; problems under the kernel's
-``PARALLEL_MIN_SIZE`` values per layer run one serial loop. Each layer is one parallel loop, so a
-forward and gradient launch 2·L of them: unless ``NUMBA_THREADING_LAYER`` says otherwise, the
-backend selects numba's ``workqueue`` layer, whose idle workers sleep. OpenMP's spinning workers
-made each launch cost milliseconds (a 16-layer gradient at 16×4096 took 280 ms instead of 2.7 ms)
-whenever another process held one of the cores (benchmarks/RESULTS.md).
+``PARALLEL_MIN_SIZE`` values per layer run one serial loop. Each layer is one parallel loop (2·L
+launches per forward and gradient), so the launch cost matters: numba's default OpenMP layer
+launches in microseconds (its idle workers spin), ``workqueue`` or ``OMP_WAIT_POLICY=passive``
+in ~0.1 ms. On a machine whose cores are busy with other processes, spinning workers can instead
+stall a launch for a scheduler time slice: there, set ``OMP_WAIT_POLICY=passive`` (or
+``NUMBA_THREADING_LAYER=workqueue``) or use one thread. Measurements: benchmarks/RESULTS.md.
 """
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import asdict
 from types import ModuleType
 
@@ -44,12 +44,7 @@ class NumbaBackend(Backend):
     xp = numpy
 
     def __init__(self):
-        import numba
-        from numba.np.ufunc import parallel
-        if (numba.config.THREADING_LAYER == "default" and "NUMBA_THREADING_LAYER" not in os.environ
-                and not parallel._is_initialized):
-            numba.config.THREADING_LAYER = "workqueue"
-            log.debug("npdegen: numba threading layer 'workqueue' (set NUMBA_THREADING_LAYER to choose)")
+        import numba  # noqa: F401  (numba_or_numpy handles its absence)
 
     def code_options(self, options: KernelOptions, activations: str | None = None) -> NumbaOptions:
         """``options`` with the activation forms (``"auto"``, ``"fast"``, ``"exact"``) of this backend."""
