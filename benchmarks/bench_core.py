@@ -15,7 +15,8 @@ Times, in ONE run and on the same seeded data, ``loss_and_grad`` of
 * ``npdegen``           the library, NumPy backend           (if it imports)
 
 and prints, per problem size, median/min time over ``--repeat`` runs after one
-warm-up, ratios to numpy_buffered and torch_eager, peak extra memory
+warm-up (the runs interleaved: every implementation once per round, so that a
+slow spell of a shared machine hits all of them alike), ratios to numpy_buffered and torch_eager, peak extra memory
 (tracemalloc, separate untimed run, NumPy implementations only), achieved
 "minimal traffic" bandwidth as a fraction of the machine's copy bandwidth, and
 whether every loss agrees with numpy_buffered.  Ends with a Markdown table for
@@ -265,7 +266,10 @@ def bench_size(batch, n, L, dtype, impls, args, bandwidth, out_rows, failures):
           f"{batch * n * (L + 1) * itemsize / 2**20:.1f} MiB trajectory, "
           f"minimal traffic {traffic / 2**20:.1f} MiB ===", flush=True)
 
-    results = {}
+    # setup, warm-up and memory first; then the timed calls in interleaved rounds (every
+    # implementation once per round, the order rotated), so that a slow spell of a shared machine
+    # hits all implementations alike instead of whichever happened to be running
+    results, ready = {}, {}
     for im in impls:
         label = im.name
         try:
@@ -281,7 +285,6 @@ def bench_size(batch, n, L, dtype, impls, args, bandwidth, out_rows, failures):
             t0 = time.perf_counter()
             loss, grads = fn(*data)                      # warm-up (and compile)
             warm = time.perf_counter() - t0
-            ts = time_calls(fn, data, args.repeat)
         except Exception as exc:
             msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             print(f"  {label}: FAILED ({msg}) -- skipped", flush=True)
@@ -292,12 +295,20 @@ def bench_size(batch, n, L, dtype, impls, args, bandwidth, out_rows, failures):
             before = ref.clear_workspace_cache if label.startswith(BUFFERED) else None
             try:
                 mem = peak_memory(fn, data, before)
+                fn(*data)                                # warm again (the buffered workspace was dropped)
             except Exception as exc:  # pragma: no cover
                 print(f"  {label}: memory measurement failed: {exc}")
-        results[label] = dict(loss=loss, grads=grads, med=statistics.median(ts), min=min(ts),
-                              setup=setup + warm, mem=mem, note=im.note)
+        ready[label] = fn
+        results[label] = dict(loss=loss, grads=grads, setup=setup + warm, mem=mem, note=im.note)
+    times = {label: [] for label in ready}
+    labels = list(ready)
+    for r in range(args.repeat):
+        for label in labels[r % len(labels):] + labels[:r % len(labels)]:
+            times[label] += time_calls(ready[label], data, 1)
+    for label, ts in times.items():
+        results[label].update(med=statistics.median(ts), min=min(ts))
         print(f"  {label:27s} median {1e3 * statistics.median(ts):10.2f} ms   min {1e3 * min(ts):10.2f} ms"
-              f"   (setup+warm-up {setup + warm:.2f} s)", flush=True)
+              f"   (setup+warm-up {results[label]['setup']:.2f} s)", flush=True)
 
     ref_res = results.get(BUFFERED, {})
     eager_res = results.get(EAGER, {})
