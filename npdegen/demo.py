@@ -87,7 +87,7 @@ def run(out: str | Path = "npdegen-demo", steps: int = 300, plot: bool = True, p
     print(f"{'truth':<27}{_summary({'U': TRUE['U'], 'logD': np.log(TRUE['D']), 'R': TRUE['R']})}")
     anti = TRUE["U"] ** 2 * dt / 2
     print(f"\nWhy D > {TRUE['D']}: forward Euler adds the anti-diffusion -U^2 dt/2 = {-anti:.5f} (Warming & Hyett; "
-          f"MODEL.md §2),\nso the network learns D = D_true + U^2 dt/2 = {TRUE['D'] + anti:.5f} to match the exact solution.")
+          f"docs/theory.md §2),\nso the network learns D = D_true + U^2 dt/2 = {TRUE['D'] + anti:.5f} to match the exact solution.")
     if plot:
         _plot(out / "demo.png", q, x, y, results)
     return results
