@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .network import Network, NonFiniteError
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import check_resume, load_checkpoint, save_checkpoint
 from .optim import make_optimizer
 
 __all__ = ["TrainHistory", "TrainingDiverged", "train"]
@@ -154,6 +154,8 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer: str = "a
         mismatch = {k: (meta.get(k), v) for k, v in settings.items() if meta.get(k) != v}
         if mismatch:
             raise ValueError(f"resume: {resume} was written with other settings: {mismatch}")
+        check_resume(resume, saved, state, meta, history.loss, theta, keys, steps * net.layers if method == "layerwise"
+                     else steps, optimizer, steps if method == "layerwise" else None)
         theta = net.check_params(saved)
         opt.load_state_dict(state)
         done = meta["done"]
