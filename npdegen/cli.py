@@ -1,8 +1,16 @@
-"""Command line: ``npdegen demo``, ``npdegen generate SPEC``, ``npdegen explain SPEC``, ``npdegen inspect SPEC|W.npy``."""
+"""Command line: ``npdegen demo``, ``npdegen generate SPEC``, ``npdegen explain SPEC``, ``npdegen inspect SPEC|W.npy``,
+``npdegen cache info|clear`` (also ``python -m npdegen``).
+
+Errors: any exception becomes one line ``npdegen: error: …`` on stderr and exit status 2 (the
+traceback only with ``--debug``); Ctrl-C exits with 130. When the reader of the output goes away
+(``npdegen inspect … | head``) the command stops quietly with status 141, like other Unix tools.
+"""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 
 from ._version import __version__
 
@@ -49,35 +57,76 @@ def _demo(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="npdegen", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``npdegen`` (every command and option has a help text)."""
+    parser = argparse.ArgumentParser(prog="npdegen", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"npdegen {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the built-in neural ADR example")
-    demo.add_argument("--out", default="npdegen-demo", help="folder for the kernel and the plot")
-    demo.add_argument("--steps", type=int, default=300, help="optimizer steps per family")
-    demo.add_argument("--no-plot", action="store_true")
-    demo.set_defaults(func=_demo)
-    gen = sub.add_parser("generate", help="write the generated kernel of a TOML spec")
-    gen.add_argument("spec")
-    gen.add_argument("--out", default="generated")
-    gen.add_argument("--backend", choices=("numpy", "cupy", "auto", "numba"))
-    gen.add_argument("--boundary", choices=("periodic", "dirichlet", "neumann"))
-    gen.add_argument("--dtype", choices=("float32", "float64"))
-    gen.set_defaults(func=_generate)
-    exp = sub.add_parser("explain", help="print the stencil and the physics of a TOML spec")
-    exp.add_argument("spec")
-    exp.set_defaults(func=_explain)
-    cache = sub.add_parser("cache", help="show or clear the kernel cache")
-    cache.add_argument("action", choices=("info", "clear"))
-    cache.set_defaults(func=_cache)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, text, func):
+        p = sub.add_parser(name, help=text, description=text[:1].upper() + text[1:] + ".", parents=[common])
+        p.set_defaults(func=func)
+        return p
+
+    demo = command("demo", "run the built-in neural ADR example", _demo)
+    demo.add_argument("--out", default="npdegen-demo", help="folder for the kernel and the plot (default %(default)s)")
+    demo.add_argument("--steps", type=int, default=300, help="optimizer steps per family (default %(default)s)")
+    demo.add_argument("--no-plot", action="store_true", help="skip the plot (no matplotlib needed)")
+    gen = command("generate", "write the generated kernel of a TOML spec", _generate)
+    gen.add_argument("spec", help="the TOML layer spec (format: npdegen.spec.specfile)")
+    gen.add_argument("--out", default="generated", help="folder for the generated files (default %(default)s)")
+    gen.add_argument("--backend", choices=("numpy", "cupy", "auto", "numba"),
+                     help="target backend (default: the spec's [compile] backend, else numpy)")
+    gen.add_argument("--boundary", choices=("periodic", "dirichlet", "neumann"),
+                     help="boundary condition (default: the spec's, else periodic)")
+    gen.add_argument("--dtype", choices=("float32", "float64"), help="floating-point type (default: the spec's)")
+    exp = command("explain", "print the stencil and the physics of a TOML spec", _explain)
+    exp.add_argument("spec", help="the TOML layer spec")
+    cache = command("cache", "show or clear the kernel cache", _cache)
+    cache.add_argument("action", choices=("info", "clear"),
+                       help="info: folder, files and corrupt entries; clear: delete npdegen's files")
     from .inspect.cli import add_parser as add_inspect
-    add_inspect(sub)
-    args = parser.parse_args(argv)
+    add_inspect(sub, parents=[common])
+    return parser
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of stdout went away: send what is left to /dev/null (no error at exit)."""
     try:
-        return args.func(args)
-    except (ValueError, TypeError, OSError) as exc:
-        print(f"npdegen: error: {exc}", file=sys.stderr)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    return 141
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
+    try:
+        status = args.func(args)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    except KeyboardInterrupt:
+        print("npdegen: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place that turns any failure into a clean message
+        if debug:
+            traceback.print_exc()
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        kind = "" if isinstance(exc, (ValueError, TypeError, OSError)) else f"{type(exc).__name__}: "
+        try:
+            print(f"npdegen: error: {kind}{message}" + ("" if debug else " (--debug for the traceback)"),
+                  file=sys.stderr)
+        except BrokenPipeError:
+            pass
         return 2
 
 

@@ -16,10 +16,10 @@ import sympy as sp
 __all__ = ["add_parser", "run"]
 
 
-def add_parser(subparsers):
+def add_parser(subparsers, parents=()):
     """Add the ``inspect`` command to an ``argparse`` sub-parser collection."""
     p = subparsers.add_parser("inspect", help="physics report, stability and plots of a TOML spec or a .npy matrix",
-                              description=__doc__)
+                              description=__doc__, parents=list(parents))
     p.add_argument("source", help="a TOML layer spec, or a .npy file with a square weight matrix")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="a (homogeneous) parameter value; repeat for each parameter")
@@ -31,7 +31,7 @@ def add_parser(subparsers):
     p.add_argument("--max-order", type=int, default=4, help="highest moment order (default 4)")
     p.add_argument("--period", type=float, help=".npy: length of a periodic domain (offsets wrap)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    p.add_argument("--out", help="folder for the plots")
+    p.add_argument("--out", help="folder for the plots (a spec needs every --param)")
     p.add_argument("--format", choices=("png", "svg"), default="png", help="plot format (default png)")
     p.set_defaults(func=run)
     return p
@@ -105,8 +105,11 @@ def _inspect_spec(args) -> tuple[dict, str, dict]:
     text.append(str(report))
     data = {"kind": "spec", "layer": repr(layer), "report": report.to_dict()}
     figures = {}
+    missing = [k for k in names if k not in params]
+    if missing and args.out:
+        raise ValueError(f"--out: the plots need a value for every parameter; give --param NAME=VALUE for "
+                         f"{', '.join(missing)}")
     if not numeric:
-        missing = [k for k in names if k not in params]
         text.append(f"stability: give --param NAME=VALUE for {', '.join(missing)} to certify it and to plot")
         return data, "\n".join(text), figures
     cert = stability(layer, params, spacing=spacing, omega=omega, slope=float(report.slope), n=n,

@@ -29,6 +29,7 @@ from ..derive.stencil import SPACING, Stencil, stencil_moments
 from .cumulants import coefficients, cumulants_from_moments, describe_term, step_moments, term_name
 from .matrix import as_kernel_ir, check_params, param_symbols
 from ._checks import check_order
+from ._format import fmt_expr, fmt_number
 from .vonneumann import OMEGA, SLOPE
 
 __all__ = ["PhysicsReport", "TermRow", "physics_report"]
@@ -67,38 +68,57 @@ class PhysicsReport:
     def flags(self) -> list[str]:
         return [f"{r.process}: {r.flag}" for r in self.rows if r.flag]
 
-    def pde(self, max_order: int | None = None) -> str:
-        """The effective PDE up to ``max_order``, e.g. ``dz/dt = (c0)*z + (c1)*d^1 z/dq^1 + …``."""
-        parts = [f"({sp.sstr(r.coefficient)})*{'z' if r.order == 0 else 'd^%d z/dq^%d' % (r.order, r.order)}"
+    def pde(self, max_order: int | None = None, digits: int | None = 6) -> str:
+        """The effective PDE up to ``max_order``, e.g. ``dz/dt = (c0)*z + (c1)*d^1 z/dq^1 + …``
+        (floats with ``digits`` significant digits; None: in full)."""
+        parts = [f"({fmt_expr(r.coefficient, digits)})*{'z' if r.order == 0 else 'd^%d z/dq^%d' % (r.order, r.order)}"
                  for r in self.rows if r.coefficient != 0 and (max_order is None or r.order <= max_order)]
         return "dz/dt = " + (" + ".join(parts) if parts else "0")
 
     def __str__(self) -> str:
-        lines = [f"Physics of layer {self.layer!r}: omega = {self.omega}, f' = {self.slope}, dt = {self.dt} per "
-                 f"layer, L = {self.layers} layers (moments W_k = sum_j (j*Delta)^k w_j, no 1/k!)",
+        lines = [f"Physics of layer {self.layer!r}: omega = {fmt_expr(self.omega)}, f' = {fmt_expr(self.slope)}, "
+                 f"dt = {fmt_expr(self.dt)} per layer, L = {self.layers} layers "
+                 "(moments W_k = sum_j (j*Delta)^k w_j, no 1/k!)",
                  f"effective PDE (leading orders): {self.pde(2)}"]
         for r in self.rows:
             lines.append(f"  {r.order}  {r.process}")
-            lines.append(f"       moment W_{r.order} = {sp.sstr(r.moment)}")
-            lines.append(f"       cumulant kappa_{r.order} (normalised kernel) = {sp.sstr(r.cumulant)}")
-            lines.append(f"       effective coefficient c_{r.order} = {sp.sstr(r.coefficient)}")
+            lines.append(f"       moment W_{r.order} = {fmt_expr(r.moment)}")
+            lines.append(f"       cumulant kappa_{r.order} (normalised kernel) = {fmt_expr(r.cumulant)}")
+            lines.append(f"       effective coefficient c_{r.order} = {fmt_expr(r.coefficient)}")
             if r.values is not None:
-                v = r.values
-                span = f"{v.min():.6g} .. {v.max():.6g}" if v.size > 1 else f"{v.ravel()[0]:.6g}"
-                total = self.layers * factorial(r.order) * v.mean() * _num(self.dt)     # L·K_m
-                lines.append(f"       value: {span}; after L layers: {total:.6g} "
-                             f"({'log amplitude' if r.order == 0 else 'cumulant'})")
+                lines.append("       " + self._value_line(r))
             lines.append(f"       meaning: {r.meaning}" + (f"   <-- {r.flag}" if r.flag else ""))
         return "\n".join(lines)
 
+    def _value_line(self, r: TermRow) -> str:
+        v = r.values
+        bad = ~np.isfinite(v)
+        if bad.all():
+            return f"value: undefined ({_undefined(r.order)})"
+        good = v[~bad]
+        scale = float(np.max(np.abs(good))) if good.size else 0.0
+        span = (f"{fmt_number(good.min(), scale=scale)} .. {fmt_number(good.max(), scale=scale)}"
+                if v.size > 1 else fmt_number(good[0]))
+        total = self.layers * factorial(r.order) * good.mean() * _num(self.dt)     # L·K_m
+        note = f"; undefined at {int(bad.sum())} of {v.size} sites ({_undefined(r.order)})" if bad.any() else ""
+        return (f"value: {span}; after L layers: {fmt_number(total, scale=self.layers * scale)} "
+                f"({'log amplitude' if r.order == 0 else 'cumulant'}){note}")
+
     def to_dict(self) -> dict:
         num = lambda a: None if a is None else [None if not np.isfinite(x) else float(x) for x in np.ravel(a)]
-        return {"layer": self.layer, "layers": self.layers, "dt": str(self.dt), "omega": str(self.omega),
-                "slope": str(self.slope), "pde": self.pde(), "flags": self.flags,
+        return {"layer": self.layer, "layers": self.layers, "dt": fmt_expr(self.dt, None),
+                "omega": fmt_expr(self.omega, None), "slope": fmt_expr(self.slope, None), "pde": self.pde(digits=None), "flags": self.flags,
                 "terms": [{"order": r.order, "process": r.process, "meaning": r.meaning,
                            "moment": sp.sstr(r.moment), "cumulant": sp.sstr(r.cumulant),
                            "coefficient": sp.sstr(r.coefficient), "values": num(r.values),
                            "moments": num(r.moments), "flag": r.flag} for r in self.rows]}
+
+
+def _undefined(order: int) -> str:
+    if order == 0:
+        return ("the linearised step multiplies the mean by a factor <= 0, so z flips sign every layer "
+                "and has no real growth rate; lower omega or change the reaction term")
+    return "the mean of the step is <= 0, so its cumulants are not defined"
 
 
 def _num(v):
@@ -121,6 +141,8 @@ def _value(name, v, default):
 def _flag(order, values):
     if values is None:
         return ""
+    if order == 0 and not np.all(np.isfinite(values)):
+        return f"SIGN FLIP every layer at {int(np.sum(~np.isfinite(values)))} of {values.size} sites"
     bad = (values < 0) if order % 4 == 2 else (values > 0) if order % 4 == 0 and order else np.zeros(1, bool)
     if not np.any(bad):
         return ""

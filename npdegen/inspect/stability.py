@@ -24,6 +24,7 @@ import sympy as sp
 
 from ..derive.stencil import SPACING
 from ..runtime.network import Network
+from ._format import fmt_expr, fmt_number
 from .matrix import as_kernel_ir, layer_matrix, layer_weights, param_symbols
 from .vonneumann import OMEGA, SLOPE, amplification_factor, mode_limits
 
@@ -75,7 +76,7 @@ class Stability:
                  + (" (frozen coefficients per site)" if self.heterogeneous else ""),
                  f"  binding constraint: {self.binding}",
                  f"  admissible omega: ({lo:g}, {hi:g}]   max |G| = {self.max_gain:.6g}",
-                 f"  G(theta) = {sp.sstr(sp.N(self.G, 6))}"]
+                 f"  G(theta) = {fmt_expr(sp.N(self.G, 6))}"]
         for c in self.constraints:
             lines.append(f"  [{'ok' if c.satisfied else 'VIOLATED'}] {c.name}: omega <= {c.omega_max:.6g}"
                          + (f" (site {c.site})" if c.site else ""))
@@ -83,9 +84,9 @@ class Stability:
                else "never: some off-diagonal weight s*w_j < 0")
         lines += [f"  positivity (monotone, maximum principle): {'yes' if self.positive else 'no'}; {pos}"
                   + ("; Markov (stochastic rows)" if self.markov else ""),
-                  f"  cell Peclet number: {self.peclet:.6g} ({'<=' if self.peclet <= 2 else '>'} 2)",
+                  f"  cell Peclet number: {fmt_number(self.peclet)} ({'<=' if self.peclet <= 2 else '>'} 2)",
                   f"  conserves sum(z): {'yes' if self.conservative else 'no'} "
-                  f"(max |column sum - 1| = {self.column_sum_error:.3g})"]
+                  f"(max |column sum - 1| = {fmt_number(self.column_sum_error, 3, scale=1.0)})"]
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -185,6 +186,7 @@ def stability(layer, params: dict, spacing: float | None = None, omega: float | 
         pos_max = float(np.min(np.where(diag < 1, 1 / (1 - diag), np.inf))) if offdiag_ok else 0.0
     row = s * flat.sum(axis=1)
     m1, m2 = flat @ j, flat @ j**2.0
+    m1 = np.where(np.abs(m1) <= 1e-12 * (np.abs(flat) @ np.abs(j)), 0.0, m1)   # round-off of symmetric weights
     with np.errstate(divide="ignore", invalid="ignore"):
         pe = np.where(m2 > 0, 2 * np.abs(m1) / m2, np.where(m1 == 0, 0.0, np.inf))
     # conservation: column sums of the assembled step matrix

@@ -9,8 +9,8 @@ Format (all expression strings go through :func:`npdegen.spec.parse.parse_expres
     transform = "z + R*z - U*z_q + D*z_qq"  # z_q = dz/dq, z_qq = d²z/dq², or diff(z, q, k)
     activation = "tanh"                     # a built-in name, or an expression in x: "x/(1 + abs(x))"
     bias = "heterogeneous"                  # optional: homogeneous | heterogeneous | time-dependent
-    accuracy = 2                            # optional, default 2
-    offsets = [-1, 0, 1]                    # optional explicit stencil
+    accuracy = 2                            # optional, default 2 (at most MAX_ACCURACY = 16)
+    offsets = [-1, 0, 1]                    # optional explicit stencil (at most 17 distinct integers)
 
     [layer.params]                          # every parameter symbol and its family
     U = "heterogeneous"
@@ -20,6 +20,10 @@ Format (all expression strings go through :func:`npdegen.spec.parse.parse_expres
     [compile]                               # optional: options of NeuralPDE.compile / generate
     boundary = "periodic"
     dtype = "float32"
+
+Files are read bounded: at most ``MAX_FILE_BYTES`` (64 KB) are accepted, and never more than one
+byte beyond that is read (``/dev/zero`` or a pipe fails at once). ``accuracy`` and ``offsets`` are
+bounded before anything is derived, so a small file cannot ask for a huge stencil.
 """
 from __future__ import annotations
 
@@ -42,6 +46,10 @@ __all__ = ["read_spec_file", "SpecFile"]
 _LAYER_KEYS = {"name", "field", "coordinate", "transform", "activation", "params", "bias", "accuracy", "offsets"}
 _COMPILE_KEYS = {"n", "spacing", "layers", "omega", "alpha", "boundary", "dtype", "backend", "train_omega"}
 MAX_FILE_BYTES = 64 * 1024
+#: Largest finite-difference accuracy in a spec file (central stencils of up to 17 points).
+MAX_ACCURACY = 16
+MAX_OFFSETS = 17
+MAX_OFFSET = 64
 
 
 class SpecFile(dict):
@@ -57,10 +65,28 @@ def _require(table: dict, key: str, kind, where: str):
     return value
 
 
+def _check_stencil(layer: dict, where: str):
+    """Bound ``accuracy`` and ``offsets`` (their meaning is checked by ``NeuralPDE``)."""
+    accuracy = layer.get("accuracy", 2)
+    if not isinstance(accuracy, int) or isinstance(accuracy, bool) or not 1 <= accuracy <= MAX_ACCURACY:
+        raise ValueError(f"{where}: 'accuracy' must be an integer from 1 to {MAX_ACCURACY}, got {accuracy!r}")
+    offsets = layer.get("offsets")
+    if offsets is None:
+        return
+    if not isinstance(offsets, list) or not all(isinstance(j, int) and not isinstance(j, bool) for j in offsets):
+        raise ValueError(f"{where}: 'offsets' must be a list of integers, got {offsets!r}")
+    if not 1 <= len(offsets) <= MAX_OFFSETS or any(abs(j) > MAX_OFFSET for j in offsets):
+        raise ValueError(f"{where}: 'offsets' must hold 1 to {MAX_OFFSETS} integers of magnitude at most "
+                         f"{MAX_OFFSET}, got {len(offsets)} offsets reaching {max(map(abs, offsets), default=0)}")
+
+
 def read_spec_file(path) -> SpecFile:
     """Read a TOML spec into keyword arguments for ``NeuralPDE`` and its compile options."""
     path = Path(path)
-    data = path.read_bytes()
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not a spec file")
+    with path.open("rb") as fh:
+        data = fh.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise ValueError(f"{path}: spec file larger than {MAX_FILE_BYTES} bytes")
     try:
@@ -75,6 +101,7 @@ def read_spec_file(path) -> SpecFile:
     if extra:
         raise ValueError(f"{path}: unknown key(s) in [layer]: {sorted(extra)}")
     where = f"{path} [layer]"
+    _check_stencil(layer, where)
     field_name = validate_identifier(layer.get("field", "z"), "field name")
     coord_name = validate_identifier(layer.get("coordinate", "q"), "coordinate name")
     q = sp.Symbol(coord_name)
