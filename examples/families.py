@@ -3,7 +3,7 @@
 Z = z + R z - U z_q + D z_qq - b, f = tanh. The target comes from a network whose diffusivity
 varies in space, D(q) = 0.1 + 0.08 sin(2πq); the homogeneous family (3 parameters) cannot
 represent it, the heterogeneous (3n) and time-dependent (3nL) families can. The time-dependent
-family is also trained layer by layer ("on the fly", MODEL.md §3).
+family is also trained layer by layer ("on the fly", docs/theory.md §3).
 Set NPDEGEN_EXAMPLE_STEPS to shorten the run (CI does).
 """
 import os

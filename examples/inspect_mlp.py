@@ -1,4 +1,4 @@
-"""Inspect the hidden weights of an ordinary MLP as a PDE kernel (issue 5, MODEL.md §2, §5).
+"""Inspect the hidden weights of an ordinary MLP as a PDE kernel (issue 5, docs/theory.md §2, §5).
 
 A two-layer tanh MLP, y = tanh(W2 tanh(W1 x + b1) + b2) on n = 32 periodic sites, is trained with
 plain NumPy (Adam, no torch, no downloads) on input/output pairs of an unknown local process: two

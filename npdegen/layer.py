@@ -15,9 +15,14 @@ import sympy as sp
 from .codegen.numba_target import ACTIVATION_MODES
 from .codegen.render import KernelOptions, render
 from .derive.kernel import KernelIR, build_kernel
-from .derive.physics import PhysicsTable, explain_moments
+from .codegen.step_render import StepOptions, render_step
+from .derive.discretise import spacing_symbols
+from .derive.physics import PhysicsTable, explain_moments, explain_tensor_moments
 from .derive.stencil import SPACING, Stencil, discretise, stencil_moments
-from .runtime.backends import get_backend, kernel_filename
+from .grid import normalise_boundaries
+from .ir.lower import LoweredStep, lower
+from .ir.step import StepIR, build_step, param_symbol
+from .runtime.backends import get_backend, kernel_filename, step_filename
 from .runtime.cache import stamp, write_atomic
 from .runtime.network import Network
 from .spec.layerspec import LayerSpec, make_spec
@@ -30,7 +35,7 @@ _RUN_OPTIONS = ("n", "spacing", "layers", "omega", "alpha", "threads", "checkpoi
 
 
 class NeuralPDE:
-    r"""A neural-PDE layer: the relaxation step of MODEL.md §1 with a local kernel.
+    r"""A neural-PDE layer: the relaxation step of docs/theory.md §1 with a local kernel.
 
     .. math::
         z_{t+1} = (1-ω)\,z_t + ω\,f(Z_t), \qquad Z_t = T[z_t] - b, \qquad
@@ -56,7 +61,12 @@ class NeuralPDE:
                  accuracy=2, offsets=None, name="neural_pde"):
         self.spec: LayerSpec = make_spec(transform, field, activation=activation, params=params,
                                          bias=bias, accuracy=accuracy, offsets=offsets, name=name)
-        self._stencil: Stencil = discretise(self.spec)
+        # 1-D linear layers without activation parameters run the tuned 1-D kernels; every other
+        # layer (N-D, nonlinear, activation parameters) the step-IR kernels.
+        self._tuned_1d = self.spec.dim == 1 and self.spec.linear and not self.spec.activation_params
+        self._stencil: Stencil | None = discretise(self.spec) if self._tuned_1d else None
+        if not self._tuned_1d:
+            self.lowered                   # derive now: errors surface at construction
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -92,32 +102,106 @@ class NeuralPDE:
         return cls(transform, field, offsets=tuple(offsets), **kwargs)
 
     # ------------------------------------------------------------------ derivation
-    def stencil(self, spacing=SPACING) -> dict:
-        """``{offset: weight}`` with ``Z_i = Σ_j w_j z_{i+j} − b_i``; ``spacing`` a symbol or number.
+    @property
+    def dim(self) -> int:
+        """Number of grid axes (1–3)."""
+        return self.spec.dim
 
-        For ``z + R*z - U*z_q + D*z_qq`` at accuracy 2:
-        ``{-1: U/(2Δ) + D/Δ², 0: 1 + R − 2D/Δ², 1: −U/(2Δ) + D/Δ²}``.
+    @property
+    def spacing_symbols(self) -> tuple:
+        """The symbolic spacings of :meth:`stencil`: ``(Delta,)`` in 1-D, ``(Delta_x, Delta_y, …)`` in N-D."""
+        return spacing_symbols(self.spec.coordinates)
+
+    def _spacing_map(self, spacing) -> dict:
+        symbols = self.spacing_symbols
+        if spacing is None:
+            return {}
+        if self.dim == 1 and not isinstance(spacing, (tuple, list)):
+            spacing = (spacing,)
+        if not isinstance(spacing, (tuple, list)) or len(spacing) != self.dim:
+            raise ValueError(f"spacing must be {'a number, a symbol or ' if self.dim == 1 else ''}a tuple of "
+                             f"{self.dim} numbers or symbols (one per axis), got {spacing!r}")
+        for v in spacing:
+            if isinstance(v, (str, bytes)) or not isinstance(v, (int, float, sp.Expr)) or isinstance(v, bool):
+                raise TypeError(f"spacing values must be numbers or SymPy expressions, got {v!r}")
+        return {s: sp.sympify(v) for s, v in zip(symbols, spacing)}
+
+    def _user_weights(self) -> dict:
+        """``{offset tuple: w_o}`` of a linear step IR, in the user's symbols."""
+        ir = self.step_ir
+        if not ir.linear:
+            raise ValueError(f"layer {self.spec.name!r} is nonlinear in the field: it has no fixed stencil; "
+                             "inspect its linearisation at a state instead (npdegen.inspect.linearised_kernel)")
+        back = {param_symbol(s.name): s for s, _ in self.spec.params}
+        back.update(zip(ir.spacing, self.spacing_symbols))
+        return {o: w.xreplace(back) for o, w in zip(ir.accesses, ir.d_access) if w != 0}
+
+    def stencil(self, spacing=None) -> dict:
+        """``{offset: weight}`` with ``Z_i = Σ_o w_o z_{i+o} − b_i``; ``spacing`` a symbol or number
+        (1-D) or a tuple per axis; ``None`` keeps the symbols :attr:`spacing_symbols`.
+
+        1-D keys are ints: for ``z + R*z - U*z_q + D*z_qq`` at accuracy 2,
+        ``{-1: U/(2Δ) + D/Δ², 0: 1 + R − 2D/Δ², 1: −U/(2Δ) + D/Δ²}``. N-D keys are offset tuples,
+        e.g. ``(1, -1)`` for ``z[i_x + 1, i_y − 1]``.
         """
-        return {j: w.subs(SPACING, spacing) for j, w in self._stencil.as_dict().items()}
+        subs = self._spacing_map(spacing)
+        if self._tuned_1d:
+            return {j: w.subs(subs) for j, w in self._stencil.as_dict().items()}
+        weights = self._user_weights()
+        if self.dim == 1:
+            return {o[0]: w.subs(subs) for o, w in weights.items()}
+        return {o: w.subs(subs) for o, w in weights.items()}
 
-    def moments(self, max_order: int = 4, spacing=SPACING) -> dict:
-        """Kernel moments ``{k: W_k}``, ``W_k = Σ_j (jΔ)^k w_j`` — no ``1/k!`` (MODEL.md §2).
+    def moments(self, max_order: int = 4, spacing=None) -> dict:
+        r"""Kernel moments, no ``1/k!`` (docs/theory.md §2). 1-D: ``{k: W_k}``, ``W_k = Σ_j (jΔ)^k w_j``;
+        for the ADR stencil ``W_0 = 1 + R``, ``W_1 = −U``, ``W_2 = 2D``.
 
-        For the ADR stencil: ``W_0 = 1 + R``, ``W_1 = −U``, ``W_2 = 2D`` (grid units:
-        ``W_0 = A+B+C``, ``W_1 = (B−A)Δ``, ``W_2 = (A+B)Δ²``).
+        N-D: ``{α: W_α}`` for every multi-index ``|α| ≤ max_order``,
+        ``W_α = Σ_o Π_k (o_k Δ_k)^{α_k} w_o``, so that ``Σ_o w_o z(x + oΔ) ≈ Σ_α W_α/α! ∂^α z``.
         """
-        return stencil_moments(self._stencil, max_order, spacing)
+        if not isinstance(max_order, int) or isinstance(max_order, bool) or max_order < 0:
+            raise ValueError(f"max_order must be an integer >= 0, got {max_order!r}")
+        subs = self._spacing_map(spacing)
+        if self._tuned_1d:
+            return {k: sp.expand(m.subs(subs)) for k, m in stencil_moments(self._stencil, max_order, SPACING).items()}
+        weights, deltas = self._user_weights(), self.spacing_symbols
+        out = {}
+        for alpha in _multi_indices(self.dim, max_order):
+            total = sp.Integer(0)
+            for o, w in weights.items():
+                term = w
+                for ok, dk, ak in zip(o, deltas, alpha):
+                    term *= (ok * dk) ** ak
+                total += term
+            out[alpha[0] if self.dim == 1 else alpha] = sp.expand(sp.expand(total).subs(subs))
+        return out
 
     def explain(self, max_order: int | None = None) -> PhysicsTable:
-        """Table moment → physical process (reaction, advection, diffusion, dispersion, …)."""
+        """Table moment → physical process: reaction, advection (per axis), diffusion (tensor
+        components), dispersion, … (docs/theory.md §2)."""
         if max_order is None:
-            max_order = max(len(self._stencil.offsets) - 1, 2)
-        return explain_moments(self.moments(max_order))
+            reach = max(self.step_ir.halo) * 2 if not self._tuned_1d else len(self._stencil.offsets) - 1
+            max_order = max(reach, 2)
+        if self.dim == 1:
+            return explain_moments(self.moments(max_order))
+        return explain_tensor_moments(self.moments(max_order), self.spec.coordinates)
 
     @cached_property
     def kernel_ir(self) -> KernelIR:
-        """The derived kernel description handed to code generation."""
+        """The derived kernel description of the tuned 1-D kernels (1-D linear layers only)."""
+        if not self._tuned_1d:
+            raise ValueError(f"layer {self.spec.name!r} runs on the step IR (layer.step_ir), not the 1-D kernels")
         return build_kernel(self.spec)
+
+    @cached_property
+    def step_ir(self) -> StepIR:
+        """The step IR of this layer (:mod:`npdegen.ir.step`): accesses, site expression, Jacobians."""
+        return build_step(self.spec)
+
+    @cached_property
+    def lowered(self) -> LoweredStep:
+        """The lowered step IR (:mod:`npdegen.ir.lower`) the step-IR kernels are generated from."""
+        return lower(self.step_ir)
 
     # ------------------------------------------------------------------ code
     @staticmethod
@@ -131,9 +215,23 @@ class NeuralPDE:
         code = KernelOptions(**chosen)
         return code, {k: options[k] for k in _RUN_OPTIONS if k in options}
 
+    def _step_options(self, options: dict) -> tuple[StepOptions, dict]:
+        unknown = set(options) - set(_CODE_OPTIONS) - set(_RUN_OPTIONS)
+        if unknown:
+            raise TypeError(f"unknown option(s) {sorted(unknown)}; code options are {_CODE_OPTIONS}, "
+                            f"run options {_RUN_OPTIONS}")
+        code = StepOptions(backend=options.get("backend", "numpy"),
+                           boundary=normalise_boundaries(options.get("boundary", "periodic"), self.dim),
+                           dtype=options.get("dtype", "float64"),
+                           normalise=bool(options.get("alpha", options.get("normalise", False))),
+                           train_omega=options.get("train_omega", False))
+        return code, {k: options[k] for k in _RUN_OPTIONS if k in options}
+
     def source(self, **options) -> str:
         """The generated kernel source for the given code options (see :meth:`compile`)."""
-        code, _ = self._split_options(options)
+        if not self._tuned_1d:
+            return render_step(self.lowered, self._step_options(options)[0]).source
+        code, _ = self._split_options(self._one_boundary(options))
         return render(self.kernel_ir, code).source
 
     def generate(self, out, **options) -> list[Path]:
@@ -142,20 +240,32 @@ class NeuralPDE:
         Takes the options of :meth:`compile`; only ``backend, boundary, dtype, normalise,
         train_omega`` change the code (the others are accepted and ignored).
         """
-        code, _ = self._split_options(options)
-        rendered = render(self.kernel_ir, code)
-        stem = kernel_filename(self.kernel_ir, code)
+        if not self._tuned_1d:
+            code, _ = self._step_options(options)
+            rendered, stem = render_step(self.lowered, code), step_filename(self.lowered, code)
+        else:
+            code, _ = self._split_options(self._one_boundary(options))
+            rendered, stem = render(self.kernel_ir, code), kernel_filename(self.kernel_ir, code)
         return [write_atomic(Path(out) / f"{stem}{suffix}", stamp(text, suffix))
                 for suffix, text in rendered.files.items()]
 
-    def compile(self, n: int, spacing: float = 1.0, layers: int = 1, omega: float = 1.0,
-                boundary: str = "periodic", backend: str = "numpy", dtype: str = "float64",
+    @staticmethod
+    def _one_boundary(options: dict) -> dict:
+        """1-D layers accept ``boundary`` as a kind or a 1-tuple."""
+        b = options.get("boundary")
+        if isinstance(b, (tuple, list)):
+            options = {**options, "boundary": normalise_boundaries(b, 1)[0]}
+        return options
+
+    def compile(self, n, spacing=1.0, layers: int = 1, omega: float = 1.0,
+                boundary="periodic", backend: str = "numpy", dtype: str = "float64",
                 alpha: float | None = None, train_omega: bool = False, threads: int | None = None,
                 checkpoint: int | None = None, activations: str | None = None) -> Network:
         """Generate (or reuse from the cache) and load the kernel; return a runnable :class:`Network`.
 
-        ``n`` sites of spacing ``spacing``, ``layers`` steps of relaxation ``omega`` (ω ∈ (0, 2)
-        is the stable range of the leak), ``boundary`` one of periodic / dirichlet / neumann,
+        ``n`` sites (1-D: an int; N-D: a tuple per axis) of spacing ``spacing`` (a number, or a
+        tuple per axis), ``layers`` steps of relaxation ``omega`` (ω ∈ (0, 2) is the stable range
+        of the leak), ``boundary`` one of periodic / dirichlet / neumann or a tuple of them per axis,
         ``alpha`` the strength of the optional soft normalisation ``−α(‖z‖ − 1) z``;
         ``threads`` splits each layer's grid across threads (default ``$NPDEGEN_NUM_THREADS`` or
         all cores; problems under ``Network.THREAD_MIN_SIZE`` values per layer use one).
@@ -164,12 +274,13 @@ class NeuralPDE:
         ``activations`` (numba backend): ``"auto"`` (vectorisable forms in float32, exact in
         float64), ``"fast"`` or ``"exact"``; other backends compute the exact forms.
         """
-        if not isinstance(n, int) or isinstance(n, bool) or n <= 2 * self.kernel_ir.halo:
-            raise ValueError(f"n must be an integer > {2 * self.kernel_ir.halo} (twice the stencil "
-                             f"half-width), got {n!r}")
         if not isinstance(layers, int) or isinstance(layers, bool) or layers < 1:
             raise ValueError(f"layers must be a positive integer, got {layers!r}")
-        for what, v in (("spacing", spacing), ("omega", omega)):
+        spacings = spacing if isinstance(spacing, (tuple, list)) else (spacing,) * self.dim
+        if len(spacings) != self.dim:
+            raise ValueError(f"spacing must be a number or a tuple of {self.dim} numbers (one per axis), "
+                             f"got {spacing!r}")
+        for what, v in [*(("spacing", v) for v in spacings), ("omega", omega)]:
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"{what} must be a positive finite number, got {v!r}")
         if alpha is not None and (not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha < 0):
@@ -177,11 +288,22 @@ class NeuralPDE:
         if activations not in (None, *ACTIVATION_MODES):
             raise ValueError(f"activations must be one of {', '.join(ACTIVATION_MODES)}, got {activations!r}")
         impl = get_backend(backend)      # "auto": cupy or numpy; numba without numba: numpy
+        if not self._tuned_1d:
+            code = StepOptions(backend=impl.name, boundary=normalise_boundaries(boundary, self.dim), dtype=dtype,
+                               normalise=bool(alpha), train_omega=train_omega)
+            return Network(ir=self.lowered, options=code, backend=impl, kernel=impl.load_step(self.lowered, code),
+                           n=n, spacing=tuple(float(v) for v in spacings), layers=layers, omega=float(omega),
+                           alpha=float(alpha or 0.0), threads=threads, checkpoint=checkpoint)
+        n = _one_size(n)
+        if not isinstance(n, int) or isinstance(n, bool) or n <= 2 * self.kernel_ir.halo:
+            raise ValueError(f"n must be an integer > {2 * self.kernel_ir.halo} (twice the stencil "
+                             f"half-width), got {n!r}")
+        boundary = self._one_boundary({"boundary": boundary})["boundary"]
         code = KernelOptions(backend=impl.name, boundary=boundary, dtype=dtype,
                              normalise=bool(alpha), train_omega=train_omega)
         code = impl.code_options(code, activations=activations)
         return Network(ir=self.kernel_ir, options=code, backend=impl, kernel=impl.load(self.kernel_ir, code),
-                       n=n, spacing=float(spacing), layers=layers, omega=float(omega),
+                       n=n, spacing=float(spacings[0]), layers=layers, omega=float(omega),
                        alpha=float(alpha or 0.0), threads=threads, checkpoint=checkpoint)
 
     def __repr__(self):
@@ -195,3 +317,20 @@ def load_spec(path) -> tuple[NeuralPDE, dict]:
     """
     spec = read_spec_file(path)
     return NeuralPDE(**spec["layer"]), spec["compile"]
+
+
+def _one_size(n):
+    """A 1-D grid size: an int (NumPy integers and 1-tuples accepted)."""
+    import numbers
+    if isinstance(n, (tuple, list)) and len(n) == 1:
+        n = n[0]
+    if isinstance(n, numbers.Integral) and not isinstance(n, bool):
+        return int(n)
+    return n
+
+
+def _multi_indices(dim: int, max_order: int):
+    """Multi-indices α with |α| ≤ max_order, by total order then lexicographically descending."""
+    from itertools import product
+    out = [a for a in product(range(max_order + 1), repeat=dim) if sum(a) <= max_order]
+    return sorted(out, key=lambda a: (sum(a), [-v for v in a]))

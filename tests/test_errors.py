@@ -13,9 +13,8 @@ HOM = {U: "homogeneous", D: "homogeneous", R: "homogeneous"}
 
 
 @pytest.mark.parametrize("transform, match", [
-    (z**2, "nonlinear"),
-    (sp.tanh(z) + D * z.diff(q, 2), "nonlinear"),
-    (z * z.diff(q) + D * z, "nonlinear"),
+    (D * z + z.subs(q, q + 1) * R, "unknown function.*non-local"),
+    (D * z**2 + R * sp.exp(z) * z.diff(q, 2) + R, "without the field"),
     (D * z + R, "without the field"),
     (q * D * z, "coordinate"),
     (sp.Function("u")(q) + D * z, "unknown function"),
@@ -32,13 +31,25 @@ def test_transform_must_be_sympy():
         NeuralPDE("z + D*z_qq", z, params={D: "homogeneous"})
 
 
-def test_field_must_be_a_function_of_one_coordinate():
+def test_field_must_be_a_function_of_one_to_three_coordinates():
     with pytest.raises(TypeError, match="undefined function"):
         NeuralPDE(D * q, q, params={D: "homogeneous"})
-    x, y = sp.symbols("x y")
-    f = sp.Function("z")(x, y)
-    with pytest.raises(ValueError, match="exactly one coordinate"):
+    x, y, w, v = sp.symbols("x y w v")
+    f = sp.Function("z")(x, y, w, v)
+    with pytest.raises(ValueError, match="1 to 3 coordinate symbols"):
         NeuralPDE(D * f, f, params={D: "homogeneous"})
+    g = sp.Function("z")(x, x)
+    with pytest.raises(ValueError, match="distinct"):
+        NeuralPDE(D * g, g, params={D: "homogeneous"})
+
+
+def test_nonlinear_transforms_are_layers():
+    """Since the step IR, a local nonlinear transform is a layer (it was refused before)."""
+    for transform in (D * z**2, sp.tanh(z) + D * z.diff(q, 2), z * z.diff(q) + D * z):
+        layer = NeuralPDE(transform, z, params={D: "homogeneous"})
+        assert not layer.step_ir.linear
+        with pytest.raises(ValueError, match="nonlinear in the field: it has no fixed stencil"):
+            layer.stencil()
 
 
 def test_unknown_activation():
@@ -48,7 +59,7 @@ def test_unknown_activation():
 
 def test_activation_of_two_symbols():
     a, b = sp.symbols("a b")
-    with pytest.raises(ValueError, match="exactly one symbol"):
+    with pytest.raises(ValueError, match="exactly one argument symbol"):
         NeuralPDE(ADR, z, activation=a * b, params=HOM)
 
 

@@ -1,4 +1,4 @@
-"""Physics report (issue 5, MODEL.md §2): symbolic moments, cumulants and the effective PDE of L
+"""Physics report (issue 5, docs/theory.md §2): symbolic moments, cumulants and the effective PDE of L
 relaxed layers, checked against the closed forms and against the compiled network."""
 import json
 from math import factorial

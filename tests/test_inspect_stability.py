@@ -1,4 +1,4 @@
-"""Stability certificate (issue 5, MODEL.md §5): the symbolic G(θ), the ω bounds, agreement with
+"""Stability certificate (issue 5, docs/theory.md §5): the symbolic G(θ), the ω bounds, agreement with
 brute-force simulation of the linearised scheme, positivity, Péclet and conservation."""
 import numpy as np
 import pytest
@@ -136,7 +136,7 @@ def test_reaction_and_anti_diffusion(adr_layer):
     assert decay.stable
     anti = stability(adr_layer, {"U": 0.2, "D": -0.05, "R": 0.0}, omega=0.5)
     assert not anti.stable and anti.binding.startswith("anti-diffusion")
-    # MODEL.md §5: pure advection with central differences (d = 0) is unstable for every ω
+    # docs/theory.md §5: pure advection with central differences (d = 0) is unstable for every ω
     pure = stability(adr_layer, {"U": 0.2, "D": 0.0, "R": 0.0}, omega=0.01)
     assert not pure.stable and pure.binding.startswith("advection without diffusion")
     assert pure.omega_range == (0.0, 0.0)

@@ -1,4 +1,4 @@
-"""MODEL.md §1: the special cases of the relaxation layer z ← (1 − ω) z + ω f(W z − b).
+"""docs/theory.md §1: the special cases of the relaxation layer z ← (1 − ω) z + ω f(W z − b).
 
 * W = I, b = 0, f = id: the identity (no evolution), for every ω and boundary;
 * W = c·I: a local ODE, each site an independent scalar recursion (logistic-type map for

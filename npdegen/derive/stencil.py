@@ -5,7 +5,7 @@ offset ``j`` is
 
 .. math::  w_j = Σ_k c_k\\, a^{(k)}_j / Δ^k ,
 
-so that ``Z_i = Σ_j w_j z_{i+j}``. Its moments (no ``1/k!``, MODEL.md §2) are
+so that ``Z_i = Σ_j w_j z_{i+j}``. Its moments (no ``1/k!``, docs/theory.md §2) are
 
 .. math::  W_k = Σ_j (jΔ)^k w_j ,
 

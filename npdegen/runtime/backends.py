@@ -25,7 +25,8 @@ from ..codegen.render import TARGETS, KernelOptions, content_key, render
 from ..derive.kernel import KernelIR
 from .cache import load_module, stamp
 
-__all__ = ["Backend", "NumpyBackend", "BACKENDS", "BackendUnavailable", "get_backend", "kernel_filename"]
+__all__ = ["Backend", "NumpyBackend", "BACKENDS", "BackendUnavailable", "get_backend", "kernel_filename",
+           "step_filename"]
 
 
 class BackendUnavailable(RuntimeError):
@@ -59,6 +60,29 @@ class Backend:
         suffixes = [suffix for suffix, _ in TARGETS[options.backend].files]
         return load_module(key, kernel_filename(ir, options, key),
                            lambda: {s: stamp(t, s) for s, t in render(ir, options).files.items()}, suffixes)
+
+
+    def load_step(self, lowered, options) -> ModuleType:
+        """Load (rendering on a cache miss) the step-IR kernel of a lowered layer."""
+        from ..codegen.step_render import render_step, step_content_key, step_target
+        key = step_content_key(lowered, options)
+        suffixes = [suffix for suffix, _ in step_target(options.backend).files]
+        return load_module(key, step_filename(lowered, options, key),
+                           lambda: {s: stamp(t, s) for s, t in render_step(lowered, options).files.items()}, suffixes)
+
+
+def step_filename(lowered, options, key: str | None = None) -> str:
+    """``<layer>_<backend>_<d>d_<boundaries>_<dtype>[_<key>]`` for step-IR kernels."""
+    ir = lowered.ir
+    bounds = options.boundary[0] if len(set(options.boundary)) == 1 else "-".join(options.boundary)
+    parts = [ir.name, options.backend, f"{ir.dim}d", bounds, options.dtype]
+    if options.normalise:
+        parts.append("normalised")
+    if options.train_omega:
+        parts.append("omega")
+    if key:
+        parts.append(key[:16])
+    return "_".join(parts)
 
 
 class NumpyBackend(Backend):

@@ -29,8 +29,7 @@ from types import ModuleType
 
 import numpy as np
 
-from ..codegen.render import KernelOptions
-from ..derive.kernel import KernelIR
+from ..grid import normalise_grid
 from .backends import Backend
 
 __all__ = ["Network", "NonFiniteError"]
@@ -39,19 +38,24 @@ __all__ = ["Network", "NonFiniteError"]
 class NonFiniteError(FloatingPointError):
     """A result would contain NaN or inf: the network never returns such values silently."""
 
-_SHAPES = {"homogeneous": lambda n, L: (), "heterogeneous": lambda n, L: (n,),
-           "time-dependent": lambda n, L: (L, n)}
+_SHAPES = {"homogeneous": lambda grid, L: (), "heterogeneous": lambda grid, L: tuple(grid),
+           "time-dependent": lambda grid, L: (L, *grid)}
 
 
 @dataclass(eq=False)
 class Network:
-    """L layers of one generated kernel; create it with ``NeuralPDE.compile``."""
-    ir: KernelIR
-    options: KernelOptions
+    """L layers of one generated kernel; create it with ``NeuralPDE.compile``.
+
+    ``ir`` is the kernel description the kernel was generated from: a 1-D ``KernelIR`` (the
+    tuned 1-D kernels) or a lowered step IR (:class:`~npdegen.ir.lower.LoweredStep`, any layer on a
+    1–3-D grid); ``n`` is an int in 1-D, a tuple of sizes per axis in N-D.
+    """
+    ir: object
+    options: object
     backend: Backend
     kernel: ModuleType
-    n: int
-    spacing: float
+    n: object
+    spacing: object
     layers: int
     omega: float
     alpha: float = 0.0
@@ -66,12 +70,24 @@ class Network:
     def __post_init__(self):
         self.dtype = np.dtype(self.options.dtype)
         self.xp = self.backend.xp          # numpy, or cupy for the GPU backend
-        self.halo = self.ir.halo
-        families = dict(self.ir.params)
-        if self.ir.bias:
-            families["b"] = self.ir.bias
+        step_ir = getattr(self.ir, "ir", None)
+        self._step = step_ir is not None
+        if self._step:                     # step IR: grids of 1-3 axes, spacing per axis
+            self.halos = tuple(step_ir.halo)
+            self.grid = normalise_grid(self.n, step_ir.dim, self.halos)
+            families = step_ir.families
+            self._size, self._space = self.grid, tuple(float(v) for v in self.spacing)
+        else:                              # the tuned 1-D kernels
+            self.halos = (self.ir.halo,)
+            self.grid = (self.n,)
+            families = dict(self.ir.params)
+            if self.ir.bias:
+                families["b"] = self.ir.bias
+            self._size, self._space = self.n, self.spacing
+        self.halo = self.halos[0] if len(self.halos) == 1 else self.halos
         self.families = families
-        self.shapes = {k: _SHAPES[fam](self.n, self.layers) for k, fam in families.items()}
+        self.size = int(np.prod(self.grid))
+        self.shapes = {k: _SHAPES[fam](self.grid, self.layers) for k, fam in families.items()}
         if self.options.train_omega:
             self.shapes["omega"] = ()
         if self.threads is None:
@@ -88,10 +104,10 @@ class Network:
         if batch not in self._work:
             # a kernel module may state its own crossover (the numba kernels do; measured)
             minimum = getattr(self.kernel, "THREAD_MIN_SIZE", self.THREAD_MIN_SIZE)
-            threads = self.threads if batch * self.n >= minimum else 1
+            threads = self.threads if batch * self.size >= minimum else 1
             self._work.clear()
             self._buffers.clear()
-            self._work[batch] = self.kernel.workspace(batch, self.n, self.dtype, threads=threads)
+            self._work[batch] = self.kernel.workspace(batch, self._size, self.dtype, threads=threads)
         return self._work[batch]
 
     def _buffer(self, name: str, shape: tuple):
@@ -103,7 +119,7 @@ class Network:
         return buf
 
     def _run_forward(self, x2d, theta):
-        return self.kernel.forward(self._trajectory(x2d), theta, self.spacing, self._omega(theta), self.alpha,
+        return self.kernel.forward(self._trajectory(x2d), theta, self._space, self._omega(theta), self.alpha,
                                    self._workspace(x2d.shape[0]))
 
     # ------------------------------------------------------------------ checkpointing
@@ -124,14 +140,14 @@ class Network:
         last segment's trajectory still in ``buffer``."""
         segments = self._segments()
         work, omega = self._workspace(x2d.shape[0]), self._omega(theta)
-        shape = (x2d.shape[0], self.n + 2 * self.halo)
+        shape = (x2d.shape[0], *self._padded)
         states = self._buffer("checkpoints", (len(segments), *shape))
         buffer = self._buffer("segment", (self.checkpoint + 1, *shape))
-        buffer[0, :, self.halo:self.halo + self.n] = x2d
+        self._interior(buffer[0])[...] = x2d
         for i, (t0, t1) in enumerate(segments):
             if i:
                 buffer[0] = buffer[segments[i - 1][1] - segments[i - 1][0]]
-            self.kernel.forward(buffer[:t1 - t0 + 1], self._rows(theta, t0, t1), self.spacing, omega, self.alpha, work)
+            self.kernel.forward(buffer[:t1 - t0 + 1], self._rows(theta, t0, t1), self._space, omega, self.alpha, work)
             states[i] = buffer[0]
         return states, buffer
 
@@ -145,8 +161,8 @@ class Network:
             rows = self._rows(theta, t0, t1)
             if i < len(segments) - 1:         # recompute z_t0 … z_{t1-1} from the checkpoint
                 buffer[0] = states[i]
-                self.kernel.forward(buffer[:t1 - t0], rows, self.spacing, omega, self.alpha, work)
-            lam = self.kernel.adjoint(buffer[:t1 - t0 + 1], lam, rows, self.spacing, omega, self.alpha,
+                self.kernel.forward(buffer[:t1 - t0], rows, self._space, omega, self.alpha, work)
+            lam = self.kernel.adjoint(buffer[:t1 - t0 + 1], lam, rows, self._space, omega, self.alpha,
                                       self._rows(grads, t0, t1), work)
         return (lam[0] if single else lam), grads
 
@@ -202,25 +218,33 @@ class Network:
         return float(theta["omega"]) if self.options.train_omega else self.omega
 
     # ------------------------------------------------------------------ arrays
+    @property
+    def _padded(self) -> tuple:
+        return tuple(n + 2 * h for n, h in zip(self.grid, self.halos))
+
     def _states(self, x, what="x"):
+        """``x`` shaped ``(batch, *grid)`` or ``grid`` as a ``(batch, *grid)`` array of the dtype."""
         arr = self.xp.asarray(x)
         if arr.dtype.kind not in "fiu":
             raise TypeError(f"{what} must be real numbers, got dtype {arr.dtype}")
-        if arr.ndim not in (1, 2) or arr.shape[-1] != self.n:
-            raise ValueError(f"{what} must have shape (batch, {self.n}) or ({self.n},), got {arr.shape}")
+        d, grid = len(self.grid), self.grid
+        if arr.ndim not in (d, d + 1) or tuple(arr.shape[arr.ndim - d:]) != grid:
+            shape = ", ".join(map(str, grid))
+            raise ValueError(f"{what} must have shape (batch, {shape}) or ({shape}{',' if d == 1 else ''}), "
+                             f"got {arr.shape}")
         if not bool(self.xp.all(self.xp.isfinite(arr))):
             raise ValueError(f"{what} contains NaN or inf")
-        return arr.astype(self.dtype, copy=False).reshape(-1, self.n), arr.ndim == 1
+        return arr.astype(self.dtype, copy=False).reshape(-1, *grid), arr.ndim == d
 
     def _trajectory(self, x2d, layers=None):
         self._workspace(x2d.shape[0])
-        shape = ((self.layers if layers is None else layers) + 1, x2d.shape[0], self.n + 2 * self.halo)
+        shape = ((self.layers if layers is None else layers) + 1, x2d.shape[0], *self._padded)
         traj = self._buffer("trajectory" if layers is None else "step", shape)
-        traj[0, :, self.halo:self.halo + self.n] = x2d
+        self._interior(traj[0])[...] = x2d
         return traj
 
     def _interior(self, a):
-        return a[..., self.halo:self.halo + self.n]
+        return a[(Ellipsis,) + tuple(slice(h, h + n) for h, n in zip(self.halos, self.grid))]
 
     # ------------------------------------------------------------------ guards
     def _finite(self, what: str, stored=None, **arrays):
@@ -253,7 +277,7 @@ class Network:
             out = self._final_state(stored)
         out = out.copy()          # C-contiguous, and never a view of the kept buffers
         self._finite("forward", stored if trajectory else None, output=out)
-        return out[..., 0, :] if single else out
+        return ((out[:, 0] if trajectory else out[0]) if single else out)
 
     def vjp(self, x, theta, cotangent):
         """Adjoint sweep: ``(dx, grads)`` with ``dx = Jᵀ·cotangent`` for the map x → z_L and
@@ -272,7 +296,7 @@ class Network:
         if self._checkpointed:
             return self._adjoint_checkpoints(traj, lam, theta, single)
         grads = {k: self.xp.zeros(s, self.dtype) for k, s in self.shapes.items()}
-        dx = self.kernel.adjoint(traj, lam, theta, self.spacing, self._omega(theta), self.alpha, grads,
+        dx = self.kernel.adjoint(traj, lam, theta, self._space, self._omega(theta), self.alpha, grads,
                                  self._workspace(lam.shape[0]))
         return (dx[0] if single else dx), grads
 
@@ -287,7 +311,8 @@ class Network:
         stored = self._forward_for_gradient(x2d, theta)
         lam = self._final_state(stored) - y2d
         # summed in float64 without a float64 copy of lam (that copy was 2·batch·n at the memory peak)
-        loss = 0.5 * float(self.xp.einsum("ij,ij->", lam, lam, dtype=np.float64))
+        flat = lam.reshape(lam.shape[0], -1)
+        loss = 0.5 * float(self.xp.einsum("ij,ij->", flat, flat, dtype=np.float64))
         if not np.isfinite(loss):
             self._finite("loss_and_grad", stored, output=self._final_state(stored), loss=self.xp.asarray(loss))
         dx, grads = self._adjoint(stored, lam, theta, single)
@@ -299,8 +324,8 @@ class Network:
     def layer_losses(self, x, y, theta) -> np.ndarray:
         """``0.5 Σ (z_t − y)²`` for t = 0 … L: how the loss falls with depth."""
         y2d, _ = self._states(y, "y")
-        traj = self.forward(x, theta, trajectory=True).reshape(self.layers + 1, -1, self.n)
-        return 0.5 * self.xp.sum(self.xp.square(traj - y2d, dtype=np.float64), axis=(1, 2))
+        traj = self.forward(x, theta, trajectory=True).reshape(self.layers + 1, -1, *self.grid)
+        return 0.5 * self.xp.sum(self.xp.square(traj - y2d, dtype=np.float64), axis=tuple(range(1, traj.ndim)))
 
     # ------------------------------------------------------------------ single layers
     def step(self, z, theta, layer: int):
@@ -311,7 +336,7 @@ class Network:
         zp = self._trajectory(z2d, layers=0)[0]
         self.kernel.fill_halo(zp)
         out = self.xp.empty_like(z2d)
-        self.kernel.step(zp, out, theta, layer, self.spacing, self._omega(theta), self.alpha,
+        self.kernel.step(zp, out, theta, layer, self._space, self._omega(theta), self.alpha,
                          self._workspace(z2d.shape[0]))
         self._finite(f"step (layer {layer})", output=out)
         return out[0] if single else out
@@ -328,7 +353,7 @@ class Network:
         self.kernel.fill_halo(zp)
         grads = {k: self.xp.zeros(s, self.dtype) for k, s in self.shapes.items()}
         lam = lam.copy()
-        self.kernel.step_adjoint(zp, lam, theta, layer, self.spacing, self._omega(theta), self.alpha, grads,
+        self.kernel.step_adjoint(zp, lam, theta, layer, self._space, self._omega(theta), self.alpha, grads,
                                  self._workspace(z2d.shape[0]))
         self._finite(f"step_vjp (layer {layer})", input_gradient=lam, gradients=grads)
         return (lam[0] if single else lam), grads
@@ -338,6 +363,7 @@ class Network:
             raise ValueError(f"layer must be an integer in [0, {self.layers}), got {layer!r}")
 
     def __repr__(self):
-        return (f"Network({self.ir.name!r}, n={self.n}, layers={self.layers}, spacing={self.spacing}, "
+        name = getattr(self.ir, "name", None) or self.ir.ir.name
+        return (f"Network({name!r}, n={self.n}, layers={self.layers}, spacing={self.spacing}, "
                 f"omega={self.omega}, boundary={self.options.boundary!r}, dtype={self.options.dtype!r}, "
                 f"backend={self.backend.name!r}" + (f", checkpoint={self.checkpoint}" if self.checkpoint else "") + ")")

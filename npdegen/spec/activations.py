@@ -36,12 +36,15 @@ BUILTIN_ACTIVATIONS: dict[str, sp.Expr] = {
 }
 
 
-def resolve_activation(activation) -> tuple[str, sp.Expr]:
+def resolve_activation(activation, parameters=()) -> tuple[str, sp.Expr]:
     """Return ``(name, f(x))`` with ``f`` written in :data:`ACTIVATION_SYMBOL`.
 
     ``activation`` is a built-in name, a ``sympy.Lambda`` of one argument, or a SymPy
-    expression with exactly one free symbol (which is renamed to ``x``).
+    expression whose free symbols are one argument (renamed to ``x``) and, optionally, trainable
+    activation parameters among ``parameters`` (symbols), e.g. ``rho*X*(1 - X)`` with ``rho`` a
+    parameter: the argument is the one free symbol that is not a parameter.
     """
+    parameters = set(parameters)
     if isinstance(activation, str):
         try:
             return activation, BUILTIN_ACTIVATIONS[activation]
@@ -53,13 +56,19 @@ def resolve_activation(activation) -> tuple[str, sp.Expr]:
     if isinstance(activation, sp.Lambda):
         if len(activation.variables) != 1:
             raise ValueError(f"activation Lambda must take one argument, got {activation}")
+        if activation.variables[0] in parameters:
+            raise ValueError(f"activation Lambda: its argument {activation.variables[0]} is also a parameter")
         expr = activation.expr.subs(activation.variables[0], _x)
+        stray = sorted((s.name for s in expr.free_symbols - parameters - {_x}))
+        if stray:
+            raise ValueError(f"activation {activation}: symbol(s) {', '.join(stray)} are neither its argument "
+                             "nor parameters listed in params")
     elif isinstance(activation, sp.Expr):
-        free = sorted(activation.free_symbols, key=lambda s: s.name)
+        free = sorted(activation.free_symbols - parameters, key=lambda s: s.name)
         if len(free) > 1:
             raise ValueError(
-                f"activation {activation} must depend on exactly one symbol, found "
-                f"{', '.join(s.name for s in free)}")
+                f"activation {activation} must depend on exactly one argument symbol besides its "
+                f"parameters, found {', '.join(s.name for s in free)} (list trainable ones in params)")
         expr = activation.subs(free[0], _x) if free else activation
     else:
         raise TypeError(

@@ -1,6 +1,6 @@
 """The validated description of a neural-PDE layer: what the user wrote, nothing derived.
 
-A layer is the relaxation step (MODEL.md §1)
+A layer is the relaxation step (docs/theory.md §1)
 
 .. math::  z_{t+1} = (1-ω)\\,z_t + ω\\,f(Z_t), \\qquad Z_t = T[z_t] - b,
 
@@ -19,7 +19,8 @@ from sympy.core.function import AppliedUndef
 from .activations import resolve_activation
 from .names import validate_identifier
 
-__all__ = ["FAMILIES", "LayerSpec", "make_spec", "MAX_PARAMS", "MAX_OFFSETS", "MAX_DERIVATIVE"]
+__all__ = ["FAMILIES", "LayerSpec", "make_spec", "MAX_PARAMS", "MAX_OFFSETS", "MAX_DERIVATIVE", "MAX_DIM",
+           "MAX_ACCURACY"]
 
 #: Parameter families: one value per layer stack, per site, or per site and layer.
 FAMILIES = ("homogeneous", "heterogeneous", "time-dependent")
@@ -27,6 +28,9 @@ FAMILIES = ("homogeneous", "heterogeneous", "time-dependent")
 MAX_PARAMS = 32
 MAX_DERIVATIVE = 8
 MAX_OFFSETS = 17
+MAX_DIM = 3
+#: Central stencils of this accuracy reach MAX_OFFSETS points for the highest derivative order.
+MAX_ACCURACY = 16
 #: theta keys the runtime reserves for itself.
 _THETA_KEYS = ("b", "omega")
 
@@ -35,20 +39,41 @@ _THETA_KEYS = ("b", "omega")
 class LayerSpec:
     """What a layer is, validated. Build it with :func:`make_spec`.
 
-    ``terms`` maps a derivative order k to its coefficient c_k(θ) (a SymPy expression of the
-    parameter symbols only); ``params`` is a tuple of ``(symbol, family)`` sorted by name.
+    ``site_form`` is the transform with the field and each of its derivatives replaced by a
+    placeholder symbol: ``derivatives`` lists ``(α, placeholder)`` with ``α`` the multi-index of
+    the derivative (``(0,…,0)`` for the field itself). For a transform linear in the field,
+    ``terms`` maps a derivative order to its coefficient ``c(θ)`` (a SymPy expression of the
+    parameter symbols only): an ``int`` k in 1-D, the multi-index ``α`` in N-D; for a nonlinear
+    transform ``terms`` is ``None``. ``params`` is a tuple of ``(symbol, family)`` sorted by name;
+    ``activation_params`` names those that enter the activation only.
     """
     name: str
-    field: sp.Expr            # z(q)
-    coordinate: sp.Symbol     # q
+    field: sp.Expr            # z(q) or z(x, y) or z(x, y, w)
+    coordinates: tuple        # (q,) or (x, y) ...
     transform: sp.Expr        # as written by the user
-    terms: tuple              # ((k, c_k), ...) sorted by k
+    derivatives: tuple        # ((alpha, placeholder Dummy), ...) sorted by alpha
+    site_form: sp.Expr        # transform in the placeholders
+    terms: tuple | None       # linear: ((k or alpha, c), ...) sorted; nonlinear: None
     activation_name: str
-    activation: sp.Expr       # f(x), x = ACTIVATION_SYMBOL
+    activation: sp.Expr       # f(x), x = ACTIVATION_SYMBOL, may contain activation parameters
     params: tuple             # ((Symbol, family), ...)
     bias: str | None
     accuracy: int | None      # None: the given offsets decide
     offsets: tuple | None     # None: central offsets for `accuracy`
+    activation_params: tuple = ()
+
+    @property
+    def coordinate(self) -> sp.Symbol:
+        """The coordinate of a 1-D layer (the first one in N-D)."""
+        return self.coordinates[0]
+
+    @property
+    def dim(self) -> int:
+        return len(self.coordinates)
+
+    @property
+    def linear(self) -> bool:
+        return self.terms is not None
 
     @property
     def field_name(self) -> str:
@@ -65,53 +90,66 @@ def _check_family(family, what: str) -> str:
     return family
 
 
-def _split_field(field) -> tuple[sp.Expr, sp.Symbol]:
+def _split_field(field) -> tuple[sp.Expr, tuple]:
     if not isinstance(field, AppliedUndef):
         raise TypeError(
-            "field must be an undefined function applied to a coordinate, e.g. "
-            f"sympy.Function('z')(sympy.Symbol('q')); got {field!r}")
-    if len(field.args) != 1 or not isinstance(field.args[0], sp.Symbol):
+            "field must be an undefined function applied to its coordinates, e.g. "
+            f"sympy.Function('z')(sympy.Symbol('q')) or z(x, y); got {field!r}")
+    if not 1 <= len(field.args) <= MAX_DIM or not all(isinstance(a, sp.Symbol) for a in field.args):
         raise ValueError(
-            f"field {field} must depend on exactly one coordinate symbol (1-D layers); "
-            "N-D layers are not supported yet")
+            f"field {field} must depend on 1 to {MAX_DIM} coordinate symbols, e.g. z(x), z(x, y), z(x, y, w)")
+    if len(set(field.args)) != len(field.args):
+        raise ValueError(f"field {field}: coordinates must be distinct")
     validate_identifier(field.func.__name__, "field name")
-    validate_identifier(field.args[0].name, "coordinate name")
-    return field, field.args[0]
+    for c in field.args:
+        validate_identifier(c.name, "coordinate name")
+    return field, tuple(field.args)
 
 
-def _split_terms(transform: sp.Expr, field: sp.Expr, q: sp.Symbol) -> dict[int, sp.Expr]:
-    """Split ``T = Σ_k c_k ∂^k z`` into ``{k: c_k}``, refusing anything not of that form."""
-    dummy = {0: sp.Dummy("d0")}          # derivative order -> placeholder symbol
+def _placeholders(transform: sp.Expr, field: sp.Expr, coords: tuple) -> tuple[sp.Expr, dict]:
+    """The transform with ``∂^α z`` replaced by placeholder symbols; returns ``(form, {α: symbol})``."""
+    zero = (0,) * len(coords)
+    dummy = {zero: sp.Dummy("d" + "".join(map(str, zero)))}
     replace: dict[sp.Expr, sp.Symbol] = {}
     for d in sorted(transform.atoms(sp.Derivative), key=sp.default_sort_key):
-        if d.expr != field or set(d.variables) != {q}:
-            raise ValueError(f"transform: only derivatives of {field} in {q} are allowed, found {d}")
-        order = len(d.variables)
-        if order > MAX_DERIVATIVE:
-            raise ValueError(f"transform: derivative order {order} exceeds the limit {MAX_DERIVATIVE}")
-        replace[d] = dummy.setdefault(order, sp.Dummy(f"d{order}"))
+        if d.expr != field or not set(d.variables) <= set(coords):
+            raise ValueError(f"transform: only derivatives of {field} in {', '.join(map(str, coords))} "
+                             f"are allowed, found {d}")
+        alpha = tuple(d.variables.count(c) for c in coords)
+        if sum(alpha) > MAX_DERIVATIVE:
+            raise ValueError(f"transform: derivative order {sum(alpha)} of {d} exceeds the limit {MAX_DERIVATIVE}")
+        replace[d] = dummy.setdefault(alpha, sp.Dummy("d" + "".join(map(str, alpha))))
     other = [f for f in transform.atoms(AppliedUndef) if f != field]
     if other:
-        raise ValueError(f"transform: unknown function(s) {other}; the field is {field}")
-    expr = transform.subs(replace).subs(field, dummy[0])  # derivatives first: they contain z
-    if expr.has(q):
-        raise ValueError(f"transform: coefficients may not depend on the coordinate {q} explicitly; "
-                         "use a heterogeneous parameter instead")
-    placeholders = set(dummy.values())
-    terms = {k: sp.diff(expr, d) for k, d in dummy.items()}
-    if any(c.free_symbols & placeholders for c in terms.values()):
-        raise ValueError(f"transform is nonlinear in the field {field}: {transform}")
-    rest = sp.expand(expr - sum(c * dummy[k] for k, c in terms.items()))
-    if rest.free_symbols & placeholders:
-        raise ValueError(f"transform is nonlinear in the field {field}: {transform}")
-    if rest != 0:
-        raise ValueError(
-            f"transform has a term without the field: {rest}; a source term belongs in the bias "
-            "(bias='homogeneous' | 'heterogeneous' | 'time-dependent')")
-    terms = {k: c for k, c in terms.items() if c != 0}
-    if not terms:
+        raise ValueError(f"transform: unknown function(s) {other}; the field is {field} (a non-local term "
+                         "such as a shifted field is not a local update)")
+    form = transform.xreplace(replace).xreplace({field: dummy[zero]})   # derivatives first: they contain z
+    if form.atoms(AppliedUndef) or form.atoms(sp.Derivative):
+        raise ValueError(f"transform: {transform} is not a local expression of {field} and its derivatives")
+    explicit = sorted((c.name for c in coords if form.has(c)))
+    if explicit:
+        raise ValueError(f"transform: coefficients may not depend on the coordinate(s) {', '.join(explicit)} "
+                         "explicitly; use a heterogeneous parameter instead")
+    if not form.free_symbols & set(dummy.values()):
         raise ValueError(f"transform {transform} does not contain the field {field}")
-    return terms
+    return form, dummy
+
+
+def _linear_terms(form: sp.Expr, dummy: dict, transform, field) -> dict | None:
+    """``{α: c_α}`` if the transform is linear in the field, else ``None``; refuses field-free terms."""
+    placeholders = set(dummy.values())
+    free_terms = [t for t in sp.Add.make_args(sp.expand(form)) if not t.free_symbols & placeholders]
+    if free_terms:
+        raise ValueError(
+            f"transform has a term without the field: {sp.Add(*free_terms)}; a source term belongs in the bias "
+            "(bias='homogeneous' | 'heterogeneous' | 'time-dependent')")
+    terms = {a: sp.diff(form, d) for a, d in dummy.items()}
+    if any(c.free_symbols & placeholders for c in terms.values()):
+        return None
+    rest = sp.expand(form - sum(c * dummy[a] for a, c in terms.items()))
+    if rest.free_symbols & placeholders:
+        return None
+    return {a: c for a, c in terms.items() if c != 0}
 
 
 def _normalise_params(params, used: set[sp.Symbol]) -> tuple:
@@ -150,17 +188,27 @@ def _normalise_params(params, used: set[sp.Symbol]) -> tuple:
 def make_spec(transform, field, *, activation="identity", params=None, bias=None,
               accuracy=2, offsets=None, name="neural_pde") -> LayerSpec:
     """Validate the user's layer description and return a :class:`LayerSpec`."""
-    field, q = _split_field(field)
+    field, coords = _split_field(field)
     if not isinstance(transform, sp.Expr):
         raise TypeError(f"transform must be a SymPy expression, got {type(transform).__name__}")
     validate_identifier(name, "layer name")
-    terms = _split_terms(transform, field, q)
-    used = set().union(*(c.free_symbols for c in terms.values()))
-    param_tuple = _normalise_params(params, used)
+    form, dummy = _placeholders(transform, field, coords)
+    linear = _linear_terms(form, dummy, transform, field)
+    if linear is not None and not linear:
+        raise ValueError(f"transform {transform} does not contain the field {field}")
+    used = form.free_symbols - set(dummy.values())
+    act_symbols = _activation_parameters(activation, params)
+    param_tuple = _normalise_params(params, used | act_symbols)
+    both = sorted(s.name for s in used & act_symbols)
+    if both:
+        raise ValueError(f"parameter(s) {', '.join(both)} appear in both the transform and the activation; "
+                         "use separate parameters")
     if bias is not None:
         _check_family(bias, "bias")
-    act_name, act = resolve_activation(activation)
+    act_name, act = resolve_activation(activation, act_symbols)
     if offsets is not None:
+        if len(coords) > 1:
+            raise ValueError("offsets are for 1-D layers; N-D layers use central stencils of the given accuracy")
         if isinstance(offsets, (str, bytes)) or not isinstance(offsets, Sequence):
             raise TypeError(f"offsets must be a sequence of integers, got {offsets!r}")
         if not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets):
@@ -172,9 +220,27 @@ def make_spec(transform, field, *, activation="identity", params=None, bias=None
         offsets = tuple(sorted(offsets))
     if accuracy is not None and (not isinstance(accuracy, int) or isinstance(accuracy, bool) or accuracy < 1):
         raise ValueError(f"accuracy must be a positive integer or None, got {accuracy!r}")
+    if accuracy is not None and accuracy > MAX_ACCURACY:
+        raise ValueError(f"accuracy {accuracy} exceeds the limit {MAX_ACCURACY} (a {MAX_OFFSETS}-point stencil)")
     if accuracy is None and offsets is None:
         raise ValueError("accuracy=None needs explicit offsets")
-    return LayerSpec(name=name, field=field, coordinate=q, transform=transform,
-                     terms=tuple(sorted(terms.items())), activation_name=act_name,
-                     activation=act, params=param_tuple, bias=bias, accuracy=accuracy,
-                     offsets=offsets)
+    if linear is None:
+        terms = None
+    elif len(coords) == 1:
+        terms = tuple(sorted((a[0], c) for a, c in linear.items()))
+    else:
+        terms = tuple(sorted(linear.items()))
+    return LayerSpec(name=name, field=field, coordinates=coords, transform=transform,
+                     derivatives=tuple(sorted(dummy.items())), site_form=form, terms=terms,
+                     activation_name=act_name, activation=act, params=param_tuple, bias=bias,
+                     accuracy=accuracy, offsets=offsets,
+                     activation_params=tuple(sorted(s.name for s in act_symbols)))
+
+
+def _activation_parameters(activation, params) -> set:
+    """Symbols of an activation expression that are listed in ``params`` (its trainable parameters)."""
+    if not isinstance(activation, (sp.Expr, sp.Lambda)) or not isinstance(params, Mapping):
+        return set()
+    names = {k if isinstance(k, str) else getattr(k, "name", None) for k in params}
+    expr = activation.expr if isinstance(activation, sp.Lambda) else activation
+    return {s for s in expr.free_symbols if s.name in names}

@@ -1,0 +1,71 @@
+"""The NumPy target of the step IR: expressions printed for ``templates/step_numpy/``.
+
+Arrays: accesses are shifted views of the padded state (``(batch, *grid)``), coefficients and
+parameters scalars or grid arrays (broadcast over the batch). Linear terms become in-place
+``multiply``/``add`` calls; other state expressions are printed by :class:`NumpyKernelPrinter`
+(one temporary per operation); the activation and its derivatives become in-place ufunc programs.
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from ..ir.lower import LoweredStep
+from ..ir.step import ARGUMENT
+from .numpy_target import _template_program
+from .printing import NumpyKernelPrinter, assignments
+from .step_render import StepOptions, StepTarget
+from .ufuncs import ufunc_program
+
+__all__ = ["TARGET", "numpy_step_context"]
+
+
+def _linear_terms(expr: sp.Expr, symbols) -> list | None:
+    """``[(access name, coefficient code)]`` if ``expr`` is a sum of ``w_m * access``, else None."""
+    printer = NumpyKernelPrinter()
+    out = []
+    for term in sp.Add.make_args(expr):
+        access = [a for a in symbols if term.has(a)]
+        if len(access) != 1:
+            return None
+        coeff = sp.simplify(term / access[0])
+        if coeff.free_symbols & set(symbols):
+            return None
+        out.append((access[0].name, printer.doprint(coeff)))
+    return out
+
+
+def numpy_step_context(low: LoweredStep, options: StepOptions) -> dict:
+    ir = low.ir
+    printer = NumpyKernelPrinter()
+    syms = ir.access_symbols
+    coefficients = assignments(low.coefficients, printer, prefix="c")
+    rules = [r for r in low.gradients if r.terms]
+    kappa_exprs = [k for r in rules for _, k in r.terms]
+    kappas = assignments(kappa_exprs, printer, prefix="c")
+    codes = iter(kappas.results)
+    gradients = [(r.name, r.family, r.scale, [(i, next(codes)) for i, _ in r.terms]) for r in rules]
+    forward_linear = _linear_terms(low.forward, syms)
+    jacobians = []
+    for a, j in zip(syms, low.access_jacobians):
+        if j != 0:
+            jacobians.append((ir.accesses[syms.index(a)], printer.doprint(j), bool(j.free_symbols & set(syms))))
+    reductions = [(printer.doprint(r.expr.subs(ARGUMENT, sp.Symbol("Z", real=True))), r.weight,
+                   r.expr.is_Symbol and r.expr in syms, r.expr == 1) for r in low.reductions]
+    f, fprime = (_template_program(ufunc_program(e, ARGUMENT)) for e in (ir.f, ir.fprime))
+    act_params = [p for p in ir.params if p.role == "activation"]
+    need_f = options.train_omega
+    def load(params):
+        return [f'{p.symbol} = theta["{p.name}"]' + ("[layer]" if p.family == "time-dependent" else "")
+                + f"  # {p.family}" for p in params]
+    loads = {"transform": load([p for p in ir.params if p.role == "transform"]), "activation": load(act_params),
+             "all": load(ir.params)}
+    return dict(loads=loads, coefficients=coefficients, kappas=kappas, gradients=gradients, forward_linear=forward_linear,
+                forward_code=printer.doprint(low.forward), jacobians=jacobians, reductions=reductions,
+                f=f, fprime=fprime, temporaries=max(f.buffers, fprime.buffers), need_f=need_f,
+                act_params=act_params, access_names=[a.name for a in syms],
+                coef_names=[f"w{m}" for m in range(len(low.coefficients))],
+                transform_params=[p for p in ir.params if p.role == "transform"],
+                families=ir.families, boundaries=options.boundary)
+
+
+TARGET = StepTarget(folder="step_numpy", files=((".py", "module.py.j2"),), context=numpy_step_context)
