@@ -82,12 +82,28 @@ def test_kernel_from_given_moments_round_trips(adr):
     np.testing.assert_allclose(km2.moments[5], list(given.values()), atol=1e-12)
 
 
-@settings(max_examples=40, deadline=None)
+def assert_round_trip(tail, w0):
+    """W_k -> cumulants -> W_k, to round-off relative to each order's scale w0 * r^k (r: the
+    largest |W_j / W_0|), not an absolute tolerance (W_6 ~ 1e4 carries round-off ~1e-12 * 1e4)."""
+    moments = np.array([w0, *tail])
+    back = np.array(moments_from_cumulants(cumulants_from_moments(list(moments))), float)
+    r = max(1.0, float(np.max(np.abs(moments / w0))))
+    scale = abs(w0) * r ** np.arange(len(moments))
+    assert np.all(np.abs(back - moments) <= 1e-10 * scale), (moments, back)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(st.lists(st.floats(-2, 2), min_size=2, max_size=6), st.floats(0.2, 3))
 def test_moments_cumulants_round_trip(tail, w0):
-    moments = np.array([w0, *tail])
-    back = moments_from_cumulants(cumulants_from_moments(list(moments)))
-    np.testing.assert_allclose(np.array(back, float), moments, rtol=1e-9, atol=1e-9)
+    assert_round_trip(tail, w0)
+
+
+def test_moments_cumulants_round_trip_hard_cases():
+    """Large high moments over a small W_0 (the case that once failed an absolute tolerance)."""
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        assert_round_trip(list(rng.uniform(-2, 2, rng.integers(2, 7))), float(rng.uniform(0.2, 3)))
+    assert_round_trip([2.0, -2.0, 2.0, -2.0, 2.0, -2.0], 0.2)
 
 
 @pytest.mark.parametrize("periodic", [True, False])

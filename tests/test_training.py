@@ -255,5 +255,23 @@ def test_train_validates_its_arguments():
         np.testing.assert_array_equal(theta2[k], theta[k])
 
 
-def test_public_train_is_the_runtime_train():
-    assert npdegen.train is train and isinstance(npdegen.TrainHistory, type)
+def test_public_train_wraps_the_runtime_train_with_a_diagnosis():
+    """npdegen.train is the runtime train plus a stability diagnosis of a divergence."""
+    import inspect
+    from npdegen.runtime import train as runtime
+    assert npdegen.train is not runtime.train and npdegen.train.__wrapped__ is runtime.train
+    assert inspect.signature(npdegen.train) == inspect.signature(runtime.train)
+    assert npdegen.TrainHistory is runtime.TrainHistory and npdegen.TrainingDiverged is runtime.TrainingDiverged
+    assert {"train", "TrainHistory", "TrainingDiverged"} <= set(npdegen.__all__)
+    net = adr_net("homogeneous")
+    x = smooth_inputs(3)
+    kw = dict(steps=5, optimizer="sgd", lr=1e308, progress=False)
+    with np.errstate(all="ignore"):
+        with pytest.raises(npdegen.TrainingDiverged) as bare:
+            runtime.train(net, x, 1e200 * x, scalars(START), **kw)
+        with pytest.raises(npdegen.TrainingDiverged) as public:
+            npdegen.train(net, x, 1e200 * x, scalars(START), **kw)
+    assert "stability of the last finite parameters" not in str(bare.value)
+    assert str(public.value).startswith(str(bare.value))
+    assert "stability of the last finite parameters" in str(public.value)
+    assert public.value.step == bare.value.step and public.value.where == bare.value.where
