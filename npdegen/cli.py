@@ -33,8 +33,14 @@ def _explain(args) -> int:
     from .layer import load_spec
     layer, _ = load_spec(args.spec)
     print(layer)
+    ir = layer.step_ir
+    if not ir.linear:       # a nonlinear layer: its site expression and how it depends on each access
+        print(f"  G = {ir.site}   (z_<offset> = z[i + offset], p_<name> = parameter, Delta<k> = spacing)")
+        for a, d in zip(ir.access_symbols, ir.d_access):
+            print(f"  dG/d{a} = {d}")
+        return 0
     for j, w in layer.stencil().items():
-        print(f"  w[{j:+d}] = {w}")
+        print(f"  w[{j:+d}] = {w}" if isinstance(j, int) else f"  w{list(j)} = {w}")
     print(layer.explain())
     return 0
 

@@ -307,7 +307,8 @@ class NeuralPDE:
                        alpha=float(alpha or 0.0), threads=threads, checkpoint=checkpoint)
 
     def __repr__(self):
-        return f"NeuralPDE({self.spec.name!r}: Z = {self.spec.transform} - b, f = {self.spec.activation_name})"
+        bias = " - b" if self.spec.bias else ""
+        return f"NeuralPDE({self.spec.name!r}: Z = {self.spec.transform}{bias}, f = {self.spec.activation_name})"
 
 
 def load_spec(path) -> tuple[NeuralPDE, dict]:

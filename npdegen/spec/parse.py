@@ -133,6 +133,9 @@ class _Builder:
         if kind == "deriv":
             function, coords = self.fields[rest[0]]
             return sympy.Derivative(function, (coords[rest[1]], rest[2]))
+        if kind == "mderiv":
+            function, coords = self.fields[rest[0]]
+            return sympy.Derivative(function, *((coords[c], k) for c, k in rest[1]))
         if kind == "field":
             return self.fields[rest[0]][0]
         return sympy.Symbol(rest[0]) if kind == "sym" else CONSTANTS[rest[0]]

@@ -5,8 +5,8 @@ Format (all expression strings go through :func:`npdegen.spec.parse.parse_expres
     [layer]
     name = "adr"                            # identifier, used for file names
     field = "z"                             # the field's name
-    coordinate = "q"                        # the coordinate's name
-    transform = "z + R*z - U*z_q + D*z_qq"  # z_q = dz/dq, z_qq = d²z/dq², or diff(z, q, k)
+    coordinate = "q"                        # the coordinate's name (N-D: coordinates = ["x", "y"])
+    transform = "z + R*z - U*z_q + D*z_qq"  # z_q = dz/dq, z_qq = d²z/dq², or diff(z, q, k); z_xy mixed
     activation = "tanh"                     # a built-in name, or an expression in x: "x/(1 + abs(x))"
     bias = "heterogeneous"                  # optional: homogeneous | heterogeneous | time-dependent
     accuracy = 2                            # optional, default 2 (at most MAX_ACCURACY = 16)
@@ -43,7 +43,7 @@ else:  # pragma: no cover
 
 __all__ = ["read_spec_file", "SpecFile"]
 
-_LAYER_KEYS = {"name", "field", "coordinate", "transform", "activation", "params", "bias", "accuracy", "offsets"}
+_LAYER_KEYS = {"name", "field", "coordinate", "coordinates", "transform", "activation", "params", "bias", "accuracy", "offsets"}
 _COMPILE_KEYS = {"n", "spacing", "layers", "omega", "alpha", "boundary", "dtype", "backend", "train_omega"}
 MAX_FILE_BYTES = 64 * 1024
 #: Largest finite-difference accuracy in a spec file (central stencils of up to 17 points).
@@ -103,9 +103,12 @@ def read_spec_file(path) -> SpecFile:
     where = f"{path} [layer]"
     _check_stencil(layer, where)
     field_name = validate_identifier(layer.get("field", "z"), "field name")
-    coord_name = validate_identifier(layer.get("coordinate", "q"), "coordinate name")
-    q = sp.Symbol(coord_name)
-    field = sp.Function(field_name)(q)
+    if "coordinate" in layer and "coordinates" in layer:
+        raise ValueError(f"{where}: give 'coordinate' (1-D) or 'coordinates' (a list, 1-3 names), not both")
+    names = layer.get("coordinates", [layer.get("coordinate", "q")])
+    if not isinstance(names, list) or not 1 <= len(names) <= 3 or not all(isinstance(c, str) for c in names):
+        raise ValueError(f"{where}: 'coordinates' must be a list of 1 to 3 names, got {names!r}")
+    field = sp.Function(field_name)(*(sp.Symbol(validate_identifier(c, "coordinate name")) for c in names))
     transform = parse_expression(_require(layer, "transform", str, where), fields={field_name: field})
     kwargs = {"transform": transform, "field": field,
               "name": validate_identifier(layer.get("name", "neural_pde"), "layer name")}

@@ -148,6 +148,11 @@ class Checker:
                     order, rest = divmod(len(suffix), len(c))
                     if rest == 0 and suffix == c * order:
                         return ("deriv", pos, key, c, self.order(node, order)), False
+                parts = _split_coordinates(suffix, tuple(coords))
+                if parts is not None:      # z_xy, z_xxy: a mixed derivative, one name per order
+                    counts = tuple((c, parts.count(c)) for c in dict.fromkeys(parts))
+                    self.order(node, len(parts))
+                    return ("mderiv", pos, key, counts), False
         if name in self.coords:
             self.fail(node, f"coordinate {_show(name)} may only appear inside diff(...)")
         if name in FUNCTIONS or name == "diff":
@@ -235,3 +240,21 @@ def screen(text: str, max_length: int, max_depth: int) -> None:
         if depth > max_depth:
             raise SpecSyntaxError(*line_col(text, index),
                                   f"brackets are nested deeper than {max_depth} levels")
+
+
+def _split_coordinates(suffix: str, coords: tuple) -> list | None:
+    """``suffix`` as a sequence of coordinate names (``"xxy"`` → ``[x, x, y]``) if exactly one
+    reading exists, else ``None`` (unknown or ambiguous names stay plain symbols)."""
+    readings: list[list] = []
+
+    def walk(rest: str, parts: list):
+        if len(readings) > 1 or len(parts) > MAX_DERIVATIVE_ORDER + 1:
+            return
+        if not rest:
+            readings.append(parts)
+            return
+        for c in coords:
+            if rest.startswith(c):
+                walk(rest[len(c):], parts + [c])
+    walk(suffix, [])
+    return readings[0] if len(readings) == 1 else None
