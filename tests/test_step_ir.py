@@ -140,7 +140,7 @@ def test_nd_spec_file_and_mixed_derivative_notation():
 
 @pytest.mark.parametrize("bad, match", [
     (dict(n=(8,)), "tuple of 2 integers"),
-    (dict(n=(8, 2)), "along axis 1"),
+    (dict(n=(2, 6)), "along axis 0"),
     (dict(n=(8, 6), boundary=("periodic",)), "has 1 entries; the layer has 2"),
     (dict(n=(8, 6), boundary=("periodic", "reflect")), "unknown boundary 'reflect'"),
     (dict(n=(8, 6), spacing=(1.0,)), "tuple of 2 numbers"),
