@@ -17,7 +17,7 @@ import sympy as sp
 
 import npdegen
 from reference_nd import BOUNDARIES, FAMILIES, Reference, assert_close, burgers_step_loop, family_shape
-from reference_nd import check_param_adjoint, check_state_adjoint, fd_check
+from reference_nd import check_network_vjp, check_param_adjoint, check_state_adjoint, fd_check
 
 q, x, y = sp.symbols("q x y")
 z1 = sp.Function("z")(q)
@@ -168,6 +168,18 @@ def test_gradients_2d_nonlinear(rng, name):
     check_param_adjoint(net, ref, theta, z, LAYERS - 1, SP2, boundary, rng)
 
 
+@pytest.mark.parametrize("name", ["viscous-burgers", "sin-diffusion", "gradient-square-mixed"])
+def test_network_vjp_nonlinear_complex_step(rng, name):
+    """vjp of the whole nonlinear network (input and parameters) to 1e-12 by complex steps."""
+    transform, defaults = NONLINEAR_2D[name]
+    j = sorted(NONLINEAR_2D).index(name)
+    boundary = PAIRS[(j + 3) % len(PAIRS)]
+    params = {s: FAMILIES[(j + i + 1) % 3] for i, s in enumerate(defaults)}
+    net, theta, ref = build(transform, z2, params, bias=FAMILIES[(j + 1) % 3], boundary=boundary,
+                            values={s.name: v for s, v in defaults.items()} | {"b": 0.05}, accuracy=2 + 2 * (j % 2))
+    check_network_vjp(net, ref, theta, rng.uniform(-1, 1, (2,) + N2), LAYERS, SP2, boundary, rng)
+
+
 def test_gradients_parameter_free_nonlinear(rng):
     """``z + z_x²``: no parameters at all, only the input gradient."""
     transform, _ = NONLINEAR_2D["gradient-square"]
@@ -210,6 +222,15 @@ def test_activation_parameter_gradients(rng, family):
     check_param_adjoint(net, ref, theta, z, 1, SP2, boundary, rng)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_activation_parameter_network_vjp(rng, family):
+    boundary = ("dirichlet", "neumann")
+    net, theta, ref = build(z2 + nu * z2.diff(y, 2) + A * sp.sin(z2) * z2.diff(x), z2,
+                            {nu: "heterogeneous", A: "homogeneous"}, act_params={rho: family}, activation=LOGISTIC,
+                            bias="time-dependent", boundary=boundary, values={"nu": 0.05, "A": 0.2, "rho": 2.5, "b": -0.3})
+    check_network_vjp(net, ref, theta, rng.uniform(0, 1, (2,) + N2), LAYERS, SP2, boundary, rng)
+
+
 def test_activation_parameter_1d(rng):
     """1-D layer with a heterogeneous activation parameter (the 1-D path stays covered)."""
     net, theta, ref = build(BURGERS, z1, {nu: "homogeneous"}, act_params={rho: "heterogeneous"},
@@ -223,3 +244,26 @@ def test_error_activation_parameter_in_transform():
     """ρ may only appear in the activation."""
     with pytest.raises((ValueError, TypeError), match=r"(?i)activation|rho"):
         npdegen.NeuralPDE(z2 + rho * z2.diff(x, 2), z2, activation=LOGISTIC, params={rho: "homogeneous"})
+
+
+@pytest.mark.slow
+def test_numba_backend_nonlinear_with_activation_parameter(rng):
+    """backend="numba" for a nonlinear transform with a heterogeneous activation parameter: forward
+    against the reference, gradients against the NumPy backend (1e-10) and complex-step vjp."""
+    boundary = ("neumann", "periodic")
+    transform = z2 + nu * (z2.diff(x, 2) + z2.diff(y, 2)) - z2 * z2.diff(x) + A * sp.sin(z2) * z2.diff(x, y)
+    params = {nu: "time-dependent", A: "homogeneous"}
+    layer = npdegen.NeuralPDE(transform, z2, activation=LOGISTIC, params={**params, rho: "heterogeneous"},
+                              bias="heterogeneous")
+    kw = dict(n=N2, spacing=SP2, layers=LAYERS, omega=OMEGA, boundary=boundary, dtype="float64")
+    net, net_np = layer.compile(backend="numba", **kw), layer.compile(backend="numpy", **kw)
+    theta = net_np.init_params(seed=4, scale=0.05, values={"nu": 0.05, "A": 0.2, "rho": 2.5, "b": -0.3})
+    ref = Reference(transform, z2, params, bias="heterogeneous", activation=(LOGISTIC, X, {rho: "heterogeneous"}))
+    x0, y0 = rng.uniform(0, 1, (3,) + N2), rng.uniform(0, 1, (3,) + N2)
+    check_forward(net, theta, ref, x0, SP2, boundary)
+    loss, grads = net.loss_and_grad(x0, y0, theta, input_grad=True)
+    loss_np, grads_np = net_np.loss_and_grad(x0, y0, theta, input_grad=True)
+    assert loss == pytest.approx(loss_np, rel=1e-12)
+    for k in grads_np:
+        np.testing.assert_allclose(grads[k], grads_np[k], rtol=1e-10, atol=1e-12 * np.max(np.abs(grads_np[k])))
+    check_network_vjp(net, ref, theta, x0, LAYERS, SP2, boundary, rng)
