@@ -172,8 +172,6 @@ def test_layer_stencil_numeric_matches_findiff(name, accuracy):
     assert_stencils_close(st, {tuple(int(v) for v in k): float(c) for k, c in fd_st.items()})
 
 
-@pytest.mark.xfail(strict=True, reason="contract: npdegen.spacing_symbols(layer); the implementation so far "
-                                        "has the property layer.spacing_symbols only")
 @pytest.mark.parametrize("name", ["laplacian-2d", "adr-3d"])
 def test_spacing_symbols_api(name):
     """The contract: ``npdegen.spacing_symbols(layer)`` gives ``(Delta_x, Delta_y[, Delta_w])``."""

@@ -28,9 +28,11 @@ __all__ = ["DerivativeStencil", "derivative_stencil", "spacing_symbols", "access
 
 
 def spacing_symbols(coordinates) -> tuple:
-    """The symbolic spacings: ``(Delta,)`` in 1-D (:data:`~npdegen.derive.stencil.SPACING`), else
-    ``Delta_<coordinate>`` per axis, e.g. ``(Delta_x, Delta_y)``."""
-    coordinates = tuple(coordinates)
+    """The symbolic spacings of a layer (or of its coordinates): ``(Delta,)`` in 1-D
+    (:data:`~npdegen.derive.stencil.SPACING`), else ``Delta_<coordinate>`` per axis, e.g.
+    ``(Delta_x, Delta_y)``."""
+    spec = getattr(coordinates, "spec", None)
+    coordinates = tuple(spec.coordinates if spec is not None else coordinates)
     if len(coordinates) == 1:
         return (SPACING,)
     return tuple(sp.Symbol(f"Delta_{c}", positive=True) for c in coordinates)
