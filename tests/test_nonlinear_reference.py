@@ -191,6 +191,34 @@ def test_gradients_parameter_free_nonlinear(rng):
     check_state_adjoint(net, ref, theta, rng.uniform(-1, 1, (2,) + N2), 1, SP2, boundary, rng)
 
 
+U = sp.Symbol("U")
+_DELTA_BUG = pytest.mark.xfail(strict=True, raises=NameError, reason="generated NumPy kernel references an undefined Delta0/Delta1 "
+                                                   "when a parameter sits inside a function of the field "
+                                                   "and a derivative is present (NameError)")
+PARAM_IN_FUNCTION = [
+    pytest.param("cos(U z) z_x", z2 + sp.cos(U * z2) * z2.diff(x), marks=_DELTA_BUG),
+    pytest.param("exp(U z) z_xx", z2 + sp.exp(U * z2) * z2.diff(x, 2), marks=_DELTA_BUG),
+    pytest.param("tanh(U z_y)", z2 + sp.tanh(U * z2.diff(y)), marks=_DELTA_BUG),
+    pytest.param("1d cos(U z) z_q", z1 + sp.cos(U * z1) * z1.diff(q), marks=_DELTA_BUG),
+    pytest.param("U cos(z) z_y", z2 + U * sp.cos(z2) * z2.diff(y)),
+    pytest.param("(U z)^2 z_y + sin(U z)", z2 + (U * z2) ** 2 * z2.diff(y) + sp.sin(U * z2)),
+]
+
+
+@pytest.mark.parametrize("name,transform", PARAM_IN_FUNCTION)
+def test_parameter_inside_a_function_of_the_field(rng, name, transform):
+    """Coefficient functions that mix a parameter and the field (or a derivative) nonlinearly."""
+    field = z1 if name.startswith("1d") else z2
+    one = field is z1
+    boundary = "neumann" if one else ("neumann", "periodic")
+    n, spacing = ((N1,), (DQ,)) if one else (N2, SP2)
+    net, theta, ref = build(transform, field, {U: "heterogeneous"}, bias="homogeneous", boundary=boundary,
+                            n=n[0] if one else n, spacing=spacing[0] if one else spacing, values={"U": 0.3})
+    x0 = rng.uniform(-1, 1, (2,) + n)
+    check_forward(net, theta, ref, x0, spacing, boundary)
+    check_network_vjp(net, ref, theta, x0, LAYERS, spacing, boundary, rng)
+
+
 # ---------------------------------------------------------------------------- activation parameters
 LOGISTIC = rho * X * (1 - X)
 
