@@ -1,0 +1,154 @@
+"""The numba target of the step IR: per-site scalar code for the loops of ``templates/step_numba/``.
+
+The template writes the loops (grid lines × chunks of the last, unit-stride axis, batch rows inside,
+``numba.prange`` over the outer items); this module prints what runs at one site, with
+:class:`~npdegen.codegen.numba_target.NumbaPrinter` (numbers typed ``_F``, integer powers as
+products), after a shared CSE:
+
+* *constant* coefficients ``w_m`` (homogeneous parameters and spacings only): scalars computed
+  once per kernel call; *site* coefficients (a heterogeneous or time-dependent parameter enters):
+  rows of an array ``W`` computed once per call (``low.static``) or once per layer;
+* the pre-activation ``Z = G − b``, ``f``/``f'`` (the vectorisable forms of
+  :mod:`npdegen.codegen.fast_forms` in float32, the exact libm forms in float64; ``f'`` and the
+  activation-parameter derivatives are SymPy's derivatives of the form that is computed), the
+  per-site reductions, the access Jacobians ``J_o`` and the gradient coefficients ``κ``.
+
+Each body comes with what it loads at a site: the accesses (rows of the padded state, a column
+offset per access), site coefficients, site parameters. Index expressions are printed here for the
+layer's dimension; template-local names start with ``_`` (parameters are ``p_<name>``, accesses
+``z_<offset>``: never defined by the template itself).
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from ..ir.lower import LoweredStep, coefficient_symbol
+from ..ir.step import ARGUMENT
+from .fast_forms import expand_forms, fast_activation
+from .numba_target import NumbaPrinter, shared_assignments
+from .step_render import StepOptions, StepTarget
+
+__all__ = ["TARGET", "numba_step_context"]
+
+#: The activation's argument as the loops name it.
+_Z = sp.Symbol("_Z", real=True)
+
+
+def _offset_name(o: int) -> str:
+    return "0" if o == 0 else (f"p{o}" if o > 0 else f"m{-o}")
+
+
+class _Site:
+    """Index expressions of one kind of loop body for a ``dim``-D grid with ``halo``.
+
+    The site's outer grid indices are ``_j0 … _j{d-2}``; the inner loop runs ``_ii`` (unsigned)
+    from column base ``_c0`` (grid coordinate). Rows of padded arrays (batch row ``_r``) are
+    views ``A[_r, _j0 + h0 + o0, …]``; rows of grid arrays ``A[_j0, …]``."""
+
+    def __init__(self, dim: int, halo: tuple):
+        self.dim, self.halo = dim, halo
+
+    def padded_row(self, array: str, outer: tuple, batch: bool = True) -> str:
+        idx = (["_r"] if batch else []) + [f"_j{k} + {self.halo[k] + o}" for k, o in enumerate(outer)]
+        return f"{array}[{', '.join(idx)}]" if idx else array
+
+    def grid_row(self, array: str, lead: str | None = None) -> str:
+        idx = ([lead] if lead is not None else []) + [f"_j{k}" for k in range(self.dim - 1)]
+        return f"{array}[{', '.join(idx)}]" if idx else array
+
+
+def _body(exprs, printer, prefix, site: _Site, low: LoweredStep, site_coefs: dict, site_params: dict,
+          extra_symbols=()):
+    """Printed ``exprs`` (CSE'd) and the loads they need at one site."""
+    ir = low.ir
+    a = shared_assignments(exprs, printer, prefix)
+    free = set().union(*(sp.sympify(e).free_symbols for e in exprs)) if exprs else set()
+    rows, cols, loads = {}, {}, []
+    for off, sym in zip(ir.accesses, ir.access_symbols):
+        if sym not in free:
+            continue
+        outer, last = off[:-1], off[-1]
+        rname = "_zr" + "".join("_" + _offset_name(o) for o in outer)
+        rows[rname] = site.padded_row("_zp", outer)
+        col = ir.halo[-1] + last
+        cname = f"_bz{col}"
+        cols[cname] = col
+        loads.append((sym.name, rname, cname))
+    wloads = [(coefficient_symbol(m).name, k) for m, k in site_coefs.items() if coefficient_symbol(m) in free]
+    ploads = [name for name, sym in site_params.items() if sym in free]
+    return dict(temps=a.temps, results=a.results, zrows=sorted(rows.items()), zcols=sorted(cols.items()),
+                zloads=loads, wloads=wloads, ploads=ploads)
+
+
+def numba_step_context(low: LoweredStep, options: StepOptions) -> dict:
+    ir = low.ir
+    printer = NumbaPrinter()
+    site = _Site(ir.dim, ir.halo)
+    params = {p.name: p for p in ir.params}
+    site_params = {p.name: p.symbol for p in ir.params if p.family != "homogeneous"}
+    site_syms = set(site_params.values())
+    # coefficients: constant (scalars per call) or per site (rows of W)
+    const_coefs, site_coefs = {}, {}
+    for m, w in enumerate(low.coefficients):
+        if w.free_symbols & site_syms:
+            site_coefs[m] = len(site_coefs)
+        else:
+            const_coefs[m] = w
+    const = shared_assignments(list(const_coefs.values()), printer, "_cc")
+    const_lines = list(const.temps) + [(coefficient_symbol(m).name, code)
+                                       for m, code in zip(const_coefs, const.results)]
+    coef_body = _body([low.coefficients[m] for m in site_coefs], printer, "_cw", site, low, {}, site_params)
+    # the activation as computed: fast forms in float32
+    f, fprime = ir.f, ir.fprime
+    d_act = dict(ir.d_activation)
+    form = "exact"
+    if options.dtype == "float32":
+        fast = fast_activation(ir.f)
+        if fast != ir.f:
+            form = "fast"
+            f, fprime = fast, sp.diff(fast, ARGUMENT)
+            d_act = {p.name: sp.diff(fast, p.symbol) for p in ir.params if p.role == "activation"}
+    to_loop = {ARGUMENT: _Z}
+
+    def act(e):
+        return expand_forms(sp.sympify(e)).xreplace(to_loop)
+    reductions = list(low.reductions)
+    for rule in low.gradients:
+        if rule.scale == "omega":
+            (r, _), = rule.terms
+            reductions[r] = type(reductions[r])(d_act[rule.name], "lam")
+    red_exprs = [act(r.expr) for r in reductions]
+    pre = _body([low.forward], printer, "_cz", site, low, site_coefs, site_params)
+    forward_act = _body([act(f)], printer, "_ca", site, low, site_coefs, site_params)
+    adjoint_exprs = [act(fprime)] + ([act(f)] if options.train_omega else []) + red_exprs
+    adjoint_act = _body(adjoint_exprs, printer, "_ca", site, low, site_coefs, site_params)
+    reduction_info = [(i, r.weight, code) for i, (r, code) in
+                      enumerate(zip(reductions, adjoint_act["results"][1 + options.train_omega:]))]
+    # the access Jacobians, per access offset o: J_o at site j = p - o for padded position p
+    jacobians = []
+    for off, sym, jac in zip(ir.accesses, ir.access_symbols, low.access_jacobians):
+        if jac == 0:
+            continue
+        body = _body([jac], printer, "_cj", site, low, site_coefs, site_params)
+        jacobians.append(dict(offset=off, body=body, qcol=ir.halo[-1] + off[-1]))
+    # gradient assembly: site = scale * sum_k kappa_k * S[r_k]
+    rules = [r for r in low.gradients if r.terms]
+    kappas = _body([k for r in rules for _, k in r.terms], printer, "_ck", site, low, site_coefs, site_params)
+    codes = iter(kappas["results"])
+    gradients = [dict(name=r.name, family=r.family, scale=r.scale, terms=[(i, next(codes)) for i, _ in r.terms])
+                 for r in rules]
+    homogeneous_rules = [g["name"] for g in gradients if g["family"] == "homogeneous"]
+    hom_params = [p.name for p in ir.params if p.family == "homogeneous"]
+    return dict(
+        site=site, const_lines=const_lines, site_coefs=site_coefs, coef_body=coef_body,
+        nsite=len(site_coefs), pre=pre, forward_act=forward_act, adjoint_act=adjoint_act,
+        reduction_info=reduction_info, jacobians=jacobians, gradients=gradients, kappas=kappas,
+        homogeneous_rules=homogeneous_rules, hom_params=hom_params, site_params=list(site_params),
+        params=params, families=ir.families, form=form, f=f, fprime=fprime,
+        spacing=[s.name for s in ir.spacing],
+        param_args=[f"_a_{p.name}" for p in ir.params] + (["_a_b"] if ir.bias else []),
+        grad_args=[f"_g_{g['name']}" for g in gradients],
+        boundaries=options.boundary)
+
+
+TARGET = StepTarget(folder="step_numba", files=((".py", "module.py.j2"),), context=numba_step_context)
