@@ -14,7 +14,7 @@ are a PDE stencil derived by SymPy. Quick start::
 Pipeline (one folder each): ``spec`` → ``derive`` → ``codegen`` → ``runtime``.
 """
 from ._version import __version__
-from .derive.discretise import spacing_symbols
+from .spec.spacing import spacing_symbols
 from .derive.fornberg import stencil_weights
 from .derive.stencil import SPACING
 from .inspect import kernel_moments, stability

@@ -16,7 +16,8 @@ from .codegen.numba_target import ACTIVATION_MODES
 from .codegen.render import KernelOptions, render
 from .derive.kernel import KernelIR, build_kernel
 from .codegen.step_render import StepOptions, render_step
-from .derive.discretise import spacing_symbols
+from .spec.spacing import spacing_symbols
+from .derive.moments import tensor_moments
 from .derive.physics import PhysicsTable, explain_moments, explain_tensor_moments
 from .derive.stencil import SPACING, Stencil, discretise, stencil_moments
 from .grid import normalise_boundaries
@@ -63,7 +64,8 @@ class NeuralPDE:
                                          bias=bias, accuracy=accuracy, offsets=offsets, name=name)
         # 1-D linear layers without activation parameters run the tuned 1-D kernels; every other
         # layer (N-D, nonlinear, activation parameters) the step-IR kernels.
-        self._tuned_1d = self.spec.dim == 1 and self.spec.linear and not self.spec.activation_params
+        self._tuned_1d = (self.spec.dim == 1 and self.spec.terms is not None and not self.spec.activation_params
+                          and not self.spec.shifts)
         self._stencil: Stencil | None = discretise(self.spec) if self._tuned_1d else None
         if not self._tuned_1d:
             self.lowered                   # derive now: errors surface at construction
@@ -96,10 +98,45 @@ class NeuralPDE:
         if field is None:
             field = sp.Function("z")(sp.Symbol("q"))
         q = field.args[0] if field.args else None
-        transform = sum((sp.sympify(w) / factorial(k) * (field.diff(q, k) if k else field)
+        transform = sum((_as_expr(w, f"moment W_{k}") / factorial(k) * (field.diff(q, k) if k else field)
                          for k, w in sorted(items.items())), sp.Integer(0))
         kwargs.setdefault("accuracy", None)
         return cls(transform, field, offsets=tuple(offsets), **kwargs)
+
+    @classmethod
+    def free_stencil(cls, offsets, field=None, family: str = "heterogeneous", **kwargs) -> "NeuralPDE":
+        r"""The layer whose stencil weights are themselves the parameters: ``G = Σ_o w_o z[i + o]``.
+
+        ``offsets``: integers (1-D) or offset tuples (N-D, one entry per axis), at most 17 per axis
+        reach; each weight is a parameter named after its offset (``w_m1``, ``w_0``, ``w_p1_m2``;
+        :meth:`stencil` shows them) of the given ``family``. ``field`` defaults to ``z(q)`` in
+        1-D and must be given in N-D, e.g. ``z(x, y)``. Other keywords as for the constructor
+        (``activation``, ``bias``, ``name``). Example: ``NeuralPDE.free_stencil([-1, 0, 1])``
+        learns any 3-point kernel — the moments then say which physics it found.
+        """
+        from .derive.discretise import access_name
+        if isinstance(offsets, (str, bytes)) or not isinstance(offsets, Sequence) or not offsets:
+            raise TypeError(f"offsets must be a non-empty sequence of integers or offset tuples, got {offsets!r}")
+        if field is None:
+            field = sp.Function("z")(sp.Symbol("q"))
+        dim = len(getattr(field, "args", ()))
+        norm = []
+        for o in offsets:
+            o = (o,) if isinstance(o, int) and not isinstance(o, bool) else o
+            if (not isinstance(o, tuple) or len(o) != dim
+                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in o)):
+                raise ValueError(f"free_stencil: offset {o!r} must be {'an integer' if dim == 1 else f'a tuple of {dim} integers'}")
+            norm.append(o)
+        if len(set(norm)) != len(norm):
+            raise ValueError(f"free_stencil: offsets must be distinct, got {list(offsets)!r}")
+        coords = field.args
+        deltas = spacing_symbols(coords)
+        weights = {o: sp.Symbol("w" + access_name(o)[1:]) for o in norm}
+        transform = sum((w * field.func(*(c + k * d for c, k, d in zip(coords, o, deltas)))
+                         for o, w in weights.items()), sp.Integer(0))
+        params = {**{w: family for w in weights.values()}, **kwargs.pop("params", {})}
+        kwargs.setdefault("name", "free_stencil")
+        return cls(transform, field, params=params, **kwargs)
 
     # ------------------------------------------------------------------ derivation
     @property
@@ -164,17 +201,7 @@ class NeuralPDE:
         subs = self._spacing_map(spacing)
         if self._tuned_1d:
             return {k: sp.expand(m.subs(subs)) for k, m in stencil_moments(self._stencil, max_order, SPACING).items()}
-        weights, deltas = self._user_weights(), self.spacing_symbols
-        out = {}
-        for alpha in _multi_indices(self.dim, max_order):
-            total = sp.Integer(0)
-            for o, w in weights.items():
-                term = w
-                for ok, dk, ak in zip(o, deltas, alpha):
-                    term *= (ok * dk) ** ak
-                total += term
-            out[alpha[0] if self.dim == 1 else alpha] = sp.expand(sp.expand(total).subs(subs))
-        return out
+        return tensor_moments(self._user_weights(), self.spacing_symbols, max_order, subs)
 
     def explain(self, max_order: int | None = None) -> PhysicsTable:
         """Table moment → physical process: reaction, advection (per axis), diffusion (tensor
@@ -320,6 +347,18 @@ def load_spec(path) -> tuple[NeuralPDE, dict]:
     return NeuralPDE(**spec["layer"]), spec["compile"]
 
 
+def _as_expr(value, what: str) -> sp.Expr:
+    """A number or SymPy expression; text is refused (parse it with npdegen.parse_expression)."""
+    import numbers
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{what} is text ({value!r:.40}); pass a SymPy expression or a number "
+                        "(npdegen.parse_expression turns text into one safely)")
+    if isinstance(value, bool) or not isinstance(value, (numbers.Number, sp.Expr)):
+        raise TypeError(f"{what} must be a SymPy expression or a number, got {type(value).__name__}")
+    return value if isinstance(value, sp.Expr) else sp.nsimplify(value) if isinstance(value, numbers.Rational) \
+        else sp.Float(value)
+
+
 def _one_size(n):
     """A 1-D grid size: an int (NumPy integers and 1-tuples accepted)."""
     import numbers
@@ -328,10 +367,3 @@ def _one_size(n):
     if isinstance(n, numbers.Integral) and not isinstance(n, bool):
         return int(n)
     return n
-
-
-def _multi_indices(dim: int, max_order: int):
-    """Multi-indices α with |α| ≤ max_order, by total order then lexicographically descending."""
-    from itertools import product
-    out = [a for a in product(range(max_order + 1), repeat=dim) if sum(a) <= max_order]
-    return sorted(out, key=lambda a: (sum(a), [-v for v in a]))

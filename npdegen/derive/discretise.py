@@ -21,21 +21,10 @@ import sympy as sp
 
 from ..spec.layerspec import MAX_OFFSETS, LayerSpec
 from .fornberg import achieved_accuracy, central_offsets, stencil_weights
-from .stencil import SPACING
+from ..spec.spacing import spacing_symbols
 
 __all__ = ["DerivativeStencil", "derivative_stencil", "spacing_symbols", "access_name", "Discretised",
            "discretise_site"]
-
-
-def spacing_symbols(coordinates) -> tuple:
-    """The symbolic spacings of a layer (or of its coordinates): ``(Delta,)`` in 1-D
-    (:data:`~npdegen.derive.stencil.SPACING`), else ``Delta_<coordinate>`` per axis, e.g.
-    ``(Delta_x, Delta_y)``."""
-    spec = getattr(coordinates, "spec", None)
-    coordinates = tuple(spec.coordinates if spec is not None else coordinates)
-    if len(coordinates) == 1:
-        return (SPACING,)
-    return tuple(sp.Symbol(f"Delta_{c}", positive=True) for c in coordinates)
 
 
 @dataclass(frozen=True)
@@ -124,6 +113,8 @@ def discretise_site(spec: LayerSpec) -> Discretised:
             sym = symbols.setdefault(o, sp.Symbol(access_name(o), real=True))
             total += w * sym
         replace[placeholder] = total / scale
+    for o, placeholder in spec.shifts:      # explicit accesses z(x + kΔ, ...)
+        replace[placeholder] = symbols.setdefault(o, sp.Symbol(access_name(o), real=True))
     if offsets is not None:        # explicit 1-D offsets: every offset is an access (as the 1-D stencil)
         for o in offsets:
             symbols.setdefault((o,), sp.Symbol(access_name((o,)), real=True))

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..spec.layerspec import LayerSpec
+from ..spec.spacing import SPACING
 from .fornberg import achieved_accuracy, central_offsets, stencil_weights
 
 __all__ = ["SPACING", "Stencil", "discretise", "stencil_moments"]
 
-#: The grid spacing Δ as it appears in symbolic stencils (printed ``Delta`` in code).
-SPACING = sp.Symbol("Delta", positive=True)
 
 
 @dataclass(frozen=True)

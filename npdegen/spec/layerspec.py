@@ -18,6 +18,7 @@ from sympy.core.function import AppliedUndef
 
 from .activations import resolve_activation
 from .names import validate_identifier
+from .spacing import spacing_symbols
 
 __all__ = ["FAMILIES", "LayerSpec", "make_spec", "MAX_PARAMS", "MAX_OFFSETS", "MAX_DERIVATIVE", "MAX_DIM",
            "MAX_ACCURACY"]
@@ -61,6 +62,8 @@ class LayerSpec:
     accuracy: int | None      # None: the given offsets decide
     offsets: tuple | None     # None: central offsets for `accuracy`
     activation_params: tuple = ()
+    shifts: tuple = ()        # ((offset, placeholder), ...): explicit accesses z(x + kΔ_x, ...)
+    is_linear: bool = True    # the transform is linear in the field (derivatives and shifts)
 
     @property
     def coordinate(self) -> sp.Symbol:
@@ -73,7 +76,7 @@ class LayerSpec:
 
     @property
     def linear(self) -> bool:
-        return self.terms is not None
+        return self.is_linear
 
     @property
     def field_name(self) -> str:
@@ -119,10 +122,16 @@ def _placeholders(transform: sp.Expr, field: sp.Expr, coords: tuple) -> tuple[sp
         if sum(alpha) > MAX_DERIVATIVE:
             raise ValueError(f"transform: derivative order {sum(alpha)} of {d} exceeds the limit {MAX_DERIVATIVE}")
         replace[d] = dummy.setdefault(alpha, sp.Dummy("d" + "".join(map(str, alpha))))
-    other = [f for f in transform.atoms(AppliedUndef) if f != field]
-    if other:
-        raise ValueError(f"transform: unknown function(s) {other}; the field is {field} (a non-local term "
-                         "such as a shifted field is not a local update)")
+    shifts: dict[tuple, sp.Symbol] = {}
+    for f in sorted(transform.atoms(AppliedUndef), key=sp.default_sort_key):
+        if f == field:
+            continue
+        offset = _shift(f, field, coords)
+        if offset is None:
+            raise ValueError(f"transform: unknown function(s) {f}; the field is {field} (a non-local term "
+                             "is not a local update; a shifted access is written z(q + k*Delta), "
+                             "z(x + k*Delta_x, y + m*Delta_y) with integers k, m)")
+        replace[f] = shifts.setdefault(offset, sp.Dummy("s" + "_".join(map(str, offset))))
     form = transform.xreplace(replace).xreplace({field: dummy[zero]})   # derivatives first: they contain z
     if form.atoms(AppliedUndef) or form.atoms(sp.Derivative):
         raise ValueError(f"transform: {transform} is not a local expression of {field} and its derivatives")
@@ -130,13 +139,27 @@ def _placeholders(transform: sp.Expr, field: sp.Expr, coords: tuple) -> tuple[sp
     if explicit:
         raise ValueError(f"transform: coefficients may not depend on the coordinate(s) {', '.join(explicit)} "
                          "explicitly; use a heterogeneous parameter instead")
-    if not form.free_symbols & set(dummy.values()):
+    if not form.free_symbols & (set(dummy.values()) | set(shifts.values())):
         raise ValueError(f"transform {transform} does not contain the field {field}")
-    return form, dummy
+    return form, dummy, shifts
+
+
+def _shift(f, field, coords) -> tuple | None:
+    """The integer offset of a shifted access ``z(x + k Δ_x, …)`` of the field, else ``None``."""
+    if f.func != field.func or len(f.args) != len(coords):
+        return None
+    offset = []
+    for arg, c, delta in zip(f.args, coords, spacing_symbols(coords)):
+        k = sp.simplify((arg - c) / delta)
+        if not k.is_Integer or abs(int(k)) > MAX_OFFSETS // 2:
+            return None
+        offset.append(int(k))
+    return tuple(offset)
 
 
 def _linear_terms(form: sp.Expr, dummy: dict, transform, field) -> dict | None:
-    """``{α: c_α}`` if the transform is linear in the field, else ``None``; refuses field-free terms."""
+    """``{key: c}`` (``key`` a derivative multi-index or a shift's placeholder) if the transform is
+    linear in the field, else ``None``; refuses field-free terms."""
     placeholders = set(dummy.values())
     free_terms = [t for t in sp.Add.make_args(sp.expand(form)) if not t.free_symbols & placeholders]
     if free_terms:
@@ -192,11 +215,11 @@ def make_spec(transform, field, *, activation="identity", params=None, bias=None
     if not isinstance(transform, sp.Expr):
         raise TypeError(f"transform must be a SymPy expression, got {type(transform).__name__}")
     validate_identifier(name, "layer name")
-    form, dummy = _placeholders(transform, field, coords)
-    linear = _linear_terms(form, dummy, transform, field)
+    form, dummy, shifts = _placeholders(transform, field, coords)
+    linear = _linear_terms(form, {**dummy, **{("shift", o): p for o, p in shifts.items()}}, transform, field)
     if linear is not None and not linear:
         raise ValueError(f"transform {transform} does not contain the field {field}")
-    used = form.free_symbols - set(dummy.values())
+    used = form.free_symbols - set(dummy.values()) - set(shifts.values())
     act_symbols = _activation_parameters(activation, params)
     param_tuple = _normalise_params(params, used | act_symbols)
     both = sorted(s.name for s in used & act_symbols)
@@ -224,8 +247,8 @@ def make_spec(transform, field, *, activation="identity", params=None, bias=None
         raise ValueError(f"accuracy {accuracy} exceeds the limit {MAX_ACCURACY} (a {MAX_OFFSETS}-point stencil)")
     if accuracy is None and offsets is None:
         raise ValueError("accuracy=None needs explicit offsets")
-    if linear is None:
-        terms = None
+    if linear is None or shifts:
+        terms = None            # nonlinear, or with shifted accesses: the step IR, not a derivative form
     elif len(coords) == 1:
         terms = tuple(sorted((a[0], c) for a, c in linear.items()))
     else:
@@ -234,7 +257,8 @@ def make_spec(transform, field, *, activation="identity", params=None, bias=None
                      derivatives=tuple(sorted(dummy.items())), site_form=form, terms=terms,
                      activation_name=act_name, activation=act, params=param_tuple, bias=bias,
                      accuracy=accuracy, offsets=offsets,
-                     activation_params=tuple(sorted(s.name for s in act_symbols)))
+                     activation_params=tuple(sorted(s.name for s in act_symbols)),
+                     shifts=tuple(sorted(shifts.items())), is_linear=linear is not None)
 
 
 def _activation_parameters(activation, params) -> set:
