@@ -273,22 +273,26 @@ def test_error_activation_parameter_in_transform():
 
 @pytest.mark.slow
 def test_numba_backend_nonlinear_with_activation_parameter(rng):
-    """backend="numba" for a nonlinear transform with a heterogeneous activation parameter: forward
-    against the reference, gradients against the NumPy backend (1e-10) and complex-step vjp."""
+    """backend="numba" for a nonlinear transform (a parameter inside a function of the field too)
+    with a heterogeneous activation parameter: forward against the reference, the whole network's
+    vjp by complex steps (1e-12), and the loss gradient by finite differences."""
     boundary = ("neumann", "periodic")
-    transform = z2 + nu * (z2.diff(x, 2) + z2.diff(y, 2)) - z2 * z2.diff(x) + A * sp.sin(z2) * z2.diff(x, y)
+    transform = z2 + nu * (z2.diff(x, 2) + z2.diff(y, 2)) - z2 * z2.diff(x) / 10 + sp.cos(A * z2) * z2.diff(x, y) / 20
     params = {nu: "time-dependent", A: "homogeneous"}
     layer = npdegen.NeuralPDE(transform, z2, activation=LOGISTIC, params={**params, rho: "heterogeneous"},
                               bias="heterogeneous")
-    kw = dict(n=N2, spacing=SP2, layers=LAYERS, omega=OMEGA, boundary=boundary, dtype="float64")
-    net, net_np = layer.compile(backend="numba", **kw), layer.compile(backend="numpy", **kw)
-    theta = net_np.init_params(seed=4, scale=0.05, values={"nu": 0.05, "A": 0.2, "rho": 2.5, "b": -0.3})
+    net = layer.compile(n=N2, spacing=SP2, layers=LAYERS, omega=OMEGA, boundary=boundary, dtype="float64",
+                        backend="numba")
+    theta = net.init_params(seed=4, scale=0.05, values={"nu": 0.05, "A": 0.2, "rho": 2.5, "b": -0.3})
     ref = Reference(transform, z2, params, bias="heterogeneous", activation=(LOGISTIC, X, {rho: "heterogeneous"}))
     x0, y0 = rng.uniform(0, 1, (3,) + N2), rng.uniform(0, 1, (3,) + N2)
     check_forward(net, theta, ref, x0, SP2, boundary)
+    check_network_vjp(net, ref, theta, x0, LAYERS, SP2, boundary, rng)
+    fd_check(net, theta, x0, y0, rng)
+    net_np = layer.compile(n=N2, spacing=SP2, layers=LAYERS, omega=OMEGA, boundary=boundary, dtype="float64",
+                           backend="numpy")
     loss, grads = net.loss_and_grad(x0, y0, theta, input_grad=True)
     loss_np, grads_np = net_np.loss_and_grad(x0, y0, theta, input_grad=True)
     assert loss == pytest.approx(loss_np, rel=1e-12)
     for k in grads_np:
         np.testing.assert_allclose(grads[k], grads_np[k], rtol=1e-10, atol=1e-12 * np.max(np.abs(grads_np[k])))
-    check_network_vjp(net, ref, theta, x0, LAYERS, SP2, boundary, rng)
