@@ -14,6 +14,7 @@ are a PDE stencil derived by SymPy. Quick start::
 Pipeline (one folder each): ``spec`` → ``derive`` → ``codegen`` → ``runtime``.
 """
 from ._version import __version__
+from .spec import operators as ops
 from .spec.spacing import spacing_symbols
 from .derive.fornberg import stencil_weights
 from .derive.stencil import SPACING
@@ -25,4 +26,4 @@ from .training import train
 from .spec.parse import SpecSyntaxError, parse_expression
 
 __all__ = ["__version__", "NeuralPDE", "Network", "train", "TrainHistory", "TrainingDiverged", "stencil_weights",
-           "SPACING", "spacing_symbols", "parse_expression", "SpecSyntaxError", "load_spec", "kernel_moments", "stability"]
+           "SPACING", "spacing_symbols", "ops", "parse_expression", "SpecSyntaxError", "load_spec", "kernel_moments", "stability"]

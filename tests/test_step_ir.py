@@ -163,3 +163,25 @@ def test_theta_shape_must_match_the_grid():
         net.forward(np.zeros((8, 6)), {"D": np.zeros((6, 8))})
     with pytest.raises(ValueError, match=r"x must have shape \(batch, 8, 6\) or \(8, 6\)"):
         net.forward(np.zeros((6, 8)), {"D": np.zeros((8, 6))})
+
+
+def test_tensor_operators_give_the_tensor_moments():
+    from npdegen import ops
+    x, y, w = sp.symbols("x y w")
+    z = sp.Function("z")(x, y, w)
+    K = sp.Matrix(3, 3, lambda i, j: sp.Symbol(f"K{min(i, j)}{max(i, j)}"))
+    u = sp.symbols("u0 u1 u2")
+    syms = sorted(K.free_symbols | set(u), key=lambda s: s.name)
+    layer = npdegen.NeuralPDE(z - ops.advection(u, z) + ops.diffusion(K, z), z,
+                              params={s: "homogeneous" for s in syms})
+    m = layer.moments(2)
+    for k in range(3):
+        e = tuple(int(j == k) for j in range(3))
+        assert m[e] == -u[k]
+        for l in range(3):
+            a = tuple(int(j == k) + int(j == l) for j in range(3))
+            assert m[a] == 2 * K[k, l]            # W_{e_k + e_l} = 2 K_kl: D_kl = W/2
+    with pytest.raises(ValueError, match="symmetric"):
+        ops.diffusion([[1, 2, 0], [0, 1, 0], [0, 0, 1]], z)
+    with pytest.raises(ValueError, match="3 components"):
+        ops.advection((1, 2), z)
