@@ -185,3 +185,30 @@ def test_tensor_operators_give_the_tensor_moments():
         ops.diffusion([[1, 2, 0], [0, 1, 0], [0, 0, 1]], z)
     with pytest.raises(ValueError, match="3 components"):
         ops.advection((1, 2), z)
+
+
+@pytest.mark.parametrize("boundary", [("periodic", "neumann"), ("dirichlet", "periodic"), ("neumann", "dirichlet")])
+def test_dense_matrix_of_a_2d_layer_is_its_step(boundary):
+    """step_matrix @ z equals the identity-activation, omega = 1 step (linear layer), and the
+    Jacobian of a nonlinear layer's step at a state (finite differences)."""
+    from npdegen.inspect.matrix import step_matrix
+    x, y = sp.symbols("x y")
+    z = sp.Function("z")(x, y)
+    U, D = sp.symbols("U D")
+    rng = np.random.default_rng(4)
+    layer = npdegen.NeuralPDE(z - U * z.diff(x) + D * z.diff(x, y) + D * z.diff(y, 2), z,
+                              params={U: "heterogeneous", D: "homogeneous"})
+    net = layer.compile(n=(5, 6), spacing=(0.5, 1.0), boundary=boundary)
+    theta = {"U": rng.uniform(0, 1, (5, 6)), "D": np.array(0.3)}
+    W = step_matrix(layer, theta, (5, 6), spacing=(0.5, 1.0), boundary=boundary)
+    z0 = rng.standard_normal((5, 6))
+    np.testing.assert_allclose(W @ z0.ravel(), net.forward(z0, theta).ravel(), rtol=1e-12, atol=1e-13)
+    nonlinear = npdegen.NeuralPDE(z - U * z * z.diff(x) + D * z.diff(y, 2), z, params={U: "heterogeneous", D: "homogeneous"})
+    net = nonlinear.compile(n=(5, 6), spacing=(0.5, 1.0), boundary=boundary)
+    J = step_matrix(nonlinear, theta, (5, 6), spacing=(0.5, 1.0), boundary=boundary, state=z0)
+    e = 1e-6
+    for k in rng.choice(30, 5, replace=False):
+        dz = np.zeros(30)
+        dz[k] = e
+        col = (net.forward(z0 + dz.reshape(5, 6), theta) - net.forward(z0 - dz.reshape(5, 6), theta)).ravel() / (2 * e)
+        np.testing.assert_allclose(J[:, k], col, rtol=1e-7, atol=1e-8)

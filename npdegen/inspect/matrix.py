@@ -18,10 +18,10 @@ import sympy as sp
 
 from ..derive.kernel import KernelIR
 from ..derive.stencil import SPACING
+from ..grid import BOUNDARIES, normalise_boundaries, source
 
-__all__ = ["as_kernel_ir", "layer_weights", "layer_matrix", "layer_bias", "BOUNDARIES"]
+__all__ = ["as_kernel_ir", "layer_weights", "layer_matrix", "layer_bias", "step_matrix", "BOUNDARIES"]
 
-BOUNDARIES = ("periodic", "dirichlet", "neumann")
 _RUNTIME_KEYS = ("b", "omega")
 
 
@@ -130,13 +130,36 @@ def layer_matrix(layer, params: dict, n: int | None = None, spacing: float = 1.0
     W = np.zeros((n, n))
     rows = np.arange(n)
     for k, j in enumerate(offsets):
-        cols = rows + j
-        if boundary == "periodic":
-            cols = cols % n
-        elif boundary == "neumann":
-            cols = np.where(cols < 0, -cols - 1, np.where(cols >= n, 2 * n - 1 - cols, cols))
-        keep = (cols >= 0) & (cols < n)
+        cols = np.array([-1 if (c := source(int(i + j), n, boundary)) is None else c for i in rows])
+        keep = cols >= 0
         np.add.at(W, (rows[keep], cols[keep]), w[keep, k])
+    return W
+
+
+def step_matrix(layer, params: dict, n, spacing=1.0, boundary="periodic", layer_index: int = 0,
+                state=None) -> np.ndarray:
+    """The dense ``N × N`` matrix (``N = Π n_k``, sites in C order) of an N-D or nonlinear layer:
+    ``W[i, i+o] = ∂G/∂z[i+o]`` at site ``i`` — its stencil for a linear layer, the Jacobian of
+    ``G`` at ``state`` (default zero) for a nonlinear one — with the per-axis boundary rules of
+    :mod:`npdegen.grid` (several accesses reading the same site add up)."""
+    from .linearised import linearised_kernel
+    ir = layer.step_ir
+    grid = (int(n),) if np.ndim(n) == 0 else tuple(int(v) for v in n)
+    if len(grid) != ir.dim:
+        raise ValueError(f"n must give {ir.dim} sizes (one per axis), got {n!r}")
+    bounds = normalise_boundaries(boundary, ir.dim)
+    u = np.zeros(grid) if state is None else np.asarray(state, dtype=float)
+    theta = {k: v for k, v in params.items() if k not in _RUNTIME_KEYS}
+    kernel = linearised_kernel(layer, u, theta, spacing=spacing, boundary=bounds, layer_index=layer_index)
+    N = int(np.prod(grid))
+    W = np.zeros((N, N))
+    sites = np.indices(grid).reshape(ir.dim, -1).T
+    for off, w in kernel.weights.items():
+        w = w.reshape(-1)
+        for r, site in enumerate(sites):
+            target = [source(int(i + o), nk, b) for i, o, nk, b in zip(site, off, grid, bounds)]
+            if None not in target:
+                W[r, np.ravel_multi_index(tuple(target), grid)] += w[r]
     return W
 
 
