@@ -97,7 +97,10 @@ def numba_step_context(low: LoweredStep, options: StepOptions) -> dict:
     const = shared_assignments(list(const_coefs.values()), printer, "_cc")
     const_lines = list(const.temps) + [(coefficient_symbol(m).name, code)
                                        for m, code in zip(const_coefs, const.results)]
-    coef_body = _body([low.coefficients[m] for m in site_coefs], printer, "_cw", site, low, {}, site_params)
+    # one loop per row of W, per gradient and per zeroed row: loops storing into many rows are not
+    # vectorised (too many runtime alias checks)
+    coef_bodies = [(k, _body([low.coefficients[m]], printer, "_cw", site, low, {}, site_params))
+                   for m, k in site_coefs.items()]
     # the activation as computed: fast forms in float32
     f, fprime = ir.f, ir.fprime
     d_act = dict(ir.d_activation)
@@ -120,10 +123,20 @@ def numba_step_context(low: LoweredStep, options: StepOptions) -> dict:
     red_exprs = [act(r.expr) for r in reductions]
     pre = _body([low.forward], printer, "_cz", site, low, site_coefs, site_params)
     forward_act = _body([act(f)], printer, "_ca", site, low, site_coefs, site_params)
-    adjoint_exprs = [act(fprime)] + ([act(f)] if options.train_omega else []) + red_exprs
+    # simple reductions (s times one access, or s): separate unit-stride loops after s, one store each
+    # (a loop storing many rows is not vectorised: too many runtime alias checks)
+    access_of = dict(zip(ir.access_symbols, ir.accesses))
+    simple_ids = [i for i, r in enumerate(reductions)
+                  if r.weight == "s" and (r.expr == 1 or r.expr in access_of)]
+    general_ids = [i for i in range(len(reductions)) if i not in simple_ids]
+    adjoint_exprs = [act(fprime)] + ([act(f)] if options.train_omega else []) + [red_exprs[i] for i in general_ids]
     adjoint_act = _body(adjoint_exprs, printer, "_ca", site, low, site_coefs, site_params)
-    reduction_info = [(i, r.weight, code) for i, (r, code) in
-                      enumerate(zip(reductions, adjoint_act["results"][1 + options.train_omega:]))]
+    reduction_info = [(i, reductions[i].weight, code) for i, code in
+                      zip(general_ids, adjoint_act["results"][1 + options.train_omega:])]
+    simple_body = _body([reductions[i].expr for i in simple_ids], printer, "_cr", site, low, site_coefs, site_params)
+    loads = {name: (rname, cname) for name, rname, cname in simple_body["zloads"]}
+    simple_reductions = [(i, *(loads[reductions[i].expr.name] if reductions[i].expr != 1 else (None, None)))
+                         for i in simple_ids]
     # the access Jacobians, per access offset o: J_o at site j = p - o for padded position p
     jacobians = []
     for off, sym, jac in zip(ir.accesses, ir.access_symbols, low.access_jacobians):
@@ -133,16 +146,18 @@ def numba_step_context(low: LoweredStep, options: StepOptions) -> dict:
         jacobians.append(dict(offset=off, body=body, qcol=ir.halo[-1] + off[-1]))
     # gradient assembly: site = scale * sum_k kappa_k * S[r_k]
     rules = [r for r in low.gradients if r.terms]
-    kappas = _body([k for r in rules for _, k in r.terms], printer, "_ck", site, low, site_coefs, site_params)
-    codes = iter(kappas["results"])
-    gradients = [dict(name=r.name, family=r.family, scale=r.scale, terms=[(i, next(codes)) for i, _ in r.terms])
-                 for r in rules]
+    gradients = []
+    for r in rules:
+        body = _body([k for _, k in r.terms], printer, "_ck", site, low, site_coefs, site_params)
+        gradients.append(dict(name=r.name, family=r.family, scale=r.scale, body=body,
+                              terms=[(i, code) for (i, _), code in zip(r.terms, body["results"])]))
     homogeneous_rules = [g["name"] for g in gradients if g["family"] == "homogeneous"]
     hom_params = [p.name for p in ir.params if p.family == "homogeneous"]
     return dict(
-        site=site, const_lines=const_lines, site_coefs=site_coefs, coef_body=coef_body,
+        site=site, const_lines=const_lines, site_coefs=site_coefs, coef_bodies=coef_bodies,
         nsite=len(site_coefs), pre=pre, forward_act=forward_act, adjoint_act=adjoint_act,
-        reduction_info=reduction_info, jacobians=jacobians, gradients=gradients, kappas=kappas,
+        reduction_info=reduction_info, simple_reductions=simple_reductions,
+        simple_body=simple_body, nreductions=len(reductions), jacobians=jacobians, gradients=gradients,
         homogeneous_rules=homogeneous_rules, hom_params=hom_params, site_params=list(site_params),
         params=params, families=ir.families, form=form, f=f, fprime=fprime,
         spacing=[s.name for s in ir.spacing],
