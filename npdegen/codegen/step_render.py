@@ -32,7 +32,8 @@ class StepTarget:
 
 
 #: Target modules by backend name; each module defines ``TARGET`` (imported on first use).
-_TARGET_MODULES = {"numpy": "npdegen.codegen.step_numpy", "numba": "npdegen.codegen.step_numba"}
+_TARGET_MODULES = {"numpy": "npdegen.codegen.step_numpy", "numba": "npdegen.codegen.step_numba",
+                   "cupy": "npdegen.codegen.step_cuda"}
 STEP_TARGETS: dict[str, StepTarget] = {}
 
 
