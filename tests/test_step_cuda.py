@@ -58,6 +58,10 @@ def make(case, pf="heterogeneous", bf="homogeneous"):
         layer = npdegen.NeuralPDE(z2 + D * (z2.diff(x, 2) + z2.diff(y, 2)), z2, activation=rho * X * (1 - X),
                                   params={D: "heterogeneous", rho: pf}, bias=bf)
         return layer, (5, 6), (0.9, 1.0), {"D": 0.1, "rho": 2.5}
+    if case == "mixed2d":      # a parameter inside a function of the field: a mixed term, state Jacobians
+        layer = npdegen.NeuralPDE(z2 + D * (z2.diff(x, 2) + z2.diff(y, 2)) - sp.cos(U * z2) * z2.diff(x), z2,
+                                  activation="tanh", params={U: pf, D: "homogeneous"}, bias=bf)
+        return layer, (5, 4), (1.0, 0.9), {"D": 0.1, "U": 0.7}
     raise KeyError(case)
 
 
@@ -74,7 +78,7 @@ def layer_of(case, pf="heterogeneous", bf="homogeneous"):
 BOUNDARY_SETS = {1: ("periodic", "dirichlet", "neumann"),
                  2: (("periodic", "neumann"), ("dirichlet", "periodic"), "neumann"),
                  3: (("neumann", "periodic", "dirichlet"), "periodic", ("dirichlet", "neumann", "periodic"))}
-CASES = {"burgers1d": 1, "adr2d": 2, "nl3d": 3, "act": 2}
+CASES = {"burgers1d": 1, "adr2d": 2, "nl3d": 3, "act": 2, "mixed2d": 2}
 FAMILIES = ("homogeneous", "heterogeneous", "time-dependent")
 
 
@@ -101,11 +105,10 @@ needs_nvrtc = pytest.mark.skipif(NVRTC is None, reason=NVRTC_MISSING)
 
 
 @needs_nvrtc
-@pytest.mark.parametrize("k", range(4))
+@pytest.mark.parametrize("k", range(len(CASES)))
 def test_sources_compile(k):
-    """A sample of the matrix: one source per case."""
-    cases = matrix()
-    check_compiles(*cases[k * (len(cases) // 4) + k])
+    """A sample of the matrix: one source per case (6 per case: 2 dtypes x 3 boundary sets)."""
+    check_compiles(*matrix()[6 * k + k % 6])
 
 
 @needs_nvrtc
@@ -183,30 +186,47 @@ def compare(cu, ref, theta, layers, rel=1e-12, batch=3, seed=0):
             close(sa[k], sb[k], rel, f"step_vjp {t} {k}")
 
 
-# (case, (param family, bias family), boundary, normalise, train_omega, target_blocks)
+# (case, (param family, bias family), boundary, options): normalise, train_omega, target_blocks
+# (1024: a chunk per row; 1: one chunk; 2 with batch 5: two chunks of 3 and 2 rows), batch, n,
+# checkpoint, dtype
 CPU_CASES = [
-    ("burgers1d", ("time-dependent", "heterogeneous"), ("neumann",), False, True, 1024),   # chunks > 1
-    ("adr2d", ("heterogeneous", "heterogeneous"), ("periodic", "neumann"), True, True, 1),  # one chunk
-    ("nl3d", ("homogeneous", "time-dependent"), ("neumann", "periodic", "dirichlet"), False, False, 1024),
-    ("act", ("time-dependent", None), ("dirichlet", "neumann"), True, False, 1024),
+    ("burgers1d", ("time-dependent", "heterogeneous"), ("neumann",), dict(train_omega=True)),
+    ("adr2d", ("heterogeneous", "heterogeneous"), ("periodic", "neumann"),
+     dict(normalise=True, train_omega=True, target_blocks=1)),
+    ("nl3d", ("homogeneous", "time-dependent"), ("neumann", "periodic", "dirichlet"), dict(checkpoint=1)),
+    ("act", ("time-dependent", None), ("dirichlet", "neumann"), dict(normalise=True, batch=5, target_blocks=2)),
+    ("mixed2d", ("heterogeneous", "time-dependent"), ("periodic", "dirichlet"),
+     dict(train_omega=True, batch=5, target_blocks=2)),
+    ("burgers1d", ("homogeneous", "homogeneous"), ("periodic",), dict(n=(300,), batch=2)),   # two tiles
+    ("adr2d", ("time-dependent", "heterogeneous"), ("dirichlet", "periodic"), dict(dtype="float32")),
 ]
 
 
-@pytest.mark.parametrize("case", CPU_CASES, ids=lambda c: f"{c[0]}-{'-'.join(c[2])}-tb{c[5]}")
+def _id(c):
+    return f"{c[0]}-{'-'.join(c[2])}-" + "-".join(f"{k}{v}" for k, v in c[3].items())
+
+
+@pytest.mark.parametrize("case", CPU_CASES, ids=_id)
 def test_cuda_step_on_the_cpu_matches_numpy(emulator, case):  # noqa: F811
-    name, fam, boundary, normalise, train_omega, target_blocks = case
+    name, fam, boundary, extra = case
     layer, grid, spacing, values = layer_of(name, *fam)
+    normalise, train_omega = extra.get("normalise", False), extra.get("train_omega", False)
+    target_blocks, batch, dtype = extra.get("target_blocks", 1024), extra.get("batch", 3), extra.get("dtype", "float64")
     layers, alpha = 2, (0.1 if normalise else None)
-    options = StepOptions("cupy", boundary, "float64", normalise, train_omega)
-    common = dict(n=grid, spacing=spacing, layers=layers, omega=0.7)
+    options = StepOptions("cupy", boundary, dtype, normalise, train_omega)
+    common = dict(n=extra.get("n", grid), spacing=spacing, layers=layers, omega=0.7, checkpoint=extra.get("checkpoint"))
     cu, state = emulated_network(layer, options, folder=emulator, stem=f"step{CPU_CASES.index(case)}",
                                  target_blocks=target_blocks, alpha=float(alpha or 0.0), **common)
     poisoned(cu, state)
-    ref = layer.compile(backend="numpy", boundary=boundary, alpha=alpha, train_omega=train_omega, **common)
+    ref = layer.compile(backend="numpy", boundary=boundary, alpha=alpha, train_omega=train_omega, dtype=dtype, **common)
     theta = ref.init_params(seed=3, scale=0.05, values={k: v for k, v in values.items() if k in ref.shapes})
-    compare(cu, ref, theta, layers)
+    compare(cu, ref, theta, layers, rel=1e-12 if dtype == "float64" else 2e-5, batch=batch)
     work = state["work"]
-    assert work["chunks"] == (1 if target_blocks == 1 else min(3, work["batch"])), work
+    tiles = -(-int(np.prod(common["n"])) // 256)
+    assert (work["tiles"], work["chunks"]) == (tiles, {1024: batch, 1: 1, 2: 2}[target_blocks]), work
+    # a single sample (no batch axis)
+    x0 = np.random.default_rng(5).standard_normal(ref.grid)
+    close(cu.forward(x0, theta), ref.forward(x0, theta), 1e-12 if dtype == "float64" else 2e-5, "single forward")
 
 
 def test_wrapper_interface_and_launch_shape(emulator, tmp_path):  # noqa: F811
@@ -249,17 +269,18 @@ def test_generated_names_stay_in_their_namespaces():
 
 # ---------------------------------------------------------------------------- 3. on a GPU
 @pytest.mark.gpu
-@pytest.mark.parametrize("case", CPU_CASES, ids=lambda c: f"{c[0]}-{'-'.join(c[2])}")
+@pytest.mark.parametrize("case", CPU_CASES, ids=_id)
 def test_cuda_step_on_the_gpu_matches_numpy(case):
     from npdegen.runtime.cupy_backend import gpu_status
     cupy, why = gpu_status()
     if cupy is None:
         pytest.skip(why)
-    name, fam, boundary, normalise, train_omega, _ = case
+    name, fam, boundary, extra = case
     layer, grid, spacing, values = layer_of(name, *fam)
-    layers, alpha = 3, (0.1 if normalise else None)
-    common = dict(n=grid, spacing=spacing, layers=layers, omega=0.7, boundary=boundary, alpha=alpha,
-                  train_omega=train_omega)
+    dtype = extra.get("dtype", "float64")
+    layers, alpha = 3, (0.1 if extra.get("normalise") else None)
+    common = dict(n=extra.get("n", grid), spacing=spacing, layers=layers, omega=0.7, boundary=boundary, alpha=alpha,
+                  train_omega=extra.get("train_omega", False), checkpoint=extra.get("checkpoint"), dtype=dtype)
     cu = layer.compile(backend="cupy", **common)
     ref = layer.compile(backend="numpy", **common)
     theta = ref.init_params(seed=3, scale=0.05, values={k: v for k, v in values.items() if k in ref.shapes})
@@ -293,5 +314,6 @@ def test_cuda_step_on_the_gpu_matches_numpy(case):
         if isinstance(v, dict):
             return {k: _host(u) for k, u in v.items()}
         return cupy.asnumpy(v) if isinstance(v, cupy.ndarray) else v
-    compare(Host(cu), ref, theta, layers)
-    compare(Host(cu), ref, theta, layers, batch=300, seed=1)      # several chunks per tile
+    rel = 1e-12 if dtype == "float64" else 2e-5
+    compare(Host(cu), ref, theta, layers, rel=rel)
+    compare(Host(cu), ref, theta, layers, rel=rel, batch=300, seed=1)      # several rows per chunk
