@@ -249,6 +249,27 @@ def test_wrapper_interface_and_launch_shape(emulator, tmp_path):  # noqa: F811
     fill_halo(want, ("periodic", "neumann"), (1, 1))
     module.fill_halo(zp)
     assert np.array_equal(zp, want)
+    boundary = ("dirichlet", "neumann", "periodic")
+    module = load_wrapper(render_step(layer_of("nl3d")[0].lowered, StepOptions("cupy", boundary)), tmp_path, "k3")
+    zp = np.random.default_rng(2).standard_normal((2, 6, 5, 7))
+    want = zp.copy()
+    fill_halo(want, boundary, module.HALO)
+    module.fill_halo(zp)
+    assert np.array_equal(zp, want)
+
+
+def test_generate_writes_the_cuda_step_files_without_a_gpu(tmp_path):
+    layer = layer_of("adr2d")[0]
+    paths = layer.generate(tmp_path, backend="cupy", boundary=("periodic", "neumann"), dtype="float32", alpha=0.1)
+    assert sorted(p.suffix for p in paths) == [".cu", ".py"]
+    cu = next(p for p in paths if p.suffix == ".cu").read_text()
+    py = next(p for p in paths if p.suffix == ".py").read_text()
+    key = render_step(layer.lowered, StepOptions("cupy", ("periodic", "neumann"), "float32", True)).key
+    for text in (cu, py):
+        assert f"content-hash: {key}" in text
+    assert "typedef float real;" in cu and "tanhf(Z)" in cu
+    for needle in ("def forward", "def adjoint", "def step_adjoint", "def step(", "def workspace", "def fill_halo"):
+        assert needle in py
 
 
 def test_generated_names_stay_in_their_namespaces():
