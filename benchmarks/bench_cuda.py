@@ -27,6 +27,12 @@ numbers, whether each goal is met, and a Markdown table for benchmarks/RESULTS.m
     python benchmarks/bench_cuda.py                          # 64x262144x16 and 256x262144x16, float32
     python benchmarks/bench_cuda.py --sizes 64x262144x16 --dtype float64 --repeat 50
     python benchmarks/bench_cuda.py --atomics                # the opt-in atomic gradient sums
+    python benchmarks/bench_cuda.py --nd 64x512x512x16       # also a 2-D step-IR layer (BATCHxN0xN1xL)
+
+--nd adds the step-IR kernels (templates/step_cuda): the 2-D anisotropic ADR layer with a cross term
+z + R z - U z_x - V z_y + D (z_xx + z_yy) + D z_xy (U, V, R heterogeneous, D homogeneous, bias
+heterogeneous, periodic), tanh; the same three measurements (minimal bytes: forward read z + write z,
+adjoint read z + read lam + write lam, batch * sites each, plus the per-site parameters).
 """
 from __future__ import annotations
 
@@ -174,6 +180,55 @@ def bench_size(cupy, torch, size, dtype, repeat, inner, copy_bw):
     return row
 
 
+def adr2d_layer():
+    import sympy as sp
+
+    import npdegen
+    x, y = sp.symbols("x y")
+    z = sp.Function("z")(x, y)
+    U, V, D, R = sp.symbols("U V D R")
+    return npdegen.NeuralPDE(z + R * z - U * z.diff(x) - V * z.diff(y) + D * (z.diff(x, 2) + z.diff(y, 2))
+                             + D * z.diff(x, y), z, activation="tanh",
+                             params={U: "heterogeneous", V: "heterogeneous", D: "homogeneous", R: "heterogeneous"},
+                             bias="heterogeneous", name="adr2d_bench")
+
+
+def bench_step_size(cupy, size, dtype, repeat, inner, copy_bw):
+    """The 2-D step-IR layer: kernel replays of one forward and one adjoint layer, and loss_and_grad."""
+    batch, n0, n1, layers = size
+    real = np.dtype(dtype)
+    net = adr2d_layer().compile(n=(n0, n1), spacing=H, layers=layers, omega=OMEGA, boundary="periodic",
+                                backend="cupy", dtype=dtype)
+    rng = np.random.default_rng(0)
+    sites = n0 * n1
+    theta_host = {"U": rng.uniform(-0.1, 0.1, (n0, n1)), "V": rng.uniform(-0.1, 0.1, (n0, n1)), "D": np.asarray(0.1),
+                  "R": rng.uniform(-0.05, 0.05, (n0, n1)), "b": rng.uniform(-0.05, 0.05, (n0, n1))}
+    theta = net.check_params(theta_host)
+    x, y = (rng.standard_normal((batch, n0, n1)).astype(dtype) for _ in range(2))
+    kernel, work = net.kernel, net.kernel.workspace(batch, (n0, n1), real)
+    params, space = kernel._theta(theta, 0), kernel._spacing((H, H))
+    zp = cupy.zeros((batch, n0 + 2, n1 + 2), real)
+    zp[:, 1:-1, 1:-1] = cupy.asarray(x)
+    out, lam = cupy.empty((batch, n0, n1), real), cupy.asarray(y)
+    kernel.run(kernel._coefficients_plan(params, space, work))
+    work["sums"].fill(0)
+    fwd = kernel.forward_plan(zp, out, params, space, OMEGA, 0.0, work)
+    adj = kernel.adjoint_plan(zp, lam, params, space, OMEGA, 0.0, work)
+    t_fwd = median_seconds(cupy, replay(kernel, fwd), repeat, inner)
+    t_adj = median_seconds(cupy, replay(kernel, adj), repeat, inner)
+    s = real.itemsize
+    bytes_fwd = (2 * batch * sites + 4 * sites) * s
+    bytes_adj = (3 * batch * sites + 4 * sites) * s
+    t_net = median_seconds(cupy, lambda: net.loss_and_grad(x, y, theta), repeat)
+    row = {"size": f"{batch}x{n0}x{n1}x{layers} (2-D step IR)", "launches": len(adj),
+           "fwd_us": t_fwd * 1e6, "fwd_frac": bytes_fwd / t_fwd / copy_bw, "fwd_gbs": bytes_fwd / t_fwd / 1e9,
+           "adj_us": t_adj * 1e6, "adj_frac": bytes_adj / t_adj / copy_bw, "adj_gbs": bytes_adj / t_adj / 1e9,
+           "net_ms": t_net * 1e3, "torch_ms": None, "speedup": None}
+    del net, zp, out, lam, work
+    cupy.get_default_memory_pool().free_all_blocks()
+    return row
+
+
 def device_description(cupy):
     props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
     name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
@@ -193,6 +248,8 @@ def main(argv=None) -> int:
     parser.add_argument("--inner", type=int, default=20, help="back-to-back layer launches per kernel measurement")
     parser.add_argument("--atomics", action="store_true", help="the opt-in atomic gradient sums")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager comparison")
+    parser.add_argument("--nd", nargs="*", default=[], type=lambda t: tuple(int(v) for v in t.lower().split("x")),
+                        help="also the 2-D step-IR layer at BATCHxN0xN1xL sizes (e.g. 64x512x512x16)")
     args = parser.parse_args(argv)
     if args.repeat < 20:
         parser.error("--repeat must be at least 20")
@@ -231,6 +288,14 @@ def main(argv=None) -> int:
             if row["speedup"] is not None:
                 goals.append(("forward + gradient >= 10x torch eager", row["speedup"] >= 10))
             print("  goals: " + ", ".join(f"{name}: {'met' if ok else 'NOT met'}" for name, ok in goals))
+    for size in args.nd:
+        if len(size) != 4:
+            parser.error(f"--nd sizes are BATCHxN0xN1xL, got {'x'.join(map(str, size))}")
+        row = bench_step_size(cupy, size, args.dtype, args.repeat, args.inner, copy_bw)
+        rows.append(row)
+        print(f"{row['size']}: forward {row['fwd_us']:.1f} us/layer ({row['fwd_frac']:.0%} of copy), "
+              f"adjoint {row['adj_us']:.1f} us/layer ({row['adj_frac']:.0%}, {row['launches']} launch(es)), "
+              f"forward + gradient {row['net_ms']:.2f} ms")
     mode = "atomics" if args.atomics else "deterministic"
     print(f"\n### {device}, {date}\n\n{args.dtype}, {mode} gradient sums, copy bandwidth {copy_bw / 1e9:.0f} GB/s; "
           f"CUDA events, median of {args.repeat} after warm-up; kernel times over {args.inner} back-to-back layers.\n")
