@@ -16,7 +16,7 @@ from sympy.printing.precedence import precedence
 
 from ..derive.kernel import KernelIR
 from ..spec.activations import ACTIVATION_SYMBOL
-from .printing import assignments
+from .printing import assignments, code_weights
 from .render import TARGETS, KernelOptions, Target
 
 __all__ = ["CudaPrinter", "cuda_context", "TILE", "shared_bytes"]
@@ -121,8 +121,9 @@ def cuda_context(ir: KernelIR, options: KernelOptions) -> dict:
                          f"{ir.halo} need {shared_bytes(ir, itemsize)} bytes of shared memory per block "
                          f"(limit {SHARED_LIMIT})")
     printer = CudaPrinter(options.dtype)
-    weights = assignments(ir.weights, printer, prefix="c")
-    both = assignments([*ir.weights, *(d for _, ds in ir.dweights for d in ds)], printer, prefix="c")
+    ws, dws = code_weights(ir)
+    weights = assignments(ws, printer, prefix="c")
+    both = assignments([*ws, *(d for _, ds in dws for d in ds)], printer, prefix="c")
     jacobians, needed = jacobian_terms(ir, both.results[len(ir.weights):])
     f, fprime = (e.subs(ACTIVATION_SYMBOL, Z) for e in (ir.f, ir.fprime))
     theta_args = (*ir.params, *((("b", ir.bias),) if ir.bias else ()))

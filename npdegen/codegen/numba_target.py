@@ -25,7 +25,7 @@ from ..spec.activations import ACTIVATION_SYMBOL
 from .render import TARGETS, KernelOptions, Target  # first: render registers the built-in targets
 from .fast_forms import RationalForm, expand_forms, fast_activation  # noqa: I001
 from .numpy_target import jacobian_terms
-from .printing import Assignments, assignments
+from .printing import Assignments, assignments, code_weights
 
 __all__ = ["ACTIVATION_MODES", "NumbaOptions", "NumbaPrinter", "activation_forms", "numba_context",
            "scratch_layout", "shared_assignments"]
@@ -180,8 +180,9 @@ def scratch_layout(ir: KernelIR, options: KernelOptions, needed, static: bool) -
 
 def numba_context(ir: KernelIR, options: KernelOptions) -> dict:
     printer = NumbaPrinter()
-    weights = assignments(ir.weights, printer, prefix="_cw")
-    both = assignments([*ir.weights, *(d for _, ds in ir.dweights for d in ds)], printer, prefix="_cw")
+    ws, dws = code_weights(ir)
+    weights = assignments(ws, printer, prefix="_cw")
+    both = assignments([*ws, *(d for _, ds in dws for d in ds)], printer, prefix="_cw")
     jacobians, needed = jacobian_terms(ir, both.results[len(ir.weights):])
     form, f, fprime = activation_forms(ir, options)
     fz, dfz = (expand_forms(e).subs(ACTIVATION_SYMBOL, Z) for e in (f, fprime))

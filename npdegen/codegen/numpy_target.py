@@ -10,7 +10,7 @@ import sympy as sp
 
 from ..derive.kernel import KernelIR
 from ..spec.activations import ACTIVATION_SYMBOL
-from .printing import NumpyKernelPrinter, assignments
+from .printing import NumpyKernelPrinter, assignments, code_weights
 from .render import TARGETS, KernelOptions, Target
 from .ufuncs import UfuncCall, UfuncProgram, ufunc_program
 
@@ -22,7 +22,7 @@ def jacobian_terms(ir: KernelIR, results) -> tuple[list, list]:
     """``[(param, [(offset, code), ...]), ...]`` for the nonzero ``∂w_j/∂θ``, and the offsets used."""
     nw = len(ir.weights)
     jacobians = []
-    for p, (name, ds) in enumerate(ir.dweights):
+    for p, (name, ds) in enumerate(code_weights(ir)[1]):
         terms = [(j, results[p * nw + i]) for i, (j, d) in enumerate(zip(ir.offsets, ds)) if d != 0]
         jacobians.append((name, terms))
     needed = sorted({j for _, terms in jacobians for j, _ in terms})
@@ -39,8 +39,9 @@ def _template_program(program: UfuncProgram) -> UfuncProgram:
 
 def numpy_context(ir: KernelIR, options: KernelOptions) -> dict:
     printer = NumpyKernelPrinter()
-    weights = assignments(ir.weights, printer, prefix="c")
-    both = assignments([*ir.weights, *(d for _, ds in ir.dweights for d in ds)], printer, prefix="c")
+    ws, dws = code_weights(ir)
+    weights = assignments(ws, printer, prefix="c")
+    both = assignments([*ws, *(d for _, ds in dws for d in ds)], printer, prefix="c")
     jacobians, needed = jacobian_terms(ir, both.results[len(ir.weights):])
     f, fprime = (_template_program(ufunc_program(e.subs(ACTIVATION_SYMBOL, Z), Z)) for e in (ir.f, ir.fprime))
     return dict(families=dict(ir.params), weights=weights, weights_and_jacobians=both,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
-__all__ = ["NumpyKernelPrinter", "Assignments", "assignments"]
+__all__ = ["NumpyKernelPrinter", "Assignments", "assignments", "code_weights"]
 
 
 class NumpyKernelPrinter(NumPyPrinter):
@@ -52,3 +52,17 @@ def assignments(exprs, printer, prefix: str = "c") -> Assignments:
     temps = tuple((str(sym), printer.doprint(e)) for sym, e in replacements)
     results = tuple(printer.doprint(e) for e in reduced)
     return Assignments(temps, results)
+
+
+def code_weights(ir) -> tuple[tuple, tuple]:
+    """``(weights, dweights)`` of a 1-D :class:`~npdegen.derive.kernel.KernelIR` with every
+    parameter symbol renamed ``p_<name>``: user names live in their own namespace in generated
+    code (templates define ``p_<name>`` for each parameter and never another name starting with
+    ``p_``), so no parameter name can collide with a name of the templates."""
+    names = {name for name, _ in ir.params}
+    exprs = (*ir.weights, *(d for _, ds in ir.dweights for d in ds))
+    free = set().union(*(e.free_symbols for e in exprs)) if exprs else set()
+    rename = {s: sp.Symbol(f"p_{s.name}", real=True) for s in free if s.name in names}
+    weights = tuple(w.xreplace(rename) for w in ir.weights)
+    dweights = tuple((name, tuple(d.xreplace(rename) for d in ds)) for name, ds in ir.dweights)
+    return weights, dweights

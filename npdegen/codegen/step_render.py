@@ -15,6 +15,8 @@ import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 from .._version import __version__
 from ..grid import normalise_boundaries
@@ -67,10 +69,25 @@ class StepOptions:
                 raise TypeError(f"{flag} must be True or False")
 
 
+@lru_cache(maxsize=None)
+def _generator_digest() -> str:
+    """Hash of the code that turns a step IR into source: the IR, its lowering, the printers and
+    targets (``npdegen/ir``, ``npdegen/codegen``): editing any of them must not reuse old kernels."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for path in sorted([*(root / "ir").glob("*.py"), *(root / "codegen").glob("*.py")]):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
 def step_content_key(lowered: LoweredStep, options: StepOptions) -> str:
+    """Hash of everything that changes a generated step kernel: the IR, npdegen's version, the
+    target's templates, the generator's own code and the options."""
     target = step_target(options.backend)
     blob = json.dumps({"step": lowered.ir.fingerprint(), "version": __version__,
-                       "templates": _templates_digest(target.folder), "options": repr(options)}, sort_keys=True)
+                       "templates": _templates_digest(target.folder), "generator": _generator_digest(),
+                       "options": repr(options)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -71,15 +71,11 @@ _EXPRESSION_LANGUAGE = frozenset(
     """.split()
 )
 
-# Modules and local variables of the generated NumPy/CuPy modules.  ``z``,
-# ``q`` and ``x`` are deliberately NOT reserved: users name their field,
-# coordinate and activation variable that way.
-_GENERATED_LOCALS = frozenset(
-    """
-    numpy np math cupy cp sympy sp scipy theta grads spacing Delta omega
-    alpha layer layers batch n zp Z lam work out tmp s self cls
-    """.split()
-)
+# Generated code never defines a user's name: every parameter is printed with a prefix of its own
+# (``p_<name>``, ``_p_<name>``, ``theta_<name>``, …; tests/test_name_namespace.py proves no
+# template identifier can match one). What stays reserved here are names that would be ambiguous
+# in the user's own expressions: the spacing symbol ``Delta`` (``Delta_<axis>`` in N-D).
+_GENERATED_LOCALS = frozenset({"Delta"})
 
 #: Every name a user may not choose (case-sensitive).
 RESERVED: frozenset[str] = _PYTHON | _C_FAMILY | _C_MATH | _EXPRESSION_LANGUAGE | _GENERATED_LOCALS
@@ -114,6 +110,8 @@ def validate_identifier(name: str, what: str = "name") -> str:
         reason = "must not contain a double underscore"
     elif name.endswith("_"):
         reason = "must not end with an underscore"
+    elif name.startswith("Delta_"):
+        reason = "must not start with Delta_ (the grid spacing symbols Delta_<coordinate>)"
     elif name in RESERVED:
         reason = ("is reserved (a keyword, builtin, C/CUDA name, expression-language name or local of "
                   "the generated code)")
