@@ -1,6 +1,8 @@
 """Issue 11, items 3 and 5: the kernel cache refuses planted code and shared folders, keeps numba's
 cache inside its private folder, and survives junk in the folder."""
+import contextlib
 import os
+import threading
 import time
 
 import pytest
@@ -132,7 +134,16 @@ def test_fifo_at_the_kernel_path_does_not_hang(folder):
         pytest.skip("no FIFOs here")
     folder.mkdir(mode=0o700)
     os.mkfifo(folder / "k.py")
-    assert load(Maker()).VALUE == 42 and (folder / "k.py").is_file()
+    result = {}
+    worker = threading.Thread(target=lambda: result.setdefault("mod", load(Maker())), daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    if worker.is_alive():                      # blocked opening the FIFO: unblock it, then fail
+        with contextlib.suppress(OSError):
+            os.close(os.open(folder / "k.py", os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(timeout=20)
+        pytest.fail("load_module blocked on a FIFO at the kernel path")
+    assert result["mod"].VALUE == 42 and (folder / "k.py").is_file()
 
 
 def test_stray_sibling_does_not_force_a_rewrite(folder):
