@@ -32,7 +32,7 @@ from .spec.specfile import read_spec_file
 __all__ = ["NeuralPDE", "load_spec"]
 
 _CODE_OPTIONS = ("backend", "boundary", "dtype", "normalise", "train_omega")
-_RUN_OPTIONS = ("n", "spacing", "layers", "omega", "alpha", "threads", "checkpoint", "activations")
+_RUN_OPTIONS = ("n", "spacing", "layers", "omega", "alpha", "threads", "checkpoint", "activations", "allow_unstable")
 
 
 class NeuralPDE:
@@ -287,7 +287,8 @@ class NeuralPDE:
     def compile(self, n, spacing=1.0, layers: int = 1, omega: float = 1.0,
                 boundary="periodic", backend: str = "numpy", dtype: str = "float64",
                 alpha: float | None = None, train_omega: bool = False, threads: int | None = None,
-                checkpoint: int | None = None, activations: str | None = None) -> Network:
+                checkpoint: int | None = None, activations: str | None = None,
+                allow_unstable: bool = False) -> Network:
         """Generate (or reuse from the cache) and load the kernel; return a runnable :class:`Network`.
 
         ``n`` sites (1-D: an int; N-D: a tuple per axis) of spacing ``spacing`` (a number, or a
@@ -300,6 +301,8 @@ class NeuralPDE:
         recomputes the others segment by segment (memory ~ (L/k + k)·batch·n instead of L·batch·n).
         ``activations`` (numba backend): ``"auto"`` (vectorisable forms in float32, exact in
         float64), ``"fast"`` or ``"exact"``; other backends compute the exact forms.
+        ``omega`` must lie in ``(0, 2)``, where the leak ``(1 − ω) z`` does not amplify;
+        ``allow_unstable=True`` accepts any positive ω.
         """
         if not isinstance(layers, int) or isinstance(layers, bool) or layers < 1:
             raise ValueError(f"layers must be a positive integer, got {layers!r}")
@@ -310,6 +313,9 @@ class NeuralPDE:
         for what, v in [*(("spacing", v) for v in spacings), ("omega", omega)]:
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"{what} must be a positive finite number, got {v!r}")
+        if omega >= 2 and not allow_unstable:
+            raise ValueError(f"omega = {omega!r} is outside (0, 2): the leak (1 - omega) z then amplifies every "
+                             "mode (docs/theory.md §5); pass allow_unstable=True to run it anyway")
         if alpha is not None and (not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha < 0):
             raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
         if activations not in (None, *ACTIVATION_MODES):

@@ -25,3 +25,19 @@ def adr():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", default=False,
+                     help="also run the tests marked slow (the full matrices; NPDEGEN_SLOW=1 does the same)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """CI runs the fast suite; the full matrices (marked slow) run with --slow or NPDEGEN_SLOW=1."""
+    import os
+    if config.getoption("--slow") or os.environ.get("NPDEGEN_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow matrix: run with --slow (or NPDEGEN_SLOW=1)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

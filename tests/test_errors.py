@@ -189,3 +189,35 @@ def test_non_finite_results_are_refused_with_the_layer():
             net.forward(x, theta)
         with pytest.raises(FloatingPointError, match="loss_and_grad"):
             net.loss_and_grad(x, x, theta)
+
+
+def test_values_are_checked_after_the_dtype_cast():
+    """Issue 11, defect 7: 1e39 is finite in float64 but inf in float32."""
+    net = NeuralPDE(ADR, z, params=HOM, bias="homogeneous").compile(n=8, dtype="float32")
+    theta = {"U": 0.1, "D": 0.1, "R": 0.0, "b": 1e39}
+    with pytest.raises(ValueError, match=r"theta\['b'\] overflows float32"):
+        net.forward(np.zeros(8), theta)
+    with pytest.raises(ValueError, match="x overflows float32"):
+        net.forward(np.full(8, 1e39), {**theta, "b": 0.0})
+
+
+def test_small_papercuts():
+    """Issue 11, defect 9: empty batches, bool layer indices, NumPy integer sizes."""
+    layer = NeuralPDE(ADR, z, params=HOM)
+    net = layer.compile(n=np.int64(8), layers=2)
+    theta = net.init_params()
+    with pytest.raises(ValueError, match="no samples"):
+        net.forward(np.zeros((0, 8)), theta)
+    with pytest.raises(ValueError, match="layer must be an integer"):
+        net.step(np.zeros(8), theta, True)
+    assert net.step(np.zeros(8), theta, np.int64(1)).shape == (8,)
+    assert "- b" not in repr(layer)
+
+
+def test_omega_outside_the_stable_range_needs_an_opt_in():
+    """Issue 11, defect 8: omega >= 2 amplifies through the leak alone."""
+    layer = NeuralPDE(ADR, z, params=HOM)
+    for omega in (2.0, 10.0, 1e6):
+        with pytest.raises(ValueError, match="outside \\(0, 2\\).*allow_unstable=True"):
+            layer.compile(n=8, omega=omega)
+    assert layer.compile(n=8, omega=10.0, allow_unstable=True).omega == 10.0

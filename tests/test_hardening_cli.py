@@ -163,7 +163,7 @@ def test_floats_are_printed_short(capsys):
     assert main(["inspect", str(upwind), "--omega", "0.8", "--param", "c=0.5"]) == 0
     out = capsys.readouterr().out
     assert "omega = 0.8," in out and "0.800000000000000" not in out
-    assert "c_3 = 0.266667*c*(1 - 0.64*c**2)" in out
+    assert "c_3 = 0.133333*c*(1.6*c*(1 - 0.8*c) + 0.8*c - 1)" in out
     assert "000000000" not in out
     assert main(["inspect", str(upwind), "--omega", "0.8", "--param", "c=0.5", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

@@ -211,8 +211,17 @@ class Network:
                 raise ValueError(f"theta[{k!r}] has shape {arr.shape}; a {fam} parameter needs {shape}")
             if not bool(self.xp.all(self.xp.isfinite(arr))):
                 raise ValueError(f"theta[{k!r}] contains NaN or inf")
-            out[k] = arr.astype(self.dtype, order="C", copy=False)
+            out[k] = self._cast(arr, f"theta[{k!r}]", order="C")
         return out
+
+    def _cast(self, arr, what: str, order="K"):
+        """``arr`` in the network's dtype, checked finite AFTER the cast (1e39 is inf in float32)."""
+        with np.errstate(over="ignore"):
+            cast = arr.astype(self.dtype, order=order, copy=False)
+        if cast is not arr and not bool(self.xp.all(self.xp.isfinite(cast))):
+            raise ValueError(f"{what} overflows {self.dtype} (largest finite value "
+                             f"{float(np.finfo(self.dtype).max):.3g})")
+        return cast
 
     def _omega(self, theta) -> float:
         return float(theta["omega"]) if self.options.train_omega else self.omega
@@ -234,7 +243,9 @@ class Network:
                              f"got {arr.shape}")
         if not bool(self.xp.all(self.xp.isfinite(arr))):
             raise ValueError(f"{what} contains NaN or inf")
-        return arr.astype(self.dtype, copy=False).reshape(-1, *grid), arr.ndim == d
+        if arr.size == 0:
+            raise ValueError(f"{what} has no samples (shape {arr.shape}): give at least one")
+        return self._cast(arr, what).reshape(-1, *grid), arr.ndim == d
 
     def _trajectory(self, x2d, layers=None):
         self._workspace(x2d.shape[0])
@@ -359,7 +370,7 @@ class Network:
         return (lam[0] if single else lam), grads
 
     def _check_layer(self, layer):
-        if not isinstance(layer, (int, np.integer)) or not 0 <= layer < self.layers:
+        if not isinstance(layer, (int, np.integer)) or isinstance(layer, bool) or not 0 <= layer < self.layers:
             raise ValueError(f"layer must be an integer in [0, {self.layers}), got {layer!r}")
 
     def __repr__(self):
