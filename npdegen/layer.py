@@ -25,6 +25,7 @@ from .ir.lower import LoweredStep, lower
 from .ir.step import StepIR, build_step, param_symbol
 from .runtime.backends import get_backend, kernel_filename, step_filename
 from .runtime.cache import stamp, write_atomic
+from .constructors import free_stencil_transform, moments_transform
 from .runtime.network import Network
 from .spec.layerspec import LayerSpec, make_spec
 from .spec.specfile import read_spec_file
@@ -80,28 +81,14 @@ class NeuralPDE:
         exactly: the transform is ``Σ_k W_k/k! ∂_q^k z`` discretised on exactly these offsets,
         whose Fornberg weights reproduce every moment below ``len(offsets)``. Example: the ADR
         layer is ``from_moments({0: 1 + R, 1: -U, 2: 2*D}, offsets=(-1, 0, 1))``.
+
+        N-D: ``{α: W_α}`` with multi-indices ``α``, ``W_α = Σ_o Π_k (o_k Δ_k)^{α_k} w_o``, on the
+        box of ``offsets`` per axis (one tuple for every axis, or one per axis), and an N-D
+        ``field``; every ``α`` with ``α_k < len(offsets_k)`` can be prescribed (tensor-product
+        Vandermonde system, solved exactly); the layer then uses shifted accesses ``z(x + oΔ)``.
         """
-        if isinstance(moments, Mapping):
-            items = dict(moments)
-        elif isinstance(moments, Sequence) and not isinstance(moments, (str, bytes)):
-            items = dict(enumerate(moments))
-        else:
-            raise TypeError(f"moments must be a mapping {{k: W_k}} or a sequence, got {type(moments).__name__}")
-        if offsets is None or len(offsets) == 0:
-            raise ValueError("from_moments needs the stencil offsets")
-        bad = [k for k in items if not isinstance(k, int) or isinstance(k, bool) or k < 0]
-        if bad:
-            raise ValueError(f"moment orders must be integers >= 0, got {bad}")
-        if items and max(items) >= len(offsets):
-            raise ValueError(f"{len(offsets)} offsets fix at most the moments W_0..W_{len(offsets) - 1}; "
-                             f"got W_{max(items)}")
-        if field is None:
-            field = sp.Function("z")(sp.Symbol("q"))
-        q = field.args[0] if field.args else None
-        transform = sum((_as_expr(w, f"moment W_{k}") / factorial(k) * (field.diff(q, k) if k else field)
-                         for k, w in sorted(items.items())), sp.Integer(0))
-        kwargs.setdefault("accuracy", None)
-        return cls(transform, field, offsets=tuple(offsets), **kwargs)
+        transform, field, extra = moments_transform(moments, offsets, field)
+        return cls(transform, field, **{**extra, **kwargs})
 
     @classmethod
     def free_stencil(cls, offsets, field=None, family: str = "heterogeneous", **kwargs) -> "NeuralPDE":
@@ -114,29 +101,9 @@ class NeuralPDE:
         (``activation``, ``bias``, ``name``). Example: ``NeuralPDE.free_stencil([-1, 0, 1])``
         learns any 3-point kernel — the moments then say which physics it found.
         """
-        from .derive.discretise import access_name
-        if isinstance(offsets, (str, bytes)) or not isinstance(offsets, Sequence) or not offsets:
-            raise TypeError(f"offsets must be a non-empty sequence of integers or offset tuples, got {offsets!r}")
-        if field is None:
-            field = sp.Function("z")(sp.Symbol("q"))
-        dim = len(getattr(field, "args", ()))
-        norm = []
-        for o in offsets:
-            o = (o,) if isinstance(o, int) and not isinstance(o, bool) else o
-            if (not isinstance(o, tuple) or len(o) != dim
-                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in o)):
-                raise ValueError(f"free_stencil: offset {o!r} must be {'an integer' if dim == 1 else f'a tuple of {dim} integers'}")
-            norm.append(o)
-        if len(set(norm)) != len(norm):
-            raise ValueError(f"free_stencil: offsets must be distinct, got {list(offsets)!r}")
-        coords = field.args
-        deltas = spacing_symbols(coords)
-        weights = {o: sp.Symbol("w" + access_name(o)[1:]) for o in norm}
-        transform = sum((w * field.func(*(c + k * d for c, k, d in zip(coords, o, deltas)))
-                         for o, w in weights.items()), sp.Integer(0))
-        params = {**{w: family for w in weights.values()}, **kwargs.pop("params", {})}
+        transform, field, params = free_stencil_transform(offsets, field, family)
         kwargs.setdefault("name", "free_stencil")
-        return cls(transform, field, params=params, **kwargs)
+        return cls(transform, field, params={**params, **kwargs.pop("params", {})}, **kwargs)
 
     # ------------------------------------------------------------------ derivation
     @property
@@ -351,18 +318,6 @@ def load_spec(path) -> tuple[NeuralPDE, dict]:
     """
     spec = read_spec_file(path)
     return NeuralPDE(**spec["layer"]), spec["compile"]
-
-
-def _as_expr(value, what: str) -> sp.Expr:
-    """A number or SymPy expression; text is refused (parse it with npdegen.parse_expression)."""
-    import numbers
-    if isinstance(value, (str, bytes)):
-        raise TypeError(f"{what} is text ({value!r:.40}); pass a SymPy expression or a number "
-                        "(npdegen.parse_expression turns text into one safely)")
-    if isinstance(value, bool) or not isinstance(value, (numbers.Number, sp.Expr)):
-        raise TypeError(f"{what} must be a SymPy expression or a number, got {type(value).__name__}")
-    return value if isinstance(value, sp.Expr) else sp.nsimplify(value) if isinstance(value, numbers.Rational) \
-        else sp.Float(value)
 
 
 def _one_size(n):

@@ -88,3 +88,34 @@ def test_text_never_reaches_sympify(call, monkeypatch):
     monkeypatch.setattr(sp, "sympify", lambda *a, **k: pytest.fail("sympify reached"))
     with pytest.raises(TypeError, match="text|numbers or SymPy"):
         call()
+
+
+def test_nd_from_moments_has_exactly_the_prescribed_moments():
+    R, U, V, Dxx, Dxy, Dyy, Dx = sp.symbols("R U V Dxx Dxy Dyy Dx")
+    f = sp.Function("z")(x, y)
+    given = {(0, 0): 1 + R, (1, 0): -U, (0, 1): -V, (2, 0): 2 * Dxx, (1, 1): 2 * Dxy, (0, 2): 2 * Dyy}
+    layer = NeuralPDE.from_moments(given, offsets=(-1, 0, 1), field=f,
+                                   params={s: "heterogeneous" for s in (R, U, V, Dxx, Dxy, Dyy)})
+    moments = layer.moments(4)
+    for alpha, value in moments.items():
+        if max(alpha) <= 2:          # the box of 3x3 offsets fixes exactly these
+            assert sp.simplify(value - given.get(alpha, 0)) == 0, alpha
+    # the same layer written as a PDE has the same stencil (central differences of accuracy 2)
+    pde = NeuralPDE(f + R * f - U * f.diff(x) - V * f.diff(y) + Dxx * f.diff(x, 2) + 2 * Dxy * f.diff(x, y)
+                    + Dyy * f.diff(y, 2), f, params={s: "heterogeneous" for s in (R, U, V, Dxx, Dxy, Dyy)})
+    a, b = layer.stencil((0.5, 2.0)), pde.stencil((0.5, 2.0))
+    assert set(a) == set(b) and all(sp.simplify(a[o] - b[o]) == 0 for o in a)
+    # per-axis offsets: one-sided in x
+    layer = NeuralPDE.from_moments({(0, 0): 1, (1, 0): -Dx}, offsets=((-1, 0), (0,)), field=f, params={Dx: "homogeneous"})
+    assert layer.stencil((1, 1)) == {(-1, 0): Dx, (0, 0): 1 - Dx}
+
+
+@pytest.mark.parametrize("moments, offsets, match", [
+    ({(3, 0): 1}, (-1, 0, 1), "alpha_k < that count"),
+    ({(1,): 1}, (-1, 0, 1), "multi-indices: tuples of 2"),
+    ({(0, 0): "1"}, (-1, 0, 1), "text"),
+    ({(0, 0): 1}, ((-1, 0, 1),), "one tuple for every axis or 2 tuples"),
+])
+def test_nd_from_moments_bad_input(moments, offsets, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        NeuralPDE.from_moments(moments, offsets=offsets, field=sp.Function("z")(x, y))

@@ -219,7 +219,8 @@ def make_spec(transform, field, *, activation="identity", params=None, bias=None
     linear = _linear_terms(form, {**dummy, **{("shift", o): p for o, p in shifts.items()}}, transform, field)
     if linear is not None and not linear:
         raise ValueError(f"transform {transform} does not contain the field {field}")
-    used = form.free_symbols - set(dummy.values()) - set(shifts.values())
+    # the spacing symbols (Delta, Delta_<coordinate>) may appear in coefficients: they are not parameters
+    used = form.free_symbols - set(dummy.values()) - set(shifts.values()) - set(spacing_symbols(coords))
     act_symbols = _activation_parameters(activation, params)
     param_tuple = _normalise_params(params, used | act_symbols)
     both = sorted(s.name for s in used & act_symbols)
