@@ -20,7 +20,7 @@ from npdegen.spec.names import RESERVED
 
 q = sp.Symbol("q")
 z = sp.Function("z")(q)
-HARMFUL = ("one_m_omega", "w", "real", "entry", "bias", "site", "acc", "halo", "chunk", "sums", "work", "coef")
+HARMFUL = ("one_m_omega", "w", "real", "entry", "bias", "site", "acc", "halo", "chunk", "sums", "coef", "kappa")
 OPTIONS = dict(boundary="neumann", train_omega=True, alpha=0.1)
 
 

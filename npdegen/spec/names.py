@@ -72,11 +72,17 @@ _EXPRESSION_LANGUAGE = frozenset(
 )
 
 # Generated code never defines a user's name: every parameter is printed with a prefix of its own
-# (``p_<name>``, ``_p_<name>``, ``theta_<name>``, …; tests/test_name_namespace.py proves no
-# template identifier can match one). What stays reserved here are names that would be ambiguous
-# in the user's own expressions: the spacing symbol ``Delta`` (``Delta_<axis>`` in N-D), and, as
-# defence in depth, the names of the modules generated code imports.
-_GENERATED_LOCALS = frozenset({"Delta", "numpy", "np", "math", "cupy", "cp", "sympy", "sp", "scipy", "numba"})
+# (``p_<name>``, ``_p_<name>``, ``theta_<name>``, …; tests/test_name_namespace.py proves that no
+# template identifier can match one), so collisions are impossible by construction. These names
+# stay reserved as defence in depth and because some are ambiguous in the user's own expressions
+# (``Delta`` is the spacing symbol). ``z``, ``q`` and ``x`` are deliberately NOT reserved: users
+# name their field, coordinate and activation variable that way.
+_GENERATED_LOCALS = frozenset(
+    """
+    numpy np math cupy cp sympy sp scipy numba theta grads spacing Delta omega
+    alpha layer layers batch n zp Z lam work out tmp s self cls
+    """.split()
+)
 
 #: Every name a user may not choose (case-sensitive).
 RESERVED: frozenset[str] = _PYTHON | _C_FAMILY | _C_MATH | _EXPRESSION_LANGUAGE | _GENERATED_LOCALS
