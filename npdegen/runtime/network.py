@@ -31,6 +31,7 @@ import numpy as np
 
 from ..grid import normalise_grid
 from .backends import Backend
+from .tape import record, replay
 
 __all__ = ["Network", "NonFiniteError"]
 
@@ -276,10 +277,16 @@ class Network:
             "parameters (check omega and the stencil weights: npdegen.stability) or the input is too large.")
 
     # ------------------------------------------------------------------ public
-    def forward(self, x, theta, trajectory: bool = False):
-        """z_L for input ``x`` (shape ``(batch, n)`` or ``(n,)``); all of z_0…z_L if ``trajectory``."""
+    def forward(self, x, theta, trajectory: bool = False, keep: bool = False):
+        """z_L for input ``x`` (shape ``(batch, *grid)`` or ``grid``); all of z_0…z_L if
+        ``trajectory``; with ``keep=True`` a :class:`~npdegen.runtime.tape.Tape` (``tape.output`` is
+        z_L) that :meth:`backward` turns into gradients without a second forward pass."""
         x2d, single = self._states(x)
         theta = self.check_params(theta)
+        if keep:
+            if trajectory:
+                raise ValueError("keep=True returns a tape; ask for trajectory=True separately")
+            return record(self, x2d, theta, single)
         if trajectory:
             stored = self._run_forward(x2d, theta)
             out = self._interior(stored)
@@ -302,6 +309,11 @@ class Network:
         dx, grads = self._adjoint(stored, lam.copy(), theta, single)
         self._finite("vjp", stored, input_gradient=dx, gradients=grads)
         return dx, grads
+
+    def backward(self, tape, cotangent):
+        """``(dx, grads)`` for the tape of ``forward(x, theta, keep=True)``: ``dx = Jᵀ·cotangent``,
+        ``grads[k] = ⟨cotangent, ∂z_L/∂θ_k⟩`` (as :meth:`vjp`, without running the forward again)."""
+        return replay(self, tape, cotangent)
 
     def _adjoint(self, traj, lam, theta, single):
         if self._checkpointed:
