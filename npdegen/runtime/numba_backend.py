@@ -6,10 +6,13 @@ when numba imports, else the NumPy backend after one log line.
 
 Loading: the rendered module goes through the verified content-hash cache of
 :mod:`npdegen.runtime.cache` like every kernel, so its functions' code objects carry the cached
-file's real path. numba's ``cache=True`` keys its on-disk cache (``__pycache__`` beside that file,
-or ``$NUMBA_CACHE_DIR``) by that path, the function's name and the file's modification time and
-size: a second process loading the same kernel finds the machine code there instead of compiling
-(``benchmarks/bench_fast_cpu.py`` measures both).
+file's real path. numba's ``cache=True`` keys its on-disk cache by that path, the function's name
+and the file's modification time and size: a second process loading the same kernel finds the
+machine code there instead of compiling (``benchmarks/bench_fast_cpu.py`` measures both). That
+cache is always ``__pycache__`` beside the kernel, inside npdegen's checked private cache folder:
+while the module runs its decorators, :mod:`npdegen.runtime.cache` sets ``$NUMBA_CACHE_DIR``
+aside, because numba unpickles its index files unchecked and a shared numba folder would let
+another user's files run here.
 
 Threads: numba's pool (``NUMBA_NUM_THREADS``, default all cores) caps the ``threads`` a
 :class:`~npdegen.runtime.network.Network` asks for; problems under the kernel's
