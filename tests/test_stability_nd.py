@@ -63,3 +63,17 @@ def test_bad_input():
         step_stability(layer, {"nu": 0.1}, omega=-1)
     with pytest.raises(ValueError, match="theta lacks the parameter"):
         step_stability(layer, {}, omega=1)
+
+
+def test_inspect_cli_certifies_nd_and_nonlinear_specs(capsys):
+    from pathlib import Path
+    from npdegen.cli import main
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    args = ["inspect", str(examples / "adr_2d.toml"), "--omega", "0.8"] + [
+        f"--param={k}={v}" for k, v in dict(U=0.1, V=0, Dxx=0.1, Dxy=0.02, Dyy=0.1, R=0).items()]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "diffusion (xy)" in out and "stable (von Neumann)" in out and "omega <= 2.5" in out
+    assert main(["inspect", str(examples / "burgers.toml"), "--param", "nu=0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "dG/dz_m1" in out and "linearised at z = 0" in out

@@ -89,6 +89,8 @@ def _inspect_spec(args) -> tuple[dict, str, dict]:
     from .report import physics_report
     from .stability import stability
     layer, options = load_spec(args.source)
+    if not layer._tuned_1d:
+        return _inspect_step(args, layer, options)
     ir = layer.kernel_ir
     spacing = args.spacing if args.spacing is not None else float(options.get("spacing", 1.0))
     omega = args.omega if args.omega is not None else float(options.get("omega", 1.0))
@@ -124,6 +126,48 @@ def _inspect_spec(args) -> tuple[dict, str, dict]:
         figures = {"stencil": plots.plot_stencil((offsets, w)), "amplification": plots.plot_amplification(cert),
                    "trajectory": plots.plot_trajectory(traj)}
     return data, "\n".join(text), figures
+
+
+def _inspect_step(args, layer, options) -> tuple[dict, str, dict]:
+    """N-D and nonlinear layers: their moments (or site expression), and the step-IR certificate
+    (von Neumann / Lax-Richtmyer; a nonlinear layer linearised at the zero state)."""
+    from .stability_nd import step_stability
+    ir = layer.step_ir
+    dim = ir.dim
+    spacing = args.spacing if args.spacing is not None else options.get("spacing", 1.0)
+    omega = args.omega if args.omega is not None else float(options.get("omega", 1.0))
+    params = _params(args.param)
+    names = [p.name for p in ir.params if p.role == "transform"]
+    text = [repr(layer)]
+    data = {"kind": "spec", "layer": repr(layer), "dim": dim, "linear": ir.linear}
+    if ir.linear:
+        table = layer.explain()
+        text.append(str(table))
+        data["moments"] = {str(r.order): str(r.moment) for r in table}
+    else:
+        text.append(f"G = {ir.site}   (z_<offset> = z[i + offset], p_<name> = parameter)")
+        text += [f"  dG/d{a} = {d}" for a, d in zip(ir.access_symbols, ir.d_access)]
+    missing = [k for k in names if k not in params]
+    if missing:
+        if args.out:
+            raise ValueError(f"--out: give --param NAME=VALUE for {', '.join(missing)}")
+        text.append(f"stability: give --param NAME=VALUE for {', '.join(missing)} to certify it")
+        return data, "\n".join(text), {}
+    if args.out:
+        raise ValueError("--out: plots of N-D and nonlinear layers are not available yet; drop --out")
+    slope = args.slope
+    if slope is None:       # f'(0), activation parameters at their given values
+        from ..ir.step import ARGUMENT
+        values = {p.symbol: params[p.name] for p in ir.params if p.name in params}
+        slope = ir.fprime.subs(ARGUMENT, 0).subs(values)
+        if slope.free_symbols:
+            raise ValueError("give --slope, or --param values for the activation's parameters")
+        slope = float(slope)
+    cert = step_stability(layer, {k: params[k] for k in names}, spacing=spacing, omega=omega, slope=slope,
+                          boundary=options.get("boundary", "periodic"))
+    text.append("stability" + ("" if ir.linear else " (linearised at z = 0)") + ": " + str(cert))
+    data["stability"] = {k: (v if isinstance(v, (bool, str)) else float(v)) for k, v in vars(cert).items()}
+    return data, "\n".join(text), {}
 
 
 def run(args) -> int:

@@ -62,14 +62,17 @@ def _thetas(dim: int, modes: int) -> np.ndarray:
     return np.stack(np.meshgrid(*([axis] * dim), indexing="ij"), axis=-1).reshape(-1, dim)
 
 
-def _omega_max(g: np.ndarray) -> float:
-    """Largest ω with |1 + ω g| ≤ 1 for all given g: min over g ≠ 0 of −2 Re g/|g|² (0 if some Re g > 0)."""
+def _omega_max(g: np.ndarray) -> tuple[float, int | None]:
+    """Largest ω with |1 + ω g| ≤ 1 for all given g (min over g ≠ 0 of −2 Re g/|g|², 0 if some
+    Re g > 0), and the flat index of the g that binds (None if no g ≠ 0)."""
+    g = g.ravel()
     mag = np.abs(g) ** 2
-    live = mag > 1e-300
-    if not np.any(live):
-        return np.inf
+    live = np.flatnonzero(mag > 1e-300)
+    if live.size == 0:
+        return np.inf, None
     bound = -2 * g.real[live] / mag[live]
-    return float(max(np.min(bound), 0.0))
+    k = int(np.argmin(bound))
+    return float(max(bound[k], 0.0)), int(live[k])
 
 
 def step_stability(layer, params: dict, spacing=1.0, omega: float = 1.0, slope: float = 1.0, state=None,
@@ -96,12 +99,16 @@ def step_stability(layer, params: dict, spacing=1.0, omega: float = 1.0, slope: 
     O = np.array(offsets, dtype=float)                                                 # (K, d)
     theta = _thetas(ir.dim, modes or _DEFAULT_MODES[ir.dim])                           # (M, d)
     phase = theta @ O.T                                                                # (M, K)
+    scale = 1.0 + np.abs(W).sum(axis=1, keepdims=True)                                 # round-off scale
     rho0 = W.sum(axis=1) - 1.0                                                         # (sites,)
+    rho0 = np.where(np.abs(rho0) <= 64 * np.finfo(float).eps * scale[:, 0], 0.0, rho0)
     h = -2.0 * (W @ np.sin(phase / 2).T ** 2) + 1j * (W @ np.sin(phase).T)             # (sites, M)
+    tiny = np.abs(h) <= 64 * np.finfo(float).eps * scale
+    h = np.where(tiny, 0.0, h)
     g = rho0[:, None] + h
     gain = np.abs(1 + omega * g)
     max_gain = float(gain.max())
-    om_vn, om_lr = _omega_max(g.ravel()), _omega_max(h.ravel())
+    (om_vn, k_vn), (om_lr, k_lr) = _omega_max(g), _omega_max(h)
     growth = float(omega * np.max(np.abs(rho0)))
     if max_gain <= 1 + tol:
         stable, criterion = True, "von Neumann"
@@ -109,15 +116,19 @@ def step_stability(layer, params: dict, spacing=1.0, omega: float = 1.0, slope: 
         stable, criterion = True, "Lax-Richtmyer"
     else:
         stable, criterion = False, "none"
-    target = h if criterion == "Lax-Richtmyer" else g
-    site, mode = np.unravel_index(np.argmax(np.abs(1 + omega * target)), g.shape)
+    k = k_lr if criterion == "Lax-Richtmyer" else k_vn
+    if k is None:
+        k = int(np.argmax(np.abs(1 + omega * g)))
+    site, mode = np.unravel_index(k, g.shape)
     th = theta[mode]
     if np.allclose(th, 0):
         binding = f"reaction (theta = 0): rho_0 = {rho0[site]:.6g} per unit omega"
     elif np.all(np.isclose(np.abs(th), np.pi) | np.isclose(th, 0)):
-        binding = f"grid-scale mode theta = {tuple(np.round(th / np.pi, 3))} pi (diffusion/dispersion bound)"
+        binding = f"grid-scale mode theta = {tuple(float(v) for v in np.round(th / np.pi, 3))} pi (diffusion/dispersion bound)"
     else:
-        binding = f"mode theta = {tuple(np.round(th / np.pi, 3))} pi"
+        binding = f"mode theta = {tuple(float(v) for v in np.round(th / np.pi, 3))} pi"
+    if criterion == "Lax-Richtmyer":
+        binding += f"; |G| <= 1 fails only through the reaction rho_0 = {float(np.max(rho0)):.6g} (a bounded growth)"
     zero = offsets.index((0,) * ir.dim) if (0,) * ir.dim in offsets else None
     off = [k for k in range(len(offsets)) if k != zero]
     positive = bool(np.all(W[:, off] >= -tol) and np.all(1 - omega + omega * (W[:, zero] if zero is not None else 0) >= -tol))
