@@ -2,6 +2,7 @@
 cache inside its private folder, and survives junk in the folder."""
 import contextlib
 import os
+import shutil
 import threading
 import time
 
@@ -81,6 +82,7 @@ def test_folder_of_another_user_is_not_used(folder, monkeypatch):
     with pytest.warns(cache.UnsafeCacheWarning, match="not by this user"):
         used = cache.cache_dir()
     assert used != folder and folder not in used.parents and used.stat().st_mode & 0o077 == 0
+    shutil.rmtree(used)                                                # the process's private fallback
 
 
 @pytest.mark.skipif(not hasattr(os, "chown") or os.geteuid() != 0, reason="needs root to plant another user's file")
