@@ -23,7 +23,10 @@ from .layer import NeuralPDE, load_spec
 from .runtime.network import Network
 from .runtime.train import TrainHistory, TrainingDiverged
 from .training import train
+from . import optim
+from .runtime.multistart import homogeneous_fit, multistart
 from .spec.parse import SpecSyntaxError, parse_expression
 
 __all__ = ["__version__", "NeuralPDE", "Network", "train", "TrainHistory", "TrainingDiverged", "stencil_weights",
-           "SPACING", "spacing_symbols", "ops", "parse_expression", "SpecSyntaxError", "load_spec", "kernel_moments", "stability"]
+           "SPACING", "spacing_symbols", "ops", "parse_expression", "SpecSyntaxError", "load_spec", "kernel_moments", "stability",
+           "optim", "multistart", "homogeneous_fit"]

@@ -242,7 +242,15 @@ def test_train_validates_its_arguments():
     with pytest.raises(ValueError, match="method"):
         train(net, x, x, theta, steps=1, method="sideways", progress=False)
     with pytest.raises(ValueError, match="optimizer"):
-        train(net, x, x, theta, steps=1, optimizer="lbfgs", progress=False)
+        train(net, x, x, theta, steps=1, optimizer="rmsprop", progress=False)
+    with pytest.raises(ValueError, match="lbfgs"):            # L-BFGS: full batch, no checkpoints
+        train(net, x, x, theta, steps=1, optimizer="lbfgs", checkpoint="never.npz", progress=False)
+    with pytest.raises(ValueError, match="loss"):
+        train(net, x, x, theta, steps=1, loss="huber", progress=False)
+    with pytest.raises(ValueError, match="backoff"):
+        train(net, x, x, theta, steps=1, backoff=-1, progress=False)
+    with pytest.raises(ValueError, match="bounds"):
+        train(net, x, x, theta, steps=1, bounds={"V": (0, None)}, progress=False)
     with pytest.raises(ValueError, match="learning rate"):
         train(net, x, x, theta, steps=1, lr=-1.0, progress=False)
     with pytest.raises(ValueError, match="steps"):

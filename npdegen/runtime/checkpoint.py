@@ -115,7 +115,8 @@ def check_resume(path, theta: dict, state: dict, meta: dict, loss: list, like: d
     """Refuse (``ValueError``) a checkpoint whose progress or optimizer state does not fit the run.
 
     ``like``: the parameters of the run being resumed (names, shapes, dtypes); ``keys``: the trained
-    names; ``total``: the optimizer steps of the whole run; ``optimizer``: ``"adam"`` or ``"sgd"``;
+    names; ``total``: the optimizer steps of the whole run; ``optimizer``: ``"adam"``, ``"adamw"`` or
+    ``"sgd"`` (their moments, update count ``t``, learning-rate ``scale`` and ``sched/*`` schedule state);
     ``per_layer``: the steps per layer of a layerwise run (its optimizer restarts at every layer),
     None for one optimizer over the whole run.
     """
@@ -131,17 +132,26 @@ def check_resume(path, theta: dict, state: dict, meta: dict, loss: list, like: d
         if v.shape != ref.shape or v.dtype != ref.dtype:
             raise ValueError(f"resume: {path}: parameter {k!r} has shape {v.shape} and dtype {v.dtype}, "
                              f"expected {ref.shape} and {ref.dtype}")
-    groups = {"adam": ("m", "v"), "sgd": ("velocity",)}.get(optimizer)
+    groups = {"adam": ("m", "v"), "adamw": ("m", "v"), "sgd": ("velocity",)}.get(optimizer)
     if groups is None:
         return
-    allowed = set(groups) | ({"t"} if optimizer == "adam" else set())
+    adam = optimizer in ("adam", "adamw")
     found = {}
     for name, v in state.items():
         group, _, key = name.partition("/")
-        if group not in allowed or (group == "t") != (key == ""):
-            raise ValueError(f"resume: {path}: unexpected {optimizer} state entry {name!r}")
-        if group == "t":
+        if group in ("t", "scale") and not key:
+            if v.shape != () or v.dtype.kind not in ("iu" if group == "t" else "f"):
+                raise ValueError(f"resume: {path}: {optimizer} state {name!r} must be a scalar "
+                                 f"{'integer' if group == 't' else 'float'}, got shape {v.shape} and dtype {v.dtype}")
+            if group == "scale" and not 0 < float(v) <= 1:
+                raise ValueError(f"resume: {path}: the learning-rate scale must lie in (0, 1], got {float(v)!r}")
             continue
+        if group == "sched" and key:
+            if v.shape != () or v.dtype.kind not in "iuf" or np.isnan(v) or float(v) == -np.inf:
+                raise ValueError(f"resume: {path}: schedule state {name!r} must be a scalar number, got {v!r}")
+            continue
+        if group not in groups or not key:
+            raise ValueError(f"resume: {path}: unexpected {optimizer} state entry {name!r}")
         if key not in keys:
             raise ValueError(f"resume: {path}: {optimizer} state {name!r} is for a parameter that is not trained")
         ref = np.asarray(like[key])
@@ -152,11 +162,12 @@ def check_resume(path, theta: dict, state: dict, meta: dict, loss: list, like: d
             raise ValueError(f"resume: {path}: Adam's second moment {name!r} has negative entries")
         found.setdefault(group, set()).add(key)
     updates = done if not per_layer else done % per_layer or (per_layer if done else 0)
-    if optimizer == "adam":
-        t = state.get("t")
-        if t is None or t.shape != () or t.dtype.kind not in "iu" or int(t) != updates:
-            raise ValueError(f"resume: {path}: Adam's step count t must be {updates} after {done} steps, "
-                             f"got {None if t is None else t.tolist()!r}")
+    t = state.get("t")
+    if adam or t is not None:                 # SGD checkpoints before the schedules had no t
+        if t is None or int(t) != updates:
+            raise ValueError(f"resume: {path}: {'Adam' if adam else 'SGD'}'s step count t must be {updates} "
+                             f"after {done} steps, got {None if t is None else t.tolist()!r}")
+    if adam:
         if int(t) > 0 and not (found.get("m") == found.get("v") == set(keys)):
             raise ValueError(f"resume: {path}: Adam's moments after {int(t)} steps must cover the trained "
                              f"parameters {sorted(keys)}, found m: {sorted(found.get('m', ()))}, "

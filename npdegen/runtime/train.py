@@ -1,6 +1,8 @@
 """Training: the whole network at once, or the time-dependent family layer by layer.
 
-``method="full"`` minimises ``0.5 Σ (z_L − y)²`` by back-propagating through all L layers.
+``method="full"`` minimises the loss (default ``0.5 Σ (z_L − y)²``) by back-propagating through
+all L layers, on the whole data set or on minibatches (:mod:`npdegen.runtime.data`), with a
+first-order optimizer (:mod:`npdegen.runtime.optim`) or L-BFGS (:mod:`npdegen.runtime.lbfgs`).
 ``method="layerwise"`` trains "on the fly" (MODEL.md §3): for t = 0 … L−1, with z_t fixed,
 the parameters of layer t (the time-dependent family, and a time-dependent bias) are fitted to
 reduce ``0.5 Σ (z_{t+1} − y)²``, so the chain rule spans two layers at a time; then z_{t+1} is
@@ -9,6 +11,7 @@ computed with the fitted layer and the next layer is trained.
 from __future__ import annotations
 
 import contextlib
+import copy
 import sys
 import time
 import warnings
@@ -16,8 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .network import Network, NonFiniteError
+from .callbacks import Progress, call
 from .checkpoint import check_resume, load_checkpoint, save_checkpoint
+from .constraints import Box, StableRegion, compose
+from .data import LOSSES, as_batches, evaluate, loss_and_grad
+from .network import Network, NonFiniteError
 from .optim import make_optimizer
 
 __all__ = ["TrainHistory", "TrainingDiverged", "train"]
@@ -34,39 +40,26 @@ class TrainingDiverged(FloatingPointError):
 
 @dataclass
 class TrainHistory:
-    """``loss``: one value per optimizer step (for layerwise: the current layer's loss);
-    ``layer_loss``: ``0.5 Σ (z_t − y)²`` for t = 0 … L with the trained parameters;
+    """``loss``: one value per optimizer step (for layerwise: the current layer's loss; for
+    L-BFGS: per iteration, the first value at the start); ``layer_loss``: ``0.5 Σ (z_t − y)²``
+    for t = 0 … L with the trained parameters (None for an iterable data source); ``val_loss``:
+    the validation loss at the end of each epoch; ``backoffs``: the steps at which a divergence
+    was backed off; ``stopped``: the step after which a callback stopped training;
+    ``info``: optimizer details (L-BFGS: iterations, evaluations, overflows, message);
     ``seconds``: wall time."""
     method: str
     loss: list = field(default_factory=list)
     layer_loss: np.ndarray | None = None
     seconds: float = 0.0
+    val_loss: list = field(default_factory=list)
+    backoffs: list = field(default_factory=list)
+    stopped: int | None = None
+    info: dict = field(default_factory=dict)
 
     @property
     def final_loss(self) -> float:
-        return float(self.layer_loss[-1])
-
-
-class _Progress:
-    """A one-line progress bar on stderr (only when enabled)."""
-
-    def __init__(self, total: int, enabled: bool, label: str):
-        self.total, self.enabled, self.label, self.last = total, enabled, label, -1.0
-
-    def __call__(self, done: int, loss: float):
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if done < self.total and now - self.last < 0.1:
-            return
-        self.last = now
-        width = 24
-        filled = int(width * done / max(self.total, 1))
-        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
-                         f"{done}/{self.total}  loss {loss:.6g}")
-        if done >= self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+        """``0.5 Σ (z_L − y)²`` of the returned parameters (the last step's loss without ``layer_loss``)."""
+        return float(self.layer_loss[-1]) if self.layer_loss is not None else float(self.loss[-1])
 
 
 def _trainable(net: Network, method: str, trainable) -> list[str]:
@@ -84,10 +77,14 @@ def _trainable(net: Network, method: str, trainable) -> list[str]:
     return list(net.shapes)
 
 
+def _finite_dict(d) -> bool:
+    return all(np.all(np.isfinite(v)) for v in d.values())
+
+
 def _check_finite(step: int, where: str, loss: float = 0.0, last_theta: dict | None = None, **arrays):
     """Stop at the first non-finite loss, state, gradient or parameter, naming step and place."""
     bad = [name for name, a in arrays.items()
-           if not (all(np.all(np.isfinite(v)) for v in a.values()) if isinstance(a, dict) else np.all(np.isfinite(a)))]
+           if not (_finite_dict(a) if isinstance(a, dict) else np.all(np.isfinite(a)))]
     if not np.isfinite(loss) or bad:
         what = ", ".join(bad) if bad else "loss"
         raise TrainingDiverged(
@@ -112,20 +109,49 @@ def _monitor(monitor, theta):
             warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
-def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer: str = "adam", lr: float = 1e-2,
-          method: str = "full", trainable=None, progress: bool | None = None, checkpoint=None,
-          checkpoint_every: int | None = None, resume=None, monitor=None, **optimizer_options):
+def _constraint(net, bounds, constraint):
+    if constraint not in (None, "stable") and not callable(constraint):
+        raise ValueError(f"constraint must be None, 'stable' or a callable (previous, theta) -> theta, got {constraint!r}")
+    stable = StableRegion(net) if constraint == "stable" else constraint
+    return compose(Box(bounds, net.shapes) if bounds else None, stable)
+
+
+def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer="adam", lr: float = 1e-2,
+          method: str = "full", trainable=None, progress=None, checkpoint=None,
+          checkpoint_every: int | None = None, resume=None, monitor=None, *, loss: str = "sum",
+          batch_size: int | None = None, shuffle: bool = True, seed: int = 0, validation=None,
+          callbacks=(), backoff: int = 0, bounds: dict | None = None, constraint=None, **optimizer_options):
     """Fit ``theta`` so that ``net.forward(x) ≈ y``; returns ``(new_theta, history)``.
 
-    The input ``theta`` is not modified. ``optimizer`` is ``"adam"`` or ``"sgd"``; ``steps`` is
-    the number of optimizer steps (per layer for ``method="layerwise"``); ``trainable``
-    restricts which keys of ``theta`` change. ``progress`` shows a bar on stderr (default: when
-    stderr is a terminal). Training stops with ``FloatingPointError`` at the first non-finite
-    loss, state, gradient or parameter, naming the step and the layer.
+    The input ``theta`` is not modified. ``optimizer``: ``"adam"``, ``"adamw"``, ``"sgd"``, an
+    optimizer object from :mod:`npdegen.optim` (with its schedule and clipping), or ``"lbfgs"``
+    (SciPy's L-BFGS-B on the flattened parameters, full batch; ``steps`` iterations; options
+    ``memory``, ``ftol``, ``gtol``, ``tied``). Other keywords (``momentum``, ``betas``,
+    ``weight_decay``, ``schedule``, ``clip_norm``, ``clip_value``) go to the optimizer.
+    ``steps`` is the number of optimizer steps (per layer for ``method="layerwise"``);
+    ``trainable`` restricts which keys of ``theta`` change.
+
+    Data: ``x``, ``y`` arrays or ``.npy`` paths (memory-mapped), or ``x`` an iterable of
+    ``(x, y)`` batches with ``y=None``; ``batch_size`` draws minibatches (``shuffle``, ``seed``);
+    ``loss``: ``"sum"`` (``0.5 Σ (z_L − y)²``), ``"mean"`` (mean squared error) or ``"relative"``
+    (nRMSE per sample, averaged); ``validation=(x_val, y_val)`` is evaluated (same loss) at the
+    end of every epoch.
+
+    ``callbacks``: objects with ``on_train_begin``/``on_step``/``on_epoch_end``/``on_train_end``
+    (:mod:`npdegen.runtime.callbacks`: ``Progress``, ``EarlyStopping``, ``Tracker``); ``progress``
+    (True, False, None: when stderr is a terminal, or a ``Progress``) shows rate and time left.
+
+    Divergence: training stops with :class:`TrainingDiverged` (a ``FloatingPointError``) at the
+    first non-finite loss, state, gradient or parameter, naming the step and the layer; with
+    ``backoff=k`` it instead restores the last finite parameters and optimizer state and retries
+    with half the learning rate, at most ``k`` times in the run. ``bounds={"D": (0, None)}``
+    clips parameters (L-BFGS: box constraints); ``constraint="stable"`` shortens every update that
+    leaves the certified stable region (:class:`~npdegen.runtime.constraints.StableRegion`), or
+    give a callable ``(previous, theta) -> theta``.
 
     ``checkpoint`` (a path) saves parameters, optimizer state and progress every
     ``checkpoint_every`` steps and at the end; ``resume`` (a path) continues such a run, with the
-    same arguments, exactly where it stopped.
+    same arguments, exactly where it stopped (callbacks' own state is not saved).
 
     ``monitor``: optional callable ``theta -> str | None`` run after every update, e.g.
     ``npdegen.inspect.stability_monitor(net, every=10)``; a message it returns is issued as a
@@ -137,74 +163,247 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer: str = "a
         raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
     if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
         raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    if not isinstance(backoff, int) or isinstance(backoff, bool) or backoff < 0:
+        raise ValueError(f"backoff must be an integer >= 0 (the number of halvings allowed), got {backoff!r}")
+    callbacks = list(callbacks)
     if progress is None:
         progress = sys.stderr.isatty()
+    if progress:
+        callbacks.append(progress if isinstance(progress, Progress) else Progress(method if method != "full" else "train"))
     theta = {k: v.copy() for k, v in net.check_params(theta).items()}
     keys = _trainable(net, method, trainable)
-    x2d, _ = net._states(x)
-    y2d, _ = net._states(y, "y")
-    if y2d.shape != x2d.shape:
-        raise ValueError(f"y has shape {np.shape(y)}, expected the shape of x, {np.shape(x)}")
+    data = as_batches(x, y, batch_size, shuffle, seed)
+    full = getattr(data, "full_batch", False)
+    if full:
+        x2d, _ = net._states(data.x)
+        y2d, _ = net._states(data.y, "y")
+        if y2d.shape != x2d.shape:
+            raise ValueError(f"y has shape {np.shape(y)}, expected the shape of x, {np.shape(x)}")
+    elif method == "layerwise":
+        raise ValueError("method='layerwise' trains on the whole data set: give arrays without batch_size")
+    project = _constraint(net, bounds, constraint)
+    if optimizer == "lbfgs":
+        return _train_lbfgs(net, x2d if full else None, y2d if full else None, theta, keys, steps, loss, bounds,
+                            constraint, callbacks, method, (checkpoint, resume, validation), optimizer_options)
+    proto = make_optimizer(optimizer, lr, **optimizer_options)
+    opt = copy.deepcopy(proto)
     history = TrainHistory(method)
-    settings = {"method": method, "optimizer": optimizer, "lr": lr, "keys": keys, "steps": steps}
-    opt = make_optimizer(optimizer, lr, **optimizer_options)
+    settings = {"method": method, "optimizer": opt.name, "lr": opt.lr, "keys": keys, "steps": steps}
+    settings.update({k: v for k, v in (("loss", loss), ("batch_size", batch_size)) if v not in ("sum", None)})
     done = 0                      # optimizer steps taken, over all layers
+    per_layer = steps if method == "layerwise" else None
     if resume is not None:
         saved, state, meta, history.loss = load_checkpoint(resume)
         mismatch = {k: (meta.get(k), v) for k, v in settings.items() if meta.get(k) != v}
         if mismatch:
             raise ValueError(f"resume: {resume} was written with other settings: {mismatch}")
-        check_resume(resume, saved, state, meta, history.loss, theta, keys, steps * net.layers if method == "layerwise"
-                     else steps, optimizer, steps if method == "layerwise" else None)
+        check_resume(resume, saved, state, meta, history.loss, theta, keys,
+                     steps * net.layers if per_layer else steps, opt.name, per_layer)
         theta = net.check_params(saved)
         opt.load_state_dict(state)
         done = meta["done"]
+        if "t" not in state:                  # written before SGD counted its updates
+            opt.t = done % per_layer if per_layer else done
+        history.val_loss = [float(v) for v in meta.get("val_loss", [])]
+        history.backoffs = [int(v) for v in meta.get("backoffs", [])]
 
-    def save():
+    def save(theta, done):
         if checkpoint is not None:
-            save_checkpoint(checkpoint, theta, opt.state_dict(), {**settings, "done": done}, history.loss)
+            save_checkpoint(checkpoint, theta, opt.state_dict(),
+                            {**settings, "done": done, "val_loss": history.val_loss, "backoffs": history.backoffs},
+                            history.loss)
 
+    total = steps * net.layers if method == "layerwise" else steps
+    call(callbacks, "on_train_begin", {"steps": total, "done": done, "keys": keys, "optimizer": opt.name,
+                                       "per_epoch": getattr(data, "per_epoch", None)})
     start = time.perf_counter()
     if method == "full":
-        bar = _Progress(steps, progress, "train")
-        for i in range(done, steps):
-            with _diverged(i, "full network", theta):
-                loss, grads = net.loss_and_grad(x2d, y2d, theta)
-            history.loss.append(loss)
-            previous, theta = theta, opt.update(theta, grads, keys)
-            _check_finite(i, "full network, after the update", last_theta=previous, parameters=theta)
-            _monitor(monitor, theta)
-            done = i + 1
-            bar(done, loss)
-            if checkpoint_every and done % checkpoint_every == 0:
-                save()
+        runner = _Full(net, data, full and (x2d, y2d), loss, keys, opt, project, monitor, callbacks, backoff,
+                       validation, batch_size, history)
+        theta, done = runner.run(theta, done, steps, save, checkpoint_every)
     else:
-        bar = _Progress(steps * net.layers, progress, "layerwise")
         z = x2d.astype(net.dtype)
         for t in range(net.layers):
             if done >= (t + 1) * steps:          # layer finished before the checkpoint
                 z = net.step(z, theta, t)
                 continue
             if done == t * steps:                # a fresh layer: a fresh optimizer
-                opt = make_optimizer(optimizer, lr, **optimizer_options)
+                opt = copy.deepcopy(proto)
             for i in range(done - t * steps, steps):
                 with _diverged(i, f"layer {t}", theta):
                     z_next = net.step(z, theta, t)
                     lam = z_next - y2d
-                    loss = 0.5 * float(np.sum(np.square(lam, dtype=np.float64)))
-                    _check_finite(i, f"layer {t}", loss, theta)
+                    value = 0.5 * float(np.sum(np.square(lam, dtype=np.float64)))
+                    _check_finite(i, f"layer {t}", value, theta)
                     _, grads = net.step_vjp(z, theta, lam, t)
-                history.loss.append(loss)
+                history.loss.append(value)
                 previous, theta = theta, opt.update(theta, grads, keys)
+                if project is not None:
+                    theta = project(previous, theta)
                 _check_finite(i, f"layer {t}, after the update", last_theta=previous, parameters=theta)
                 _monitor(monitor, theta)
                 done += 1
-                bar(done, loss)
+                stop = call(callbacks, "on_step", done - 1, value, theta)
                 if checkpoint_every and done % checkpoint_every == 0:
-                    save()
+                    save(theta, done)
+                if stop:
+                    history.stopped = done
+                    break
+            if history.stopped is not None:
+                break
             with _diverged(steps, f"layer {t}, output", theta):
                 z = net.step(z, theta, t)
-    save()
-    history.layer_loss = net.layer_losses(x2d, y2d, theta)
+    save(theta, done)
+    if full:
+        history.layer_loss = net.layer_losses(x2d, y2d, theta)
+    elif hasattr(data, "samples"):
+        history.layer_loss = _layer_losses(net, data, theta, data.batch_size)
     history.seconds = time.perf_counter() - start
+    call(callbacks, "on_train_end", history)
     return theta, history
+
+
+def _train_lbfgs(net, x2d, y2d, theta, keys, steps, loss, bounds, constraint, callbacks, method, unsupported,
+                 options):
+    """``optimizer="lbfgs"``: SciPy's L-BFGS-B on the flattened parameters (full batch)."""
+    from .lbfgs import minimize
+    if method != "full" or x2d is None:
+        raise ValueError("optimizer='lbfgs' trains the whole network on the whole data set (method='full', "
+                         "arrays without batch_size)")
+    named = dict(zip(("checkpoint", "resume", "validation"), unsupported))
+    given = [k for k, v in named.items() if v is not None] + (["constraint"] if constraint is not None else [])
+    if given:
+        raise ValueError(f"optimizer='lbfgs' does not support {', '.join(given)} (use bounds for sign constraints)")
+    allowed = {"memory", "ftol", "gtol", "tied", "max_evaluations"}
+    if set(options) - allowed:
+        raise ValueError(f"optimizer='lbfgs' takes the options {sorted(allowed)}, got {sorted(set(options) - allowed)}")
+    if bounds:
+        Box(bounds, net.shapes)                        # validates the bounds
+    history = TrainHistory(method)
+    call(callbacks, "on_train_begin", {"steps": steps, "done": 0, "keys": keys, "optimizer": "lbfgs", "per_epoch": 1})
+    start = time.perf_counter()
+
+    def on_iteration(i, value, th):
+        stop = call(callbacks, "on_step", i, value, th)
+        return call(callbacks, "on_epoch_end", i, {"loss": value, "step": i + 1}) or stop
+
+    try:
+        result = minimize(net, x2d, y2d, theta, keys, steps, loss=loss, bounds=bounds, on_iteration=on_iteration,
+                          **options)
+    except NonFiniteError as exc:
+        raise TrainingDiverged(f"training diverged at step 0 (L-BFGS start): {exc}", 0, "L-BFGS start",
+                               None) from None
+    history.loss = result.loss
+    history.info = {"iterations": result.iterations, "evaluations": result.evaluations,
+                    "overflows": result.overflows, "message": result.message, "success": result.success}
+    if result.iterations < steps and len(result.loss) - 1 < steps and "StopIteration" in result.message:
+        history.stopped = result.iterations
+    history.layer_loss = net.layer_losses(x2d, y2d, result.theta)
+    history.seconds = time.perf_counter() - start
+    call(callbacks, "on_train_end", history)
+    return result.theta, history
+
+
+class _Full:
+    """The loop of ``method="full"``: minibatches, epochs, validation and backoff."""
+
+    def __init__(self, net, data, arrays, loss, keys, opt, project, monitor, callbacks, backoff, validation,
+                 batch_size, history):
+        self.net, self.data, self.arrays, self.loss, self.keys, self.opt = net, data, arrays, loss, keys, opt
+        self.project, self.monitor, self.callbacks, self.backoff = project, monitor, callbacks, backoff
+        self.validation, self.batch_size, self.history = validation, batch_size, history
+        self.used = 0
+
+    def grad(self, i, theta, batch):
+        """``(loss, grads)`` at step ``i``; raises TrainingDiverged on a non-finite value."""
+        with _diverged(i, "full network", theta):
+            value, grads = loss_and_grad(self.net, batch[0], batch[1], theta, self.loss)
+        _check_finite(i, "full network", value, theta)
+        return value, grads
+
+    def halve(self, i, state):
+        """Restore the optimizer ``state`` and halve its learning rate (one backoff)."""
+        self.opt.load_state_dict(state)
+        self.opt.scale *= 0.5
+        self.used += 1
+        self.history.backoffs.append(i)
+
+    def update(self, i, theta, grads):
+        """The next parameters; an update that overflows is retried with half the rate (backoff)."""
+        before = self.opt.state_dict()
+        while True:
+            new = self.opt.update(theta, grads, self.keys)
+            if self.project is not None:
+                new = self.project(theta, new)
+            if _finite_dict(new) or self.used >= self.backoff:
+                _check_finite(i, "full network, after the update", last_theta=theta, parameters=new)
+                return new, before
+            self.halve(i, before)
+
+    def epoch_end(self, epoch, first, theta):
+        values = self.history.loss[first:]
+        logs = {"loss": float(np.mean(values)) if values else float("nan"), "lr": self.opt.current_lr(),
+                "step": len(self.history.loss)}
+        if self.validation is not None:
+            xv, yv = self.validation
+            logs["val_loss"] = evaluate(self.net, xv, yv, theta, self.loss, self.batch_size)
+            self.history.val_loss.append(logs["val_loss"])
+        self.opt.observe(logs.get("val_loss", logs["loss"]))
+        return call(self.callbacks, "on_epoch_end", epoch, logs)
+
+    def run(self, theta, done, steps, save, checkpoint_every):
+        per_epoch = 1 if self.arrays else self.data.per_epoch
+        batches = None if self.arrays else self.data.start(done)
+        epoch, first = (done // per_epoch, done - done % per_epoch) if per_epoch else (0, done)
+        i, current, snapshot = done, None, None
+        while i < steps:
+            if current is None:
+                if self.arrays:
+                    current = self.arrays
+                else:
+                    try:
+                        e, _, current = next(batches)
+                    except StopIteration:             # a one-shot iterable ran out
+                        break
+                    if per_epoch is None and e != epoch:
+                        if self.epoch_end(epoch, first, theta):
+                            self.history.stopped = i
+                            break
+                        epoch, first = e, i
+            try:
+                value, grads = self.grad(i, theta, current)
+            except TrainingDiverged:
+                if self.used >= self.backoff or snapshot is None:
+                    raise
+                theta, state, current = snapshot        # back to the last finite point, half the rate
+                self.halve(i, state)
+                snapshot, i = None, i - 1
+                self.history.loss.pop()
+                continue
+            new, before = self.update(i, theta, grads)
+            self.history.loss.append(value)
+            snapshot, theta = (theta, before, current), new
+            _monitor(self.monitor, theta)
+            i, current = i + 1, None
+            stop = call(self.callbacks, "on_step", i - 1, value, theta)
+            if checkpoint_every and i % checkpoint_every == 0:
+                save(theta, i)
+            if per_epoch and i % per_epoch == 0:
+                stop = self.epoch_end(epoch, first, theta) or stop
+                epoch, first = epoch + 1, i
+            if stop:
+                self.history.stopped = i
+                break
+        if per_epoch is None and i > first and self.history.stopped is None:
+            self.epoch_end(epoch, first, theta)
+        return theta, i
+
+
+def _layer_losses(net, data, theta, chunk):
+    """``0.5 Σ (z_t − y)²`` over all samples of ``data`` (read ``chunk`` samples at a time)."""
+    total = 0.0
+    for s in range(0, data.samples, chunk):
+        total = total + net.layer_losses(np.asarray(data.x[s:s + chunk]), np.asarray(data.y[s:s + chunk]), theta)
+    return total
