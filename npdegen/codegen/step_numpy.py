@@ -57,8 +57,12 @@ def numpy_step_context(low: LoweredStep, options: StepOptions) -> dict:
     def load(params):
         return [f'{p.symbol} = theta["{p.name}"]' + ("[layer]" if p.family == "time-dependent" else "")
                 + f"  # {p.family}" for p in params]
-    loads = {"transform": load([p for p in ir.params if p.role == "transform"]), "activation": load(act_params),
-             "all": load(ir.params)}
+    def load_blk(params):        # the block's grid rows of grid-shaped values
+        return [f'{p.symbol} = _cut(theta["{p.name}"]' + ("[layer]" if p.family == "time-dependent" else "")
+                + f", blk)  # {p.family}" for p in params]
+    transform = [p for p in ir.params if p.role == "transform"]
+    loads = {"transform": load(transform), "transform_blk": load_blk(transform),
+             "activation_blk": load_blk(act_params), "all_blk": load_blk(ir.params)}
     return dict(loads=loads, coefficients=coefficients, kappas=kappas, gradients=gradients, forward_linear=forward_linear,
                 forward_code=printer.doprint(low.forward), jacobians=jacobians, reductions=reductions,
                 f=f, fprime=fprime, temporaries=max(f.buffers, fprime.buffers), need_f=need_f,
