@@ -58,16 +58,27 @@ def plot_stencil(stencil, title: str = "stencil weights", reference: dict | None
 
 
 def plot_moments(moments, coords=None, orders=None, title: str = "moment profiles"):
-    """``moments``: a KernelMoments or an array ``(sites, K+1)``; one panel per order."""
+    """``moments``: a KernelMoments or an array ``(sites, K+1)``; one panel per order. For a
+    KernelMoments with a noise floor each panel shades ± its noise uncertainty, marks the moments
+    not resolved from zero, and the title names the floor and the support the moments are summed
+    over."""
     M = np.asarray(getattr(moments, "moments", moments), dtype=float)
     q = np.asarray(coords if coords is not None else getattr(moments, "coords", np.arange(M.shape[0])), float)
     orders = list(range(M.shape[1])) if orders is None else list(orders)
+    unc = getattr(moments, "uncertainty", None)
+    noise = getattr(moments, "noise", None)
+    resolved = getattr(moments, "resolved", np.ones(M.shape[1], bool))
     fig, axes = _figure(len(orders), width=2.8, height=2.8)
     for ax, k in zip(axes, orders):
         ax.plot(q, M[:, k], color=f"C{k}")
+        if unc is not None and np.any(unc[:, k] > 0):
+            ax.fill_between(q, M[:, k] - unc[:, k], M[:, k] + unc[:, k], color=f"C{k}", alpha=0.2, lw=0,
+                            label="± noise")
         ax.set_xlabel("q")
         ax.set_ylabel(f"W_{k}")
-        ax.set_title(f"W_{k}(q)")
+        ax.set_title(f"W_{k}(q)" + ("" if resolved[k] else " (zero within noise)"))
+    if noise is not None:
+        title = f"{title}: summed within distance {noise.support}, far-field noise rms {noise.rms:.2g}"
     fig.suptitle(title)
     return fig
 
