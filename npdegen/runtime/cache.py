@@ -39,6 +39,7 @@ import contextlib
 import hashlib
 import hmac
 import importlib.util
+import logging
 import os
 import secrets
 import stat
@@ -305,6 +306,26 @@ def _usable_stem(folder: Path, stem: str, suffixes) -> str:
     raise OSError(f"{folder / stem}: folders block the kernel's file names; remove them")
 
 
+#: The one line said before a numba kernel without cached machine code is first used.
+COMPILE_NOTICE = "npdegen: compiling numba kernel %s (first use, ~10-20 s; cached afterwards)"
+
+
+def _numba_compiles(folder: Path, stem: str, text: str, written: bool) -> bool:
+    """Whether numba will compile this module's functions on first use: it imports numba and its
+    machine code is not cached — the files were just (re)written (numba's index is keyed by the
+    source file's time stamp and size) or ``__pycache__`` holds no index ``<stem>.*.nbi`` for it.
+    Approximate: an index of some functions does not prove the others are cached."""
+    if "import numba" not in text:
+        return False
+    if written:
+        return True
+    try:
+        names = os.listdir(folder / NUMBA_FOLDER)
+    except OSError:
+        return True
+    return not any(name.startswith(f"{stem}.") and name.endswith(".nbi") for name in names)
+
+
 @contextlib.contextmanager
 def _numba_cache_inside(text: str):
     """While the module runs, numba's ``cache=True`` uses ``__pycache__`` beside it (in the checked
@@ -329,6 +350,8 @@ def load_module(key: str, stem: str, make_files, suffixes=(".py",)) -> object:
 
     ``make_files()`` returns ``{suffix: text}`` (``".py"`` plus e.g. ``".cu"``); it is called only
     when a cached file is missing or bad. Other files beside them (``<stem>.bak``) are ignored.
+    A numba module without cached machine code is announced by one WARNING line on the
+    ``"npdegen"`` logger (:data:`COMPILE_NOTICE`) before it is imported.
     """
     with _lock:
         if key in _modules:
@@ -339,10 +362,17 @@ def load_module(key: str, stem: str, make_files, suffixes=(".py",)) -> object:
         stem = _usable_stem(folder, stem, suffixes)
         texts = {s: _read(folder / f"{stem}{s}") for s in suffixes}
         good = all(t is not None and _authentic(t, f"{stem}{s}", secret) for s, t in texts.items())
-        if not (good and key in texts[".py"]):
+        written = not (good and key in texts[".py"])
+        if written:
             texts = {s: _seal(t, f"{stem}{s}", secret) for s, t in make_files().items()}
             for suffix, text in texts.items():
                 write_atomic(folder / f"{stem}{suffix}", text)
+        if _numba_compiles(folder, stem, texts[".py"], written):
+            # numba compiles lazily, for 10-20 s, on the first call: say so once per kernel (a second
+            # load in this process returns the module above; a warm cache has numba's index). Logged
+            # at WARNING on "npdegen": without logging configured Python prints it to stderr, which
+            # notebooks show too.
+            logging.getLogger("npdegen").warning(COMPILE_NOTICE, stem)
         path = folder / f"{stem}.py"
         name = f"npdegen_kernel_{key[:16]}"
         spec = importlib.util.spec_from_loader(name, loader=None, origin=str(path))

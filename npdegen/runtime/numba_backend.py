@@ -12,7 +12,11 @@ machine code there instead of compiling (``benchmarks/bench_fast_cpu.py`` measur
 cache is always ``__pycache__`` beside the kernel, inside npdegen's checked private cache folder:
 while the module runs its decorators, :mod:`npdegen.runtime.cache` sets ``$NUMBA_CACHE_DIR``
 aside, because numba unpickles its index files unchecked and a shared numba folder would let
-another user's files run here.
+another user's files run here. numba compiles on a kernel's first call (10-20 s for a layer's
+functions): when its machine code is not cached yet (the file was just written, or numba has no
+index for it in ``__pycache__``), loading says so on one WARNING line of the ``"npdegen"`` logger,
+``npdegen: compiling numba kernel <name> (first use, ~10-20 s; cached afterwards)`` — on stderr when
+logging is not configured, so in notebooks too; a warm cache and a second load stay silent.
 
 Threads: numba's pool (``NUMBA_NUM_THREADS``, default all cores) caps the ``threads`` a
 :class:`~npdegen.runtime.network.Network` asks for; problems under the kernel's
