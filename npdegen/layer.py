@@ -240,7 +240,7 @@ class NeuralPDE:
         else:
             code, _ = self._split_options(self._one_boundary(options))
             rendered, stem = render(self.kernel_ir, code), kernel_filename(self.kernel_ir, code)
-        return [write_atomic(Path(out) / f"{stem}{suffix}", stamp(text, suffix))
+        return [write_atomic(Path(out) / f"{stem}{suffix}", stamp(text, suffix), mode="umask")
                 for suffix, text in rendered.files.items()]
 
     @staticmethod

@@ -65,6 +65,7 @@ _UID = os.getuid() if hasattr(os, "getuid") else None
 _modules: dict[str, object] = {}
 _lock = threading.Lock()
 _dir_lock = threading.RLock()
+_umask_lock = threading.Lock()
 _checked: dict[str, tuple] = {}          # configured folder -> (identity of what was checked, folder used)
 _keys: dict[str, bytes] = {}
 
@@ -266,13 +267,42 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def write_atomic(path: Path, data) -> Path:
+def _umask() -> int:
+    """The process's umask, read without changing it where the system says it (Linux), else by
+    setting and restoring it under a lock (``os.umask`` can only be read by setting it)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    with _umask_lock:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def _file_mode(mode) -> int | None:
+    if mode is None:
+        return None
+    if mode == "umask":
+        return 0o666 & ~_umask()
+    if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o777:
+        raise ValueError(f"mode must be None, 'umask' or permission bits 0..0o777, got {mode!r}")
+    return mode
+
+
+def write_atomic(path: Path, data, mode: int | str | None = None) -> Path:
     """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, rename).
 
     ``data`` is text, bytes, or a function that writes into the binary file object it is given.
-    Temporaries of earlier writes of ``path`` older than :data:`STALE_SECONDS` (a killed writer's)
-    are removed.
+    ``mode``: the file's permission bits — ``None`` (default) keeps the private ``0600`` of the
+    temporary file (the kernel cache), ``"umask"`` gives ``0666`` less the process's umask like
+    ``open()`` would (``0644`` under the usual umask 022; files written for the user, e.g.
+    ``generate --out``), an int gives exactly those bits. The bits are set on the temporary file
+    before the rename, so the file never appears with other permissions. Temporaries of earlier
+    writes of ``path`` older than :data:`STALE_SECONDS` (a killed writer's) are removed.
     """
+    bits = _file_mode(mode)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_dir():
@@ -285,6 +315,8 @@ def write_atomic(path: Path, data) -> Path:
             else:
                 fh.write(data.encode("utf-8") if isinstance(data, str) else data)
             fh.flush()
+            if bits is not None:
+                os.fchmod(fh.fileno(), bits) if hasattr(os, "fchmod") else os.chmod(tmp, bits)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
