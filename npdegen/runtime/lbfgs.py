@@ -31,13 +31,25 @@ class Flat:
     def __init__(self, net, theta: dict, keys, tied=()):
         self.net, self.base, self.keys, self.tied = net, theta, list(keys), set(tied)
         self.sizes = [1 if k in self.tied else int(np.size(theta[k])) for k in self.keys]
+        self.scale = np.ones(sum(self.sizes))     # optimiser variable = value / scale
+
+    def rescale(self, gradient):
+        """Per-parameter scales that give every name's gradient the same root mean square (a
+        diagonal preconditioner: the reaction's gradient can be 1e4 times the diffusion's)."""
+        at, scale = 0, np.ones_like(self.scale)
+        for size in self.sizes:
+            rms = float(np.sqrt(np.mean(np.square(gradient[at:at + size]))))
+            scale[at:at + size] = 1.0 / rms if rms > 0 and np.isfinite(rms) else 1.0
+            at += size
+        self.scale = scale / np.exp(np.mean(np.log(scale)))
 
     def pack(self, theta) -> np.ndarray:
         parts = [np.atleast_1d(np.mean(np.asarray(theta[k], np.float64))) if k in self.tied
                  else np.asarray(theta[k], np.float64).ravel() for k in self.keys]
-        return np.concatenate(parts) if parts else np.zeros(0)
+        return (np.concatenate(parts) if parts else np.zeros(0)) / self.scale
 
     def unpack(self, v) -> dict:
+        v = np.asarray(v) * self.scale
         theta, at = dict(self.base), 0
         for k, size in zip(self.keys, self.sizes):
             shape = np.shape(self.base[k])
@@ -49,7 +61,7 @@ class Flat:
     def gradient(self, grads) -> np.ndarray:
         parts = [np.atleast_1d(np.sum(grads[k], dtype=np.float64)) if k in self.tied
                  else np.asarray(grads[k], np.float64).ravel() for k in self.keys]
-        return np.concatenate(parts) if parts else np.zeros(0)
+        return (np.concatenate(parts) if parts else np.zeros(0)) * self.scale
 
     def bounds(self, bounds: dict | None):
         if not bounds:
@@ -61,7 +73,8 @@ class Flat:
         for k, size in zip(self.keys, self.sizes):
             lo, hi = bounds.get(k, (None, None))
             out += [(lo, hi)] * size
-        return out
+        s = self.scale
+        return [(None if lo is None else lo / s[i], None if hi is None else hi / s[i]) for i, (lo, hi) in enumerate(out)]
 
 
 @dataclass
@@ -77,18 +90,21 @@ class LBFGSResult:
 
 def minimize(net, x, y, theta: dict, keys, steps: int, loss: str = "sum", bounds=None, tied=(),
              on_iteration=None, memory: int = 20, ftol: float = 1e-15, gtol: float = 1e-12,
-             max_evaluations: int | None = None) -> LBFGSResult:
+             max_evaluations: int | None = None, precondition: bool = True) -> LBFGSResult:
     """Minimise the loss ``loss`` over ``theta[keys]`` with at most ``steps`` L-BFGS iterations.
 
     ``on_iteration(iteration, loss, theta)`` runs after every iteration; returning True stops.
     ``memory``: the number of correction pairs; ``ftol``/``gtol``: SciPy's stopping tolerances
-    (tight by default: the iteration budget usually decides).
+    (tight by default: the iteration budget usually decides). ``precondition``: optimise
+    ``θ_k / s_k`` with per-name scales ``s_k`` that equalise the gradients' size at the start.
     """
     try:
         from scipy.optimize import minimize as scipy_minimize
     except ImportError:  # pragma: no cover - scipy is an optional dependency
         raise ImportError("optimizer='lbfgs' needs SciPy: pip install npdegen[lbfgs]") from None
     flat = Flat(net, theta, keys, tied)
+    if precondition and len(flat.keys) > 1:
+        flat.rescale(flat.gradient(loss_and_grad(net, x, y, theta, loss)[1]))
     v0 = flat.pack(theta)
     box = flat.bounds(bounds)
     if box is not None:                          # start inside the box

@@ -10,6 +10,7 @@ computed with the fitted layer and the next layer is trained.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import sys
@@ -255,6 +256,9 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer="adam", l
                 break
             with _diverged(steps, f"layer {t}, output", theta):
                 z = net.step(z, theta, t)
+    for cb in callbacks:                         # early stopping: the best parameters seen
+        if getattr(cb, "restore_best", False) and getattr(cb, "stopped_epoch", None) is not None and cb.best_theta:
+            theta = cb.best_theta
     save(theta, done)
     if full:
         history.layer_loss = net.layer_losses(x2d, y2d, theta)
@@ -276,7 +280,7 @@ def _train_lbfgs(net, x2d, y2d, theta, keys, steps, loss, bounds, constraint, ca
     given = [k for k, v in named.items() if v is not None] + (["constraint"] if constraint is not None else [])
     if given:
         raise ValueError(f"optimizer='lbfgs' does not support {', '.join(given)} (use bounds for sign constraints)")
-    allowed = {"memory", "ftol", "gtol", "tied", "max_evaluations"}
+    allowed = {"memory", "ftol", "gtol", "tied", "max_evaluations", "precondition"}
     if set(options) - allowed:
         raise ValueError(f"optimizer='lbfgs' takes the options {sorted(allowed)}, got {sorted(set(options) - allowed)}")
     if bounds:
@@ -357,7 +361,8 @@ class _Full:
         per_epoch = 1 if self.arrays else self.data.per_epoch
         batches = None if self.arrays else self.data.start(done)
         epoch, first = (done // per_epoch, done - done % per_epoch) if per_epoch else (0, done)
-        i, current, snapshot = done, None, None
+        i, current, snapshots, failed = done, None, collections.deque(maxlen=16), -1
+        depth = 0
         while i < steps:
             if current is None:
                 if self.arrays:
@@ -375,24 +380,30 @@ class _Full:
             try:
                 value, grads = self.grad(i, theta, current)
             except TrainingDiverged:
-                if self.used >= self.backoff or snapshot is None:
+                # back to the state before the last update, at half the rate; each failure before
+                # getting past this step goes one more update back (a finite but already wild point)
+                depth = depth + 1 if i <= failed else 1
+                if self.used >= self.backoff or not snapshots:
                     raise
-                theta, state, current = snapshot        # back to the last finite point, half the rate
-                self.halve(i, state)
-                snapshot, i = None, i - 1
-                self.history.loss.pop()
+                failed, back = max(i, failed), min(depth, len(snapshots))
+                for _ in range(back):
+                    theta, state, current = snapshots.pop()
+                    self.history.loss.pop()
+                    i -= 1
+                self.halve(failed, state)
                 continue
             new, before = self.update(i, theta, grads)
             self.history.loss.append(value)
-            snapshot, theta = (theta, before, current), new
+            snapshots.append((theta, before, current))
+            theta = new
             _monitor(self.monitor, theta)
             i, current = i + 1, None
             stop = call(self.callbacks, "on_step", i - 1, value, theta)
-            if checkpoint_every and i % checkpoint_every == 0:
-                save(theta, i)
             if per_epoch and i % per_epoch == 0:
                 stop = self.epoch_end(epoch, first, theta) or stop
                 epoch, first = epoch + 1, i
+            if checkpoint_every and i % checkpoint_every == 0:
+                save(theta, i)
             if stop:
                 self.history.stopped = i
                 break
