@@ -1,6 +1,6 @@
 """L-BFGS recovery of heterogeneous ADR coefficients U(q), D(q), R(q).
 
-Layer: z_{t+1} = (1 − ω) z_t + ω (z + R(q) z − U(q) z_q + D(q) z_qq)  (identity activation, periodic).
+Layer: z_next = (1 − ω) z + ω (z + R(q) z − U(q) z_q + D(q) z_qq) per layer (identity activation, periodic).
 A target is made with known smooth coefficients; ``npdegen.train(..., optimizer="lbfgs")`` fits
 them from a flat start (D kept ≥ 0 by a bound) and the low-passed relative errors are printed.
 ``NPDEGEN_EXAMPLE_STEPS`` caps the iterations (the test suite runs it with 40).
