@@ -221,3 +221,17 @@ def test_omega_outside_the_stable_range_needs_an_opt_in():
         with pytest.raises(ValueError, match="outside \\(0, 2\\).*allow_unstable=True"):
             layer.compile(n=8, omega=omega)
     assert layer.compile(n=8, omega=10.0, allow_unstable=True).omega == 10.0
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_overflowing_weights_raise_on_every_backend(backend):
+    """Issue 11, defect 7: U = 3e38 makes U/(2 Delta) inf in float32 and inf - inf a NaN; the numba
+    fast tanh clamp used to turn that NaN into a finite 0.99999976 (max(nan, -8) is -8)."""
+    if backend == "numba":
+        pytest.importorskip("numba")
+    from npdegen.runtime.network import NonFiniteError
+    net = NeuralPDE(ADR, z, activation="tanh", params=HOM).compile(n=16, spacing=0.1, dtype="float32", backend=backend)
+    x = np.sin(np.linspace(0, 6, 16))
+    with pytest.raises(NonFiniteError):
+        net.forward(x, {"U": 3e38, "D": 0.0, "R": 0.0})
+    assert np.all(np.isfinite(net.forward(x, {"U": 0.03, "D": 0.001, "R": 0.0})))

@@ -99,17 +99,26 @@ class NumbaPrinter(PythonCodePrinter):
         a = self._print(expr.args[0])
         return self._select([(f"{a} > _F(0.0)", "_F(1.0)"), (f"{a} < _F(0.0)", "_F(-1.0)")], "_F(0.0)")
 
-    def _nested(self, func, args):
-        out = self._print(args[0])
+    def _nested(self, op, args):
+        """max/min as selects that propagate NaN (Python's and numba's ``max(nan, c)`` return ``c``:
+        a clamp ``min(max(u, -8), 8)`` would turn an overflowed NaN into a finite ±tanh(8))."""
+        args = sorted(args, key=lambda a: (not a.is_Number, sp.default_sort_key(a)))
+        out, literal = self._print(args[0]), args[0].is_Number
         for a in args[1:]:
-            out = f"{func}({out}, {self._print(a)})"
+            code = self._print(a)
+            if literal or a.is_Number:     # a literal is never NaN: one comparison
+                const, var = (code, out) if a.is_Number else (out, code)
+                out = f"({const} if {const} {op} {var} else {var})"
+            else:
+                out = f"({code} if ({code} {op} {out} or {code} != {code}) else {out})"
+            literal = False
         return out
 
     def _print_Max(self, expr):
-        return self._nested("max", sorted(expr.args, key=sp.default_sort_key))
+        return self._nested(">", expr.args)
 
     def _print_Min(self, expr):
-        return self._nested("min", sorted(expr.args, key=sp.default_sort_key))
+        return self._nested("<", expr.args)
 
     def _print_Abs(self, expr):
         return f"abs({self._print(expr.args[0])})"
