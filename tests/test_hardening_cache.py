@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from npdegen.runtime import cache
+from npdegen.runtime import atomic, cache
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ def test_shared_folder_falls_back_with_a_warning(folder, tmp_path, monkeypatch):
 def test_folder_of_another_user_is_not_used(folder, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(folder))                  # the default is the same folder
     folder.mkdir(mode=0o700)
-    monkeypatch.setattr(cache, "_UID", os.stat(folder).st_uid + 1)
+    monkeypatch.setattr(atomic, "_UID", os.stat(folder).st_uid + 1)     # whose files count as foreign
     with pytest.warns(cache.UnsafeCacheWarning, match="not by this user"):
         used = cache.cache_dir()
     assert used != folder and folder not in used.parents and used.stat().st_mode & 0o077 == 0
