@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..spec.activations import ACTIVATION_SYMBOL
-from ..spec.layerspec import LayerSpec
+from ..spec.layerspec import LayerSpec, summary_lines
 from .stencil import Stencil, discretise, stencil_moments
 
 __all__ = ["KernelIR", "build_kernel"]
@@ -46,20 +46,6 @@ class KernelIR:
                  *(p + ":" + ",".join(map(sp.srepr, d)) for p, d in self.dweights),
                  *self.summary, *self.derivation]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-
-def _summary(spec: LayerSpec) -> tuple:
-    params = ", ".join(f"{s.name}: {fam}" for s, fam in spec.params) or "none"
-    return (
-        f"layer:      {spec.name}",
-        f"transform:  Z = {sp.sstr(spec.transform)} - b",
-        f"field:      {sp.sstr(spec.field)}",
-        f"activation: {spec.activation_name}, f(x) = {sp.sstr(spec.activation)}",
-        f"params:     {params}",
-        f"bias:       {spec.bias or 'none'}",
-        f"accuracy:   {spec.accuracy if spec.accuracy is not None else 'set by offsets'}"
-        + (f", offsets {spec.offsets}" if spec.offsets is not None else ", central"),
-    )
 
 
 def _derivation(spec: LayerSpec, stencil: Stencil) -> tuple:
@@ -95,7 +81,7 @@ def build_kernel(spec: LayerSpec) -> KernelIR:
     x = ACTIVATION_SYMBOL
     return KernelIR(
         name=spec.name,
-        summary=_summary(spec),
+        summary=summary_lines(spec),
         derivation=_derivation(spec, stencil),
         offsets=offsets,
         halo=max(abs(j) for j in stencil.offsets),

@@ -30,7 +30,7 @@ import sympy as sp
 
 from ..derive.discretise import discretise_site
 from ..spec.activations import ACTIVATION_SYMBOL
-from ..spec.layerspec import LayerSpec
+from ..spec.layerspec import LayerSpec, summary_lines
 
 __all__ = ["Parameter", "StepIR", "build_step", "ARGUMENT", "param_symbol"]
 
@@ -103,20 +103,6 @@ def _diff_real(expr: sp.Expr, symbol: sp.Symbol) -> sp.Expr:
     return d
 
 
-def _summary(spec: LayerSpec) -> tuple:
-    params = ", ".join(f"{s.name}: {fam}" for s, fam in spec.params) or "none"
-    return (
-        f"layer:      {spec.name}",
-        f"transform:  Z = {sp.sstr(spec.transform)} - b",
-        f"field:      {sp.sstr(spec.field)}",
-        f"activation: {spec.activation_name}, f(x) = {sp.sstr(spec.activation)}",
-        f"params:     {params}",
-        f"bias:       {spec.bias or 'none'}",
-        f"accuracy:   {spec.accuracy if spec.accuracy is not None else 'set by offsets'}"
-        + (f", offsets {spec.offsets}" if spec.offsets is not None else ", central"),
-    )
-
-
 def build_step(spec: LayerSpec) -> StepIR:
     """Derive the :class:`StepIR` of a validated layer spec (all Jacobians by SymPy)."""
     disc = discretise_site(spec)
@@ -146,7 +132,7 @@ def build_step(spec: LayerSpec) -> StepIR:
                    zip([p for p in params if p.role == "transform"], d_params)]
     derivation.append(f"f(Z) = {sp.sstr(activation)},  f'(Z) = {sp.sstr(fprime)}")
     derivation += [f"df/d{param_symbol(n)} = {sp.sstr(d)}" for n, d in d_activation]
-    return StepIR(name=spec.name, dim=spec.dim, summary=_summary(spec), derivation=tuple(derivation),
+    return StepIR(name=spec.name, dim=spec.dim, summary=summary_lines(spec), derivation=tuple(derivation),
                   accesses=accesses, access_symbols=symbols, site=site, linear=linear, params=params,
                   bias=spec.bias, spacing=spacing, activation_name=spec.activation_name, f=activation,
                   halo=halo, d_access=d_access, d_params=d_params, fprime=fprime, d_activation=d_activation)

@@ -33,16 +33,15 @@ class BackendUnavailable(RuntimeError):
     """The backend's runtime (a package or a device) is missing on this machine."""
 
 
+def _filename(parts: list, options, key: str | None) -> str:
+    """``parts`` + the option flags + 16 characters of the content key, joined by ``_``."""
+    flags = [f for f, on in (("normalised", options.normalise), ("omega", options.train_omega)) if on]
+    return "_".join([*parts, *flags, *([key[:16]] if key else [])])
+
+
 def kernel_filename(ir: KernelIR, options: KernelOptions, key: str | None = None) -> str:
     """``<layer>_<backend>_<boundary>_<dtype>[_<key>]`` (no suffix): readable, unique with a key."""
-    parts = [ir.name, options.backend, options.boundary, options.dtype]
-    if options.normalise:
-        parts.append("normalised")
-    if options.train_omega:
-        parts.append("omega")
-    if key:
-        parts.append(key[:16])
-    return "_".join(parts)
+    return _filename([ir.name, options.backend, options.boundary, options.dtype], options, key)
 
 
 class Backend:
@@ -75,14 +74,7 @@ def step_filename(lowered, options, key: str | None = None) -> str:
     """``<layer>_<backend>_<d>d_<boundaries>_<dtype>[_<key>]`` for step-IR kernels."""
     ir = lowered.ir
     bounds = options.boundary[0] if len(set(options.boundary)) == 1 else "-".join(options.boundary)
-    parts = [ir.name, options.backend, f"{ir.dim}d", bounds, options.dtype]
-    if options.normalise:
-        parts.append("normalised")
-    if options.train_omega:
-        parts.append("omega")
-    if key:
-        parts.append(key[:16])
-    return "_".join(parts)
+    return _filename([ir.name, options.backend, f"{ir.dim}d", bounds, options.dtype], options, key)
 
 
 class NumpyBackend(Backend):

@@ -20,7 +20,7 @@ from .activations import resolve_activation
 from .names import validate_identifier
 from .spacing import spacing_symbols
 
-__all__ = ["FAMILIES", "LayerSpec", "make_spec", "MAX_PARAMS", "MAX_OFFSETS", "MAX_DERIVATIVE", "MAX_DIM",
+__all__ = ["FAMILIES", "LayerSpec", "make_spec", "summary_lines", "MAX_PARAMS", "MAX_OFFSETS", "MAX_DERIVATIVE", "MAX_DIM",
            "MAX_ACCURACY"]
 
 #: Parameter families: one value per layer stack, per site, or per site and layer.
@@ -269,3 +269,18 @@ def _activation_parameters(activation, params) -> set:
     names = {k if isinstance(k, str) else getattr(k, "name", None) for k in params}
     expr = activation.expr if isinstance(activation, sp.Lambda) else activation
     return {s for s in expr.free_symbols if s.name in names}
+
+
+def summary_lines(spec: LayerSpec) -> tuple:
+    """The spec as written, as lines for the header of generated code."""
+    params = ", ".join(f"{s.name}: {fam}" for s, fam in spec.params) or "none"
+    return (
+        f"layer:      {spec.name}",
+        f"transform:  Z = {sp.sstr(spec.transform)} - b",
+        f"field:      {sp.sstr(spec.field)}",
+        f"activation: {spec.activation_name}, f(x) = {sp.sstr(spec.activation)}",
+        f"params:     {params}",
+        f"bias:       {spec.bias or 'none'}",
+        f"accuracy:   {spec.accuracy if spec.accuracy is not None else 'set by offsets'}"
+        + (f", offsets {spec.offsets}" if spec.offsets is not None else ", central"),
+    )
