@@ -17,7 +17,7 @@ from sympy.printing.precedence import precedence
 from ..derive.kernel import KernelIR
 from ..spec.activations import ACTIVATION_SYMBOL
 from .printing import assignments, code_weights
-from .render import TARGETS, KernelOptions, Target
+from .render import KernelOptions, Target
 
 __all__ = ["CudaPrinter", "cuda_context", "TILE", "shared_bytes"]
 
@@ -139,5 +139,5 @@ def cuda_context(ir: KernelIR, options: KernelOptions) -> dict:
     )
 
 
-TARGETS["cupy"] = Target(folder="cuda", files=((".py", "wrapper.py.j2"), (".cu", "kernels.cu.j2")),
+TARGET = Target(folder="cuda", files=((".py", "wrapper.py.j2"), (".cu", "kernels.cu.j2")),
                          context=cuda_context)

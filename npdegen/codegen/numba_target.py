@@ -22,7 +22,7 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from ..derive.kernel import KernelIR
 from ..spec.activations import ACTIVATION_SYMBOL
-from .render import TARGETS, KernelOptions, Target  # first: render registers the built-in targets
+from .render import KernelOptions, Target
 from .fast_forms import RationalForm, expand_forms, fast_activation  # noqa: I001
 from .numpy_target import jacobian_terms
 from .printing import Assignments, assignments, code_weights
@@ -210,4 +210,4 @@ def numba_context(ir: KernelIR, options: KernelOptions) -> dict:
                 nrows=rows["lold"] + 2, acc=acc)
 
 
-TARGETS["numba"] = Target(folder="numba", files=((".py", "module.py.j2"),), context=numba_context)
+TARGET = Target(folder="numba", files=((".py", "module.py.j2"),), context=numba_context)

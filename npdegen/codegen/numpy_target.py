@@ -11,7 +11,7 @@ import sympy as sp
 from ..derive.kernel import KernelIR
 from ..spec.activations import ACTIVATION_SYMBOL
 from .printing import NumpyKernelPrinter, assignments, code_weights
-from .render import TARGETS, KernelOptions, Target
+from .render import KernelOptions, Target
 from .ufuncs import UfuncCall, UfuncProgram, ufunc_program
 
 #: The generated code applies the activation to the array named ``Z``.
@@ -50,4 +50,4 @@ def numpy_context(ir: KernelIR, options: KernelOptions) -> dict:
                 layer_dependent=any(fam == "time-dependent" for _, fam in ir.params) or ir.bias == "time-dependent")
 
 
-TARGETS["numpy"] = Target(folder="numpy", files=((".py", "module.py.j2"),), context=numpy_context)
+TARGET = Target(folder="numpy", files=((".py", "module.py.j2"),), context=numpy_context)

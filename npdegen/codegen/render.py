@@ -10,6 +10,7 @@ which the cache uses as their identity.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import jinja2
 from .._version import __version__
 from ..derive.kernel import KernelIR
 
-__all__ = ["BOUNDARIES", "DTYPES", "KernelOptions", "Rendered", "Target", "TARGETS", "render",
+__all__ = ["BOUNDARIES", "DTYPES", "KernelOptions", "Rendered", "Target", "TARGETS", "get_target", "render",
            "template_dir", "content_key"]
 
 BOUNDARIES = ("periodic", "dirichlet", "neumann")
@@ -38,8 +39,21 @@ class Target:
     context: Callable
 
 
-#: Registered code generators, by backend name (see :mod:`npdegen.codegen.numpy_target`).
+#: Code generators by backend name: the module that defines its ``TARGET`` (imported on first use,
+#: so that this module imports no target and no target imports cycle back).
+_TARGET_MODULES = {"numpy": "npdegen.codegen.numpy_target", "numba": "npdegen.codegen.numba_target",
+                   "cupy": "npdegen.codegen.cuda_target"}
+#: The targets loaded so far, by backend name.
 TARGETS: dict[str, Target] = {}
+
+
+def get_target(backend: str) -> Target:
+    """The code generator of ``backend`` (imported on first use)."""
+    if backend not in TARGETS:
+        if backend not in _TARGET_MODULES:
+            raise ValueError(f"unknown backend {backend!r}; available: {', '.join(_TARGET_MODULES)}")
+        TARGETS[backend] = importlib.import_module(_TARGET_MODULES[backend]).TARGET
+    return TARGETS[backend]
 
 
 @dataclass(frozen=True)
@@ -52,8 +66,8 @@ class KernelOptions:
     train_omega: bool = False    # gradient with respect to omega
 
     def __post_init__(self):
-        if self.backend not in TARGETS:
-            raise ValueError(f"unknown backend {self.backend!r}; available: {', '.join(TARGETS)}")
+        if self.backend not in _TARGET_MODULES:
+            raise ValueError(f"unknown backend {self.backend!r}; available: {', '.join(_TARGET_MODULES)}")
         if self.boundary not in BOUNDARIES:
             raise ValueError(f"unknown boundary {self.boundary!r}; choose one of {', '.join(BOUNDARIES)}")
         if self.dtype not in DTYPES:
@@ -109,14 +123,14 @@ def _templates_digest(folder: str) -> str:
 def content_key(ir: KernelIR, options: KernelOptions) -> str:
     """Hash of everything that changes the generated files."""
     blob = json.dumps({"kernel": ir.fingerprint(), "version": __version__,
-                       "templates": _templates_digest(TARGETS[options.backend].folder),
+                       "templates": _templates_digest(get_target(options.backend).folder),
                        "options": vars(options)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def render(ir: KernelIR, options: KernelOptions) -> Rendered:
     """Render every file of the kernel of ``ir`` for ``options``."""
-    target = TARGETS[options.backend]
+    target = get_target(options.backend)
     key = content_key(ir, options)
     try:
         context = target.context(ir, options)
@@ -127,12 +141,3 @@ def render(ir: KernelIR, options: KernelOptions) -> Rendered:
                                                                          version=__version__, **context)
              for suffix, name in target.files}
     return Rendered(files=files, key=key)
-
-
-def _register_builtin_targets():
-    from . import numpy_target  # noqa: F401  (registers itself)
-    from . import numba_target  # noqa: F401  (registers itself; numba itself is needed only to run)
-    from . import cuda_target  # noqa: F401  (registers itself)
-
-
-_register_builtin_targets()

@@ -16,12 +16,13 @@ a class here (or in its own module) added to :data:`BACKENDS`.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 from types import ModuleType
 
 import numpy
 
-from ..codegen.render import TARGETS, KernelOptions, content_key, render
+from ..codegen.render import KernelOptions, content_key, get_target, render
 from ..derive.kernel import KernelIR
 from .cache import load_module, stamp
 
@@ -56,7 +57,7 @@ class Backend:
 
     def load(self, ir: KernelIR, options: KernelOptions) -> ModuleType:
         key = content_key(ir, options)          # rendering happens only on a cache miss
-        suffixes = [suffix for suffix, _ in TARGETS[options.backend].files]
+        suffixes = [suffix for suffix, _ in get_target(options.backend).files]
         return load_module(key, kernel_filename(ir, options, key),
                            lambda: {s: stamp(t, s) for s, t in render(ir, options).files.items()}, suffixes)
 
@@ -82,24 +83,36 @@ class NumpyBackend(Backend):
     xp = numpy
 
 
-#: Backend classes by name; instantiated on first use (a missing package raises BackendUnavailable).
+#: Backends by name: a class, a factory, or ``"module:attribute"`` imported on first use (registered
+#: lazily by module path, so this module imports no backend and no backend imports cycle back).
 #: ``"numba"`` maps to a factory that falls back to the NumPy backend, with one log line, without numba.
-BACKENDS: dict[str, type] = {"numpy": NumpyBackend}
+BACKENDS: dict[str, object] = {"numpy": NumpyBackend,
+                               "cupy": "npdegen.runtime.cupy_backend:CupyBackend",
+                               "numba": "npdegen.runtime.numba_backend:numba_or_numpy"}
 _instances: dict[str, Backend] = {}
 
 
+def _factory(name: str):
+    factory = BACKENDS[name]
+    if isinstance(factory, str):
+        module, attribute = factory.split(":")
+        factory = BACKENDS[name] = getattr(importlib.import_module(module), attribute)
+    return factory
+
+
 def get_backend(name: str) -> Backend:
+    """The backend ``name`` (one instance per process; a missing package raises BackendUnavailable)."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; available: {', '.join(BACKENDS)}")
     if name not in _instances:
-        _instances[name] = BACKENDS[name]()
+        _instances[name] = _factory(name)()
     return _instances[name]
 
 
 def _auto_backend() -> Backend:
     """``"auto"``: CuPy where a GPU is usable, NumPy otherwise; one log line says which."""
     try:
-        backend = CupyBackend()
+        backend = _factory("cupy")()
     except BackendUnavailable as exc:
         logging.getLogger("npdegen").info("backend 'auto': using numpy (%s)", exc)
         return NumpyBackend()
@@ -107,14 +120,4 @@ def _auto_backend() -> Backend:
     return backend
 
 
-from .cupy_backend import CupyBackend  # noqa: E402  (subclasses Backend; imports CuPy only when used)
-
-BACKENDS.update(cupy=CupyBackend, auto=_auto_backend)
-
-
-def _register_numba():
-    from .numba_backend import numba_or_numpy
-    BACKENDS["numba"] = numba_or_numpy
-
-
-_register_numba()
+BACKENDS["auto"] = _auto_backend
