@@ -225,3 +225,24 @@ def test_data_parallel_style_batches():
     torch.testing.assert_close(torch.cat(parts), whole, rtol=0, atol=0)
     for k, p in module.parameter_dict().items():
         torch.testing.assert_close(p.grad, grads[k], rtol=1e-12, atol=1e-14)
+
+
+def test_recycled_buffers_are_never_shared_by_live_tapes():
+    """Tapes draw trajectory buffers from a pool; a set returns only when its tape is freed."""
+    layer = _adr({U: "heterogeneous", D: "homogeneous", R: "time-dependent"}, "homogeneous")
+    module = _module(layer, values={"D": 0.2}, n=16, layers=4, omega=0.7)
+    xs = [torch.randn(3, 16, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    for _ in range(2):                               # second round: the pool holds the first round's sets
+        outs = [module(x) for x in xs]               # three live tapes
+        for x, out in reversed(list(zip(xs, outs))):
+            x.grad = None
+            out.square().sum().backward()
+            dx, _ = module.net.vjp(x.detach().numpy(), module.numpy_params(), 2 * out.detach().numpy())
+            np.testing.assert_allclose(x.grad.numpy(), dx, rtol=1e-13, atol=1e-14)
+        del outs, out
+    assert 1 <= len(module._pool.free) <= module._pool.keep
+    module.recycle = False                           # the public tape API, buffers of its own
+    x = xs[0]
+    x.grad = None
+    module(x).square().sum().backward()
+    assert x.grad is not None
