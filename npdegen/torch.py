@@ -150,15 +150,9 @@ class _Apply(torch.autograd.Function):
     @staticmethod
     def forward(ctx, module, x, *params):
         net = module.net
-        route = _route(module._on_gpu, x.device.type)
-        module._check_dtype(x, "input")
-        for name, p in zip(module._names, params):
-            module._check_dtype(p, f"parameter {name!r}")
-            _route(module._on_gpu, p.device.type)
-        lead = x.shape[:x.dim() - len(net.grid)]
+        route, lead = _checked(module, x, params)
         with module._lock, _GpuStream(route, x.device):
-            x2d = _to_array(x, route).reshape(-1, *net.grid)
-            theta = {k: _to_array(p, route) for k, p in zip(module._names, params)}
+            x2d, theta = _arrays(module, x, params, route)
             tape = module._pool.record(net, x2d, theta) if module.recycle else net.forward(x2d, theta, keep=True)
         ctx.tape, ctx.route, ctx.module, ctx.device = tape, route, module, x.device
         ctx.x_shape = x.shape
@@ -184,7 +178,42 @@ class _Apply(torch.autograd.Function):
 
 @torch.compiler.disable
 def _call(module, x, params):
-    return _Apply.apply(module, x, *params)
+    if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
+        return _Apply.apply(module, x, *params)
+    return _inference(module, x, params)
+
+
+def _inference(module, x, params):
+    """No gradient wanted (``torch.no_grad()``, frozen inputs and parameters): a plain forward, no tape."""
+    route, lead = _checked(module, x, params)
+    with module._lock, _GpuStream(route, x.device):
+        out = module.net.forward(*_arrays(module, x, params, route))
+    return _to_tensor(out, route).reshape(*lead, *module.net.grid)
+
+
+def _checked(module, x, params):
+    """The route of the call (``"numpy"`` / ``"cupy"``) and the input's leading axes, after checking
+    the devices and dtypes of the input and the parameters."""
+    route = _route(module._on_gpu, x.device.type)
+    module._check_dtype(x, "input")
+    for name, p in zip(module._names, params):
+        module._check_dtype(p, f"parameter {name!r}")
+        _route(module._on_gpu, p.device.type)
+    return route, x.shape[:x.dim() - len(module.net.grid)]
+
+
+def _arrays(module, x, params, route):
+    """``(x2d, theta)``: zero-copy array views of the input (batch flattened) and the parameters."""
+    x2d = _to_array(x, route).reshape(-1, *module.net.grid)
+    return x2d, {k: _to_array(p, route) for k, p in zip(module._names, params)}
+
+
+_LOCKS = weakref.WeakKeyDictionary()
+
+
+def _lock_for(net) -> threading.Lock:
+    """One lock per compiled network, shared by every module (and replica) that runs it."""
+    return _LOCKS.setdefault(net, threading.Lock())
 
 
 class NeuralPDEModule(nn.Module):
@@ -208,7 +237,7 @@ class NeuralPDEModule(nn.Module):
             net = layer.compile(**compile_options)
         self.net = net
         self._on_gpu = net.backend.name == "cupy"
-        self._lock = threading.Lock()
+        self._lock = _lock_for(net)
         self._pool = _BufferPool()
         #: draw the tapes' trajectory buffers from a pool (False: ``net.forward(..., keep=True)``'s own)
         self.recycle = True

@@ -246,3 +246,19 @@ def test_recycled_buffers_are_never_shared_by_live_tapes():
     x.grad = None
     module(x).square().sum().backward()
     assert x.grad is not None
+
+
+def test_inference_without_grad_keeps_no_tape(monkeypatch):
+    layer = _adr({U: "heterogeneous", D: "homogeneous"}, "homogeneous")
+    module = _module(layer, values={"D": 0.2}, n=8, layers=3, omega=0.7)
+    twin = NeuralPDEModule(module.net, theta=module.numpy_params())
+    assert twin._lock is module._lock                # one lock per network
+    x = torch.randn(2, 8, dtype=torch.float64)
+    with_grad = module(x)
+    monkeypatch.setattr(module._pool, "record", lambda *a: pytest.fail("a tape was recorded"))
+    with torch.no_grad():
+        out = module(x)
+    assert out.grad_fn is None
+    torch.testing.assert_close(out, with_grad.detach(), rtol=0, atol=0)
+    module.requires_grad_(False)
+    assert module(x).grad_fn is None                 # frozen parameters, input without grad
