@@ -103,8 +103,9 @@ class _BufferPool:
     """Trajectory buffers for tapes, recycled once the tape that held them is garbage.
 
     ``net.forward(x, theta, keep=True)`` gives every tape freshly allocated buffers (L·batch·n
-    values): allocating and first touching them costs about a forward sweep (measured: the tape API
-    took 2.2× ``loss_and_grad`` at 64×4096×32 float32 on numba, 1.0× with recycled buffers). Here
+    values): allocating and first touching them costs about a forward sweep (benchmarks/RESULTS.md,
+    64×4096×32 float32 numba: forward(keep=True) + backward 1.26–1.75× ``loss_and_grad``, this
+    module 1.03–1.08× with recycled buffers, 1.43–1.81× without). Here
     a tape draws its buffer set from a free list and a ``weakref.finalize`` on the tape gives the set
     back when autograd frees the graph, so a buffer is never reused while a tape can still read it.
     At most ``keep`` free sets are held between calls.
