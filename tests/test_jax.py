@@ -87,3 +87,15 @@ def test_vmap_and_errors():
         apply({"U": theta["U"]}, x)
     with pytest.raises(ValueError, match=r"shape \(batch, 8\)"):
         apply(theta, np.zeros((2, 7)))
+
+
+def test_float64_needs_x64():
+    apply = neural_pde(_adr(), n=8, layers=2, omega=0.7)
+    theta = apply.init_params(seed=1)
+    x, _ = _data(apply, 2)
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with pytest.raises(TypeError, match="jax_enable_x64"):
+            apply(theta, x)
+    finally:
+        jax.config.update("jax_enable_x64", True)

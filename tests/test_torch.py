@@ -225,6 +225,8 @@ def test_data_parallel_style_batches():
     torch.testing.assert_close(torch.cat(parts), whole, rtol=0, atol=0)
     for k, p in module.parameter_dict().items():
         torch.testing.assert_close(p.grad, grads[k], rtol=1e-12, atol=1e-14)
+    # nn.DataParallel itself (on a machine without GPUs it calls the module directly)
+    torch.testing.assert_close(torch.nn.DataParallel(module)(x), whole, rtol=0, atol=0)
 
 
 def test_recycled_buffers_are_never_shared_by_live_tapes():
