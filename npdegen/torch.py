@@ -23,6 +23,13 @@ runs the generated adjoint over that tape (``net.backward``), never a second for
   breaks around the layer and runs it eagerly (the kernels are NumPy / numba / CuPy, not traceable).
 * ``DataParallel``: replicas share the compiled network; calls into it hold a lock (a ``Network``
   keeps workspaces between calls and is not thread-safe).
+* Memory: a tape holds the trajectory (or, with ``checkpoint=k``, its checkpoints) until autograd
+  frees the graph; its buffers then return to a small pool for the next forward (``module.recycle``).
+  Without gradients (``torch.no_grad()``, nothing requiring grad) the forward keeps no tape.
+  A checkpointed network's tape can be replayed once: a second ``backward(retain_graph=True)`` over
+  the same graph (or ``gradcheck``) raises; use ``checkpoint=None`` for that.
+* The CUDA route (DLPack to CuPy, on PyTorch's current stream) is written and its guards are tested,
+  but it has not yet run on a GPU.
 """
 from __future__ import annotations
 
