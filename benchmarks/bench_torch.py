@@ -10,7 +10,6 @@ once per round, so that a slow spell of a shared machine hits all alike), median
 * ``tape``            ``net.forward(x, theta, keep=True)`` + ``net.backward(tape, z_L - y)`` (public tape API)
 * ``torch``           ``out = module(x); out.backward(out - y)`` (the cotangent of 0.5 Σ (z_L − y)²)
 * ``torch+loss``      ``loss = 0.5 * ((module(x) - y) ** 2).sum(); loss.backward()`` (what a user writes)
-* ``torch_fresh``     ``torch`` with ``module.recycle = False`` (every tape allocates its own buffers)
 * ``jax`` (``--jax``) ``jax.jit(jax.grad(loss))`` through ``npdegen.jax.neural_pde``; ``jax_recompute``
   the same with ``max_tapes=0`` (the backward recomputes the forward)
 
@@ -69,22 +68,19 @@ def variants(backend, batch, n, layers, with_jax):
         t = net.forward(x, theta, keep=True)
         net.backward(t, t.output - y)
 
-    def torch_cotangent(recycle=True):
+    def torch_cotangent():
         def run():
-            module.recycle = recycle
             module.zero_grad(set_to_none=True)
             out = module(xt)
             out.backward(out.detach() - yt)
         return run
 
     def torch_loss():
-        module.recycle = True
         module.zero_grad(set_to_none=True)
         loss = 0.5 * ((module(xt) - yt) ** 2).sum()
         loss.backward()
 
-    out = {"loss_and_grad": loss_and_grad, "tape": tape, "torch": torch_cotangent(), "torch+loss": torch_loss,
-           "torch_fresh": torch_cotangent(False)}
+    out = {"loss_and_grad": loss_and_grad, "tape": tape, "torch": torch_cotangent(), "torch+loss": torch_loss}
     if with_jax:
         import jax
         jax.config.update("jax_enable_x64", False)

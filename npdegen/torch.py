@@ -24,7 +24,7 @@ runs the generated adjoint over that tape (``net.backward``), never a second for
 * ``DataParallel``: replicas share the compiled network; calls into it hold a lock (a ``Network``
   keeps workspaces between calls and is not thread-safe).
 * Memory: a tape holds the trajectory (or, with ``checkpoint=k``, its checkpoints) until autograd
-  frees the graph; its buffers then return to a small pool for the next forward (``module.recycle``).
+  frees the graph; its buffers then return to the network's tape pool (npdegen.runtime.tape).
   Without gradients (``torch.no_grad()``, nothing requiring grad) the forward keeps no tape.
   A checkpointed network's tape can be replayed once: a second ``backward(retain_graph=True)`` over
   the same graph (or ``gradcheck``) raises; use ``checkpoint=None`` for that.
@@ -42,7 +42,6 @@ import torch
 from torch import nn
 
 from .runtime.network import Network
-from .runtime.tape import Tape
 
 __all__ = ["NeuralPDEModule"]
 
@@ -106,52 +105,6 @@ class _GpuStream:
             self.ctx.pop().__exit__(*exc)
 
 
-class _BufferPool:
-    """Trajectory buffers for tapes, recycled once the tape that held them is garbage.
-
-    ``net.forward(x, theta, keep=True)`` gives every tape freshly allocated buffers (L·batch·n
-    values): allocating and first touching them costs about a forward sweep (benchmarks/RESULTS.md,
-    64×4096×32 float32 numba: forward(keep=True) + backward 1.26–1.75× ``loss_and_grad``, this
-    module 1.03–1.08× with recycled buffers, 1.43–1.81× without). Here
-    a tape draws its buffer set from a free list and a ``weakref.finalize`` on the tape gives the set
-    back when autograd frees the graph, so a buffer is never reused while a tape can still read it.
-    At most ``keep`` free sets are held between calls.
-    """
-
-    def __init__(self, keep: int = 2):
-        self.free, self.keep, self.lock = [], keep, threading.RLock()   # a finalizer may run anywhere
-
-    def take(self) -> dict:
-        with self.lock:
-            return self.free.pop() if self.free else {}
-
-    def give(self, buffers: dict):
-        with self.lock:
-            if len(self.free) < self.keep:
-                self.free.append(buffers)
-
-    def record(self, net, x, theta) -> Tape:
-        """As ``net.forward(x, theta, keep=True)`` (npdegen.runtime.tape.record), with pooled buffers."""
-        x2d, single = net._states(x)
-        theta = net.check_params(theta)
-        buffers = self.take()
-        shared, net._buffers = net._buffers, buffers
-        try:
-            stored = net._forward_for_gradient(x2d, theta)
-        finally:
-            net._buffers = shared
-        out = net._final_state(stored).copy()
-        try:
-            net._finite("forward", None, output=out)
-        except Exception:
-            self.give(buffers)
-            raise
-        tape = Tape(net=net, output=out[0] if single else out, stored=stored, theta=theta, single=single,
-                    shape=tuple(x2d.shape))
-        weakref.finalize(tape, self.give, buffers)
-        return tape
-
-
 class _Apply(torch.autograd.Function):
     """z_L = net(x; θ) with the adjoint of the kept tape as its backward."""
 
@@ -161,7 +114,7 @@ class _Apply(torch.autograd.Function):
         route, lead = _checked(module, x, params)
         with module._lock, _GpuStream(route, x.device):
             x2d, theta = _arrays(module, x, params, route)
-            tape = module._pool.record(net, x2d, theta) if module.recycle else net.forward(x2d, theta, keep=True)
+            tape = net.forward(x2d, theta, keep=True)       # the tape's buffers come from the network's pool
         ctx.tape, ctx.route, ctx.module, ctx.device = tape, route, module, x.device
         ctx.x_shape = x.shape
         # the tape reads the parameters' memory in its backward: saving them lets autograd detect
@@ -246,9 +199,6 @@ class NeuralPDEModule(nn.Module):
         self.net = net
         self._on_gpu = net.backend.name == "cupy"
         self._lock = _lock_for(net)
-        self._pool = _BufferPool()
-        #: draw the tapes' trajectory buffers from a pool (False: ``net.forward(..., keep=True)``'s own)
-        self.recycle = True
         self.dtype = _DTYPES.get(np.dtype(net.dtype))
         if self.dtype is None:
             raise TypeError(f"NeuralPDEModule supports float32 and float64 networks, not {net.dtype}")
@@ -298,7 +248,7 @@ class NeuralPDEModule(nn.Module):
 
     def __deepcopy__(self, memo):
         """Copies share the compiled network (and its lock and buffer pool); parameters are copied."""
-        memo[id(self.net)], memo[id(self._lock)], memo[id(self._pool)] = self.net, self._lock, self._pool
+        memo[id(self.net)], memo[id(self._lock)] = self.net, self._lock
         new = self.__class__.__new__(self.__class__)
         memo[id(self)] = new
         new.__dict__.update(copy.deepcopy(self.__dict__, memo))
