@@ -24,6 +24,7 @@ from ..derive.kernel import KernelIR
 from ..spec.activations import ACTIVATION_SYMBOL
 from .render import KernelOptions, Target
 from .fast_forms import RationalForm, expand_forms, fast_activation  # noqa: I001
+from .vector_math import VTANH_SOURCE, uses_vector_math, vector_activation
 from .numpy_target import jacobian_terms
 from .printing import Assignments, assignments, code_weights
 
@@ -38,7 +39,7 @@ Z = sp.Symbol("_Z", real=True)
 def _sources_digest() -> str:
     """Hash of this printer and of the fast forms: part of every numba kernel's content key."""
     here = Path(__file__).resolve().parent
-    sources = b"".join((here / name).read_bytes() for name in ("numba_target.py", "fast_forms.py"))
+    sources = b"".join((here / name).read_bytes() for name in ("numba_target.py", "fast_forms.py", "vector_math.py"))
     return hashlib.sha256(sources).hexdigest()[:16]
 
 
@@ -120,6 +121,9 @@ class NumbaPrinter(PythonCodePrinter):
     def _print_Min(self, expr):
         return self._nested("<", expr.args)
 
+    def _print_Tanh64(self, expr):
+        return f"_vtanh({self._print(expr.args[0])})"
+
     def _print_Abs(self, expr):
         return f"abs({self._print(expr.args[0])})"
 
@@ -152,13 +156,24 @@ def shared_assignments(exprs, printer, prefix: str) -> Assignments:
 
 
 def activation_forms(ir: KernelIR, options: KernelOptions) -> tuple[str, sp.Expr, sp.Expr]:
-    """``(form, f, f')`` as the kernel computes them: form ``"fast"`` or ``"exact"``."""
+    """``(form, f, f')`` as the kernel computes them: form ``"fast"`` (float32-accurate rational
+    forms), ``"vector"`` (float64 tanh by :mod:`~npdegen.codegen.vector_math`, a few ulp) or
+    ``"exact"`` (libm)."""
+    return choose_forms(ir.f, ACTIVATION_SYMBOL, options)
+
+
+def choose_forms(f: sp.Expr, x: sp.Symbol, options) -> tuple[str, sp.Expr, sp.Expr]:
+    """The activation ``f(x)`` as a numba kernel computes it for ``options`` (see activation_forms)."""
     mode = getattr(options, "activations", "auto")
-    fast = mode == "fast" or (mode == "auto" and options.dtype == "float32")
-    f = fast_activation(ir.f) if fast else ir.f
-    if f == ir.f:
-        return "exact", ir.f, ir.fprime
-    return "fast", f, sp.diff(f, ACTIVATION_SYMBOL)
+    if mode == "fast" or (mode == "auto" and options.dtype == "float32"):
+        form, g = "fast", fast_activation(f)
+    elif mode == "auto":
+        form, g = "vector", vector_activation(f)
+    else:
+        form, g = "exact", f
+    if g == f:
+        return "exact", f, sp.diff(f, x)
+    return form, g, sp.diff(g, x)
 
 
 def scratch_layout(ir: KernelIR, options: KernelOptions, needed, static: bool) -> tuple[dict, dict]:
@@ -205,6 +220,7 @@ def numba_context(ir: KernelIR, options: KernelOptions) -> dict:
     rationals = sorted({type(e) for e in (f + fprime).atoms(RationalForm)}, key=lambda c: c.__name__)
     return dict(families=dict(ir.params), weights=weights, weights_and_jacobians=both, jacobians=jacobians,
                 gradient_offsets=needed, act=act, form=form, f=f, fprime=fprime,
+                vtanh_source=VTANH_SOURCE if uses_vector_math(f, fprime) else "",
                 forms=[(c.__name__, sp.sstr(c.explicit(y))) for c in rationals],
                 activations=getattr(options, "activations", "auto"), static=static, rows=rows,
                 nrows=rows["lold"] + 2, acc=acc)

@@ -25,6 +25,7 @@ import sympy as sp
 from ..ir.lower import LoweredStep, coefficient_symbol
 from ..ir.step import ARGUMENT
 from .fast_forms import expand_forms, fast_activation
+from .vector_math import VTANH_SOURCE, uses_vector_math, vector_activation
 from .numba_target import NumbaPrinter, shared_assignments
 from .step_render import StepOptions, StepTarget
 
@@ -105,12 +106,11 @@ def numba_step_context(low: LoweredStep, options: StepOptions) -> dict:
     f, fprime = ir.f, ir.fprime
     d_act = dict(ir.d_activation)
     form = "exact"
-    if options.dtype == "float32":
-        fast = fast_activation(ir.f)
-        if fast != ir.f:
-            form = "fast"
-            f, fprime = fast, sp.diff(fast, ARGUMENT)
-            d_act = {p.name: sp.diff(fast, p.symbol) for p in ir.params if p.role == "activation"}
+    computed = fast_activation(ir.f) if options.dtype == "float32" else vector_activation(ir.f)
+    if computed != ir.f:
+        form = "fast" if options.dtype == "float32" else "vector"
+        f, fprime = computed, sp.diff(computed, ARGUMENT)
+        d_act = {p.name: sp.diff(computed, p.symbol) for p in ir.params if p.role == "activation"}
     to_loop = {ARGUMENT: _Z}
 
     def act(e):
@@ -160,6 +160,7 @@ def numba_step_context(low: LoweredStep, options: StepOptions) -> dict:
         simple_body=simple_body, nreductions=len(reductions), jacobians=jacobians, gradients=gradients,
         homogeneous_rules=homogeneous_rules, hom_params=hom_params, site_params=list(site_params),
         params=params, families=ir.families, form=form, f=f, fprime=fprime,
+        vtanh_source=VTANH_SOURCE if uses_vector_math(f, fprime, *d_act.values()) else "",
         spacing=[s.name for s in ir.spacing],
         param_args=[f"_a_{p.name}" for p in ir.params] + (["_a_b"] if ir.bias else []),
         grad_args=[f"_g_{g['name']}" for g in gradients],
