@@ -282,3 +282,15 @@ def test_backoff_state_survives_a_checkpoint(tmp_path):
         assert meta["backoffs"] and ck.load_checkpoint(path)[1]["scale"] < 1
         resumed, rh = npdegen.train(net, x, y, START, resume=path, **kw)
     assert all(np.array_equal(resumed[k], whole[k]) for k in whole) and rh.backoffs == hist.backoffs
+
+
+def test_progress_is_on_by_default_in_a_notebook(monkeypatch, capsys):
+    """Issue 11: the progress display appeared only on a terminal; an IPython kernel counts too."""
+    import sys
+    import types
+    net = adr()
+    x, y = data(net=net)
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    npdegen.train(net, x, y, START, steps=3)
+    err = capsys.readouterr().err
+    assert "3/3" in err

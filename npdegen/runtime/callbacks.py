@@ -83,7 +83,8 @@ class Progress(Callback):
                 if mode == "tqdm":
                     raise
                 stream = self.stream or sys.stderr
-                mode = "line" if getattr(stream, "isatty", lambda: False)() else "log"
+                interactive = getattr(stream, "isatty", lambda: False)() or "ipykernel" in sys.modules
+                mode = "line" if interactive else "log"        # a notebook renders the \r line too
             else:
                 self.bar = tqdm(total=self.total, initial=self.done, desc=self.label, file=self.stream)
         self.kind = "tqdm" if self.bar is not None else mode

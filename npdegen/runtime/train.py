@@ -169,8 +169,8 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer="adam", l
     if not isinstance(backoff, int) or isinstance(backoff, bool) or backoff < 0:
         raise ValueError(f"backoff must be an integer >= 0 (the number of halvings allowed), got {backoff!r}")
     callbacks = list(callbacks)
-    if progress is None:
-        progress = sys.stderr.isatty()
+    if progress is None:      # on by default in a terminal and in a notebook (IPython kernel)
+        progress = sys.stderr.isatty() or "ipykernel" in sys.modules
     if progress:
         callbacks.append(progress if isinstance(progress, Progress) else Progress(method if method != "full" else "train"))
     theta = {k: v.copy() for k, v in net.check_params(theta).items()}
