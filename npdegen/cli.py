@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import traceback
+from pathlib import Path
 
 from ._version import __version__
 
@@ -57,6 +58,20 @@ def _cache(args) -> int:
     return 0
 
 
+def theory_path() -> Path:
+    """The theory document: ``npdegen/theory.md`` in an installed wheel, ``docs/theory.md`` in a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "theory.md", here.parent / "docs" / "theory.md"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError("npdegen's theory.md is missing (broken installation?)")
+
+
+def _theory(args) -> int:
+    print(theory_path())
+    return 0
+
+
 def _demo(args) -> int:
     from .demo import run
     run(out=args.out, steps=args.steps, plot=not args.no_plot)
@@ -93,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--dtype", choices=("float32", "float64"), help="floating-point type (default: the spec's)")
     exp = command("explain", "print the stencil and the physics of a TOML spec", _explain)
     exp.add_argument("spec", help="the TOML layer spec")
+    command("theory", "print the path of the theory document (the mathematics, with its sources)", _theory)
     cache = command("cache", "show or clear the kernel cache", _cache)
     cache.add_argument("action", choices=("info", "clear"),
                        help="info: folder, files and corrupt entries; clear: delete npdegen's files")
