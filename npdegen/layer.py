@@ -63,6 +63,8 @@ class NeuralPDE:
                  accuracy=2, offsets=None, name="neural_pde"):
         self.spec: LayerSpec = make_spec(transform, field, activation=activation, params=params,
                                          bias=bias, accuracy=accuracy, offsets=offsets, name=name)
+        self._args = dict(transform=transform, field=field, activation=activation, params=params, bias=bias,
+                          accuracy=accuracy, offsets=offsets, name=name)
         # 1-D linear layers without activation parameters run the tuned 1-D kernels; every other
         # layer (N-D, nonlinear, activation parameters) the step-IR kernels.
         self._tuned_1d = (self.spec.dim == 1 and self.spec.terms is not None and not self.spec.activation_params
@@ -287,13 +289,17 @@ class NeuralPDE:
             raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
         if activations not in (None, *ACTIVATION_MODES):
             raise ValueError(f"activations must be one of {', '.join(ACTIVATION_MODES)}, got {activations!r}")
+        recipe = dict(n=n, spacing=spacing, layers=layers, omega=omega, boundary=boundary, backend=backend,
+                      dtype=dtype, alpha=alpha, train_omega=train_omega, threads=threads, checkpoint=checkpoint,
+                      activations=activations, allow_unstable=allow_unstable)
         impl = get_backend(backend)      # "auto": cupy or numpy; numba without numba: numpy
         if not self._tuned_1d:
             code = StepOptions(backend=impl.name, boundary=normalise_boundaries(boundary, self.dim), dtype=dtype,
                                normalise=bool(alpha), train_omega=train_omega)
             return Network(ir=self.lowered, options=code, backend=impl, kernel=impl.load_step(self.lowered, code),
                            n=n, spacing=tuple(float(v) for v in spacings), layers=layers, omega=float(omega),
-                           alpha=float(alpha or 0.0), threads=threads, checkpoint=checkpoint)
+                           alpha=float(alpha or 0.0), threads=threads, checkpoint=checkpoint,
+                           recipe=(self, recipe))
         n = _one_size(n)
         if not isinstance(n, int) or isinstance(n, bool) or n <= 2 * self.kernel_ir.halo:
             raise ValueError(f"n must be an integer > {2 * self.kernel_ir.halo} (twice the stencil "
@@ -304,7 +310,14 @@ class NeuralPDE:
         code = impl.code_options(code, activations=activations)
         return Network(ir=self.kernel_ir, options=code, backend=impl, kernel=impl.load(self.kernel_ir, code),
                        n=n, spacing=float(spacings[0]), layers=layers, omega=float(omega),
-                       alpha=float(alpha or 0.0), threads=threads, checkpoint=checkpoint)
+                       alpha=float(alpha or 0.0), threads=threads, checkpoint=checkpoint, recipe=(self, recipe))
+
+    def __getstate__(self):
+        """A layer pickles as the arguments it was made from (everything else is derived again)."""
+        return {"args": self._args}
+
+    def __setstate__(self, state):
+        self.__init__(**state["args"])
 
     def __repr__(self):
         bias = " - b" if self.spec.bias else ""

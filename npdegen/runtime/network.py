@@ -62,6 +62,9 @@ class Network:
     alpha: float = 0.0
     threads: int | None = None
     checkpoint: int | None = None
+    #: (layer, compile options) it was made from: a network pickles as these and compiles again on
+    #: load, from the loading process's own kernel cache (e.g. on a Dask worker)
+    recipe: tuple | None = field(default=None, repr=False)
     _work: dict = field(default_factory=dict, repr=False)
     _buffers: dict = field(default_factory=dict, repr=False)
 
@@ -385,8 +388,18 @@ class Network:
         if not isinstance(layer, (int, np.integer)) or isinstance(layer, bool) or not 0 <= layer < self.layers:
             raise ValueError(f"layer must be an integer in [0, {self.layers}), got {layer!r}")
 
+    def __reduce__(self):
+        if self.recipe is None:
+            raise TypeError("this Network was not made by NeuralPDE.compile and cannot be pickled")
+        return (_compile, self.recipe)
+
     def __repr__(self):
         name = getattr(self.ir, "name", None) or self.ir.ir.name
         return (f"Network({name!r}, n={self.n}, layers={self.layers}, spacing={self.spacing}, "
                 f"omega={self.omega}, boundary={self.options.boundary!r}, dtype={self.options.dtype!r}, "
                 f"backend={self.backend.name!r}" + (f", checkpoint={self.checkpoint}" if self.checkpoint else "") + ")")
+
+
+def _compile(layer, options: dict) -> Network:
+    """Unpickle a network: compile its layer again (a cache hit where the kernel was built before)."""
+    return layer.compile(**options)
