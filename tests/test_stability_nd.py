@@ -77,3 +77,16 @@ def test_inspect_cli_certifies_nd_and_nonlinear_specs(capsys):
     assert main(["inspect", str(examples / "burgers.toml"), "--param", "nu=0.5"]) == 0
     out = capsys.readouterr().out
     assert "dG/dz_m1" in out and "linearised at z = 0" in out
+
+
+def test_npdegen_stability_dispatches_to_the_step_certificate():
+    """npdegen.stability works for N-D layers and networks too, and the training monitor with it."""
+    from npdegen.inspect import stability_monitor
+    layer = npdegen.NeuralPDE(z2 + Dx * z2.diff(x, 2) + Dy * z2.diff(y, 2), z2, params={Dx: "homogeneous", Dy: "homogeneous"})
+    cert = npdegen.stability(layer, {"Dx": 0.2, "Dy": 0.2}, omega=1.0)
+    assert cert.stable and cert.omega_range[1] == pytest.approx(1.25)
+    net = layer.compile(n=(6, 5), omega=1.5, boundary=("periodic", "neumann"))
+    assert not npdegen.stability(net, {"Dx": 0.2, "Dy": 0.2}).stable        # omega 1.5 > 1.25
+    monitor = stability_monitor(net)
+    message = monitor({"Dx": np.array(0.2), "Dy": np.array(0.2)})
+    assert "left the stable region" in message and "1.25" in message

@@ -25,6 +25,7 @@ import sympy as sp
 from ..derive.stencil import SPACING
 from ..runtime.network import Network
 from ._format import fmt_expr, fmt_number
+from .stability_nd import step_stability
 from .matrix import as_kernel_ir, layer_matrix, layer_weights, param_symbols
 from .vonneumann import OMEGA, SLOPE, amplification_factor, mode_limits
 
@@ -162,6 +163,15 @@ def stability(layer, params: dict, spacing: float | None = None, omega: float | 
     defaults, and ``params["omega"]`` when ω is trained). ``slope`` is ``f′`` at the operating
     point; pass ``operating_point=x0`` to use ``f′(x0)`` of the layer's activation instead.
     """
+    step_layer = _step_layer(layer)
+    if step_layer is not None:          # N-D, nonlinear, ...: the numeric certificate of the step IR
+        net = layer if isinstance(layer, Network) else None
+        if omega is None:
+            omega = float(params["omega"]) if "omega" in params else getattr(net, "omega", 1.0)
+        return step_stability(step_layer, {k: v for k, v in params.items() if k not in ("b", "omega")},
+                              spacing=spacing if spacing is not None else getattr(net, "spacing", 1.0),
+                              omega=omega, slope=slope,
+                              boundary=boundary or (net.options.boundary if net is not None else "periodic"))
     ir = as_kernel_ir(layer)
     net = layer if isinstance(layer, Network) else None
     spacing = _number("spacing", spacing if spacing is not None else getattr(net, "spacing", 1.0))
@@ -206,6 +216,17 @@ def stability(layer, params: dict, spacing: float | None = None, omega: float | 
         markov=offdiag_ok and omega <= pos_max * (1 + _TOL) and bool(np.all(np.abs(row - 1) <= 1e-12)),
         peclet=float(pe.max()), conservative=col_err <= 1e-12, column_sum_error=col_err,
         heterogeneous=bool(shape), _G_generic=_generic_G(ir), _G_subs=tuple(subs))
+
+
+def _step_layer(layer):
+    """The NeuralPDE of a step-IR layer or network (N-D, nonlinear, ...), else None (1-D kernels)."""
+    if isinstance(layer, Network):
+        if not layer._step:
+            return None
+        if layer.recipe is None:
+            raise TypeError("this step-IR Network was not made by NeuralPDE.compile: certify its layer instead")
+        return layer.recipe[0]
+    return layer if getattr(layer, "_tuned_1d", True) is False else None
 
 
 def stability_monitor(net, every: int = 1):

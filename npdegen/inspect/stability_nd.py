@@ -21,7 +21,6 @@ step matrix (monotone, maximum principle) and the Markov property (rows summing 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import product
 
 import numpy as np
 
@@ -45,6 +44,12 @@ class StepStability:
     omega_max_lax_richtmyer: float
     positive: bool
     markov: bool
+
+    @property
+    def omega_range(self) -> tuple:
+        """Admissible ``(0, ω_max)`` of the criterion that decides (Lax–Richtmyer when it did)."""
+        top = self.omega_max_lax_richtmyer if self.criterion == "Lax-Richtmyer" else self.omega_max_von_neumann
+        return (0.0, top)
 
     def __str__(self) -> str:
         verdict = f"stable ({self.criterion})" if self.stable else "UNSTABLE"
