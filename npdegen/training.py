@@ -1,4 +1,5 @@
-"""``npdegen.train``: :func:`npdegen.runtime.train.train` plus a diagnosis when training diverges.
+"""``npdegen.train``: :func:`npdegen.runtime.train.train` plus what needs inspection: a diagnosis
+when training diverges, and the certificate behind ``constraint="stable"``.
 
 When a run stops on a non-finite value, the message is completed with the stability
 certificate (:func:`npdegen.inspect.stability`) of the last finite parameters: whether the
@@ -11,6 +12,7 @@ import functools
 import numpy as np
 
 from .inspect.stability import stability
+from .runtime.constraints import StableRegion
 from .runtime.train import TrainingDiverged
 from .runtime.train import train as _train
 
@@ -30,6 +32,8 @@ def diagnose(net, theta) -> str:
 
 @functools.wraps(_train)
 def train(net, x, y, theta, *args, **kwargs):
+    if isinstance(kwargs.get("constraint"), str) and kwargs["constraint"] == "stable":
+        kwargs["constraint"] = StableRegion(lambda th: stability(net, th).stable)
     try:
         return _train(net, x, y, theta, *args, **kwargs)
     except TrainingDiverged as exc:

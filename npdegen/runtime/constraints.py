@@ -3,7 +3,8 @@
 * :class:`Box` clips parameters to ``bounds={"D": (0, None)}`` (L-BFGS uses them as L-BFGS-B
   box constraints instead).
 * :class:`StableRegion` keeps the parameters inside the certified stable region: when the
-  update leaves it (``npdegen.stability(net, theta).stable`` is False), the update is shortened
+  update leaves it (its ``certify(theta)`` is False; npdegen.train passes
+  ``npdegen.stability(net, theta).stable``), the update is shortened
   along its direction, by bisection, to the largest stable fraction (so ``θ_prev + s·Δθ`` with
   ``s ∈ [0, 1]``). Starting from a stable point, every iterate is then certified stable. A start
   outside the region is left alone (warned once).
@@ -42,14 +43,16 @@ class Box:
 
 
 class StableRegion:
-    """Shorten an update that leaves the certified stable region (``bisections`` halvings)."""
+    """Shorten an update that leaves the certified stable region (``bisections`` halvings).
 
-    def __init__(self, net, bisections: int = 12):
-        self.net, self.bisections, self.warned, self.shortened = net, bisections, False, 0
+    ``certify(theta) -> bool`` decides stability; ``npdegen.train(..., constraint="stable")`` passes
+    the stability certificate of :mod:`npdegen.inspect` (the runtime does not import inspection)."""
+
+    def __init__(self, certify, bisections: int = 12):
+        self.certify, self.bisections, self.warned, self.shortened = certify, bisections, False, 0
 
     def stable(self, theta) -> bool:
-        from ..inspect.stability import stability
-        return bool(stability(self.net, {k: np.asarray(v) for k, v in theta.items()}).stable)
+        return bool(self.certify({k: np.asarray(v) for k, v in theta.items()}))
 
     def __call__(self, previous, theta):
         if self.stable(theta):

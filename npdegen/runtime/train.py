@@ -22,7 +22,7 @@ import numpy as np
 
 from .callbacks import Progress, call
 from .checkpoint import check_resume, load_checkpoint, save_checkpoint
-from .constraints import Box, StableRegion, compose
+from .constraints import Box, compose
 from .data import LOSSES, as_batches, evaluate, loss_and_grad
 from .network import Network, NonFiniteError
 from .optim import make_optimizer
@@ -113,8 +113,10 @@ def _monitor(monitor, theta):
 def _constraint(net, bounds, constraint):
     if constraint not in (None, "stable") and not callable(constraint):
         raise ValueError(f"constraint must be None, 'stable' or a callable (previous, theta) -> theta, got {constraint!r}")
-    stable = StableRegion(net) if constraint == "stable" else constraint
-    return compose(Box(bounds, net.shapes) if bounds else None, stable)
+    if constraint == "stable":
+        raise ValueError("constraint='stable' needs the stability certificate: call npdegen.train (which supplies "
+                         "it), or pass StableRegion(certify) with your own certify(theta) -> bool")
+    return compose(Box(bounds, net.shapes) if bounds else None, constraint)
 
 
 def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer="adam", lr: float = 1e-2,
