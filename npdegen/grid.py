@@ -48,7 +48,7 @@ def normalise_grid(n, dim: int, halo: Sequence[int]) -> tuple:
     """The grid shape as a tuple of ints, checked against the stencil's reach per axis."""
     import numbers
     if isinstance(n, numbers.Integral) and not isinstance(n, bool):
-        n = (int(n),) * 1 if dim == 1 else None
+        n = (int(n),) if dim == 1 else None          # an int is a 1-D grid only
     if n is None or isinstance(n, (str, bytes)) or not isinstance(n, Sequence):
         raise ValueError(f"n must be {'an integer or ' if dim == 1 else ''}a tuple of {dim} integers "
                          f"(one per axis), got {n!r}")

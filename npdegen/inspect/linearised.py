@@ -14,6 +14,7 @@ For a linear layer the linearised kernel is its stencil, the same at every state
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import product
 
 import numpy as np
@@ -108,11 +109,15 @@ def linearised_kernel(layer, state, theta: dict | None = None, spacing=1.0, boun
     fill_halo(padded, bounds, ir.halo)
     views = [padded[tuple(slice(h + o, h + o + n) for h, o, n in zip(ir.halo, off, u.shape))]
              for off in ir.accesses]
-    args = (*ir.access_symbols, *(p.symbol for p in needed), *ir.spacing)
-    weights = {}
-    for off, d in zip(ir.accesses, ir.d_access):
-        if d == 0:
-            continue
-        f = sp.lambdify(args, d, modules="numpy")     # IR expressions: npdegen's own symbols only
-        weights[off] = np.broadcast_to(np.asarray(f(*views, *values, *spacing), dtype=float), u.shape).copy()
+    weights = {off: np.broadcast_to(np.asarray(f(*views, *values, *spacing), dtype=float), u.shape).copy()
+               for off, f in _jacobian_functions(ir)}
     return LinearisedKernel(weights=weights, spacing=spacing)
+
+
+@lru_cache(maxsize=64)
+def _jacobian_functions(ir) -> tuple:
+    """``((offset, ∂G/∂z[i+o] as a NumPy function), …)`` of the nonzero Jacobians, made once per IR
+    (a training monitor certifies every step). Arguments: accesses, transform parameters, spacings;
+    the expressions hold npdegen's own symbols only."""
+    args = (*ir.access_symbols, *(p.symbol for p in ir.params if p.role == "transform"), *ir.spacing)
+    return tuple((off, sp.lambdify(args, d, modules="numpy")) for off, d in zip(ir.accesses, ir.d_access) if d != 0)

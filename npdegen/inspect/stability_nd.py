@@ -91,10 +91,14 @@ def step_stability(layer, params: dict, spacing=1.0, omega: float = 1.0, slope: 
     ir = layer.step_ir
     if not (np.isfinite(omega) and omega > 0) or not np.isfinite(slope):
         raise ValueError(f"omega must be a positive number and slope finite, got {omega!r}, {slope!r}")
-    if state is None:
-        shapes = [np.shape(v) for k, v in params.items() if k not in ("b", "omega")]
-        grid = next((s[-ir.dim:] for s in shapes if len(s) >= ir.dim), None) or \
-            (tuple(n) if n is not None and np.ndim(n) else (n,) * ir.dim if n else (max(8, 2 * max(ir.halo) + 1),) * ir.dim)
+    if state is None:       # zero state on the parameters' grid, else on n, else a small grid
+        shapes = [np.shape(v)[-ir.dim:] for k, v in params.items() if k not in ("b", "omega") and np.ndim(v) >= ir.dim]
+        if shapes:
+            grid = shapes[0]
+        elif n is not None:
+            grid = tuple(n) if np.ndim(n) else (n,) * ir.dim
+        else:
+            grid = (max(8, 2 * max(ir.halo) + 1),) * ir.dim
         state = np.zeros(grid)
     kernel = linearised_kernel(layer, state, {k: v for k, v in params.items() if k not in ("b", "omega")},
                                spacing=spacing, boundary=boundary, layer_index=layer_index)
