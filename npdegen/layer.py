@@ -5,9 +5,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import cached_property
-from math import factorial
 from pathlib import Path
 
 import sympy as sp
@@ -294,8 +293,8 @@ class NeuralPDE:
                       activations=activations, allow_unstable=allow_unstable)
         impl = get_backend(backend)      # "auto": cupy or numpy; numba without numba: numpy
         if not self._tuned_1d:
-            code = StepOptions(backend=impl.name, boundary=normalise_boundaries(boundary, self.dim), dtype=dtype,
-                               normalise=bool(alpha), train_omega=train_omega)
+            code, _ = self._step_options(dict(backend=impl.name, boundary=boundary, dtype=dtype, alpha=alpha,
+                                              train_omega=train_omega))
             return Network(ir=self.lowered, options=code, backend=impl, kernel=impl.load_step(self.lowered, code),
                            n=n, spacing=tuple(float(v) for v in spacings), layers=layers, omega=float(omega),
                            alpha=float(alpha or 0.0), threads=threads, checkpoint=checkpoint,

@@ -119,7 +119,7 @@ def minimize(net, x, y, theta: dict, keys, steps: int, loss: str = "sum", bounds
             value, grads = loss_and_grad(net, x, y, flat.unpack(v), loss)
             if not math.isfinite(value):
                 raise NonFiniteError("loss")
-        except (NonFiniteError, FloatingPointError) as exc:
+        except (NonFiniteError, FloatingPointError):
             if state["grad"] is None:
                 raise
             state["overflows"] += 1
