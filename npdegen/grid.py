@@ -22,7 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["BOUNDARIES", "normalise_boundaries", "normalise_grid", "source", "fill_halo", "fold_halo",
+import numpy as np
+
+__all__ = ["BOUNDARIES", "normalise_boundaries", "normalise_grid", "source", "fill_halo", "fold_halo", "face_mask",
            "padded_shape", "interior"]
 
 BOUNDARIES = ("periodic", "dirichlet", "neumann")
@@ -126,3 +128,15 @@ def fold_halo(a, boundaries: Sequence[str], halo: Sequence[int]) -> None:
             _axis(a, k, d, n + h - 1, n - 1, -1)[...] += hi
         lo[...] = 0
         hi[...] = 0
+
+
+def face_mask(grid: Sequence[int], boundaries: Sequence[str], axis: int, side: int, dtype=float) -> np.ndarray:
+    """1 in every cell, except 0 in the cells whose face on ``side`` (−1: low, +1: high) of
+    ``axis`` is a zero-flux (``neumann``) boundary face: a flux-form layer multiplies its face
+    fluxes by these masks, so that no mass crosses a reflecting wall."""
+    mask = np.ones(tuple(grid), dtype)
+    if boundaries[axis] == "neumann":
+        index = [slice(None)] * len(grid)
+        index[axis] = 0 if side < 0 else -1
+        mask[tuple(index)] = 0
+    return mask

@@ -60,7 +60,7 @@ def numpy_step_context(low: LoweredStep, options: StepOptions) -> dict:
     def load_blk(params):        # the block's grid rows of grid-shaped values
         return [f'{p.symbol} = _cut(theta["{p.name}"]' + ("[layer]" if p.family == "time-dependent" else "")
                 + f", blk)  # {p.family}" for p in params]
-    transform = [p for p in ir.params if p.role == "transform"]
+    transform = [p for p in ir.params if p.role in ("transform", "fixed")]
     loads = {"transform": load(transform), "transform_blk": load_blk(transform),
              "activation_blk": load_blk(act_params), "all_blk": load_blk(ir.params)}
     return dict(loads=loads, coefficients=coefficients, kappas=kappas, gradients=gradients, forward_linear=forward_linear,

@@ -128,6 +128,8 @@ def lower(ir: StepIR) -> LoweredStep:
     rules = []
     time_dependent = any(p.family == "time-dependent" for p in ir.params)
     for p in ir.params:
+        if p.role == "fixed":          # supplied by the network, never trained
+            continue
         terms = []
         if p.role == "transform":
             for m, (phi, w) in enumerate(zip(factors, coefficients)):

@@ -45,8 +45,10 @@ def param_symbol(name: str) -> sp.Symbol:
 
 @dataclass(frozen=True)
 class Parameter:
-    """A trainable parameter: the user's ``name`` (its key in ``theta``), its ``family``, its IR
-    ``symbol`` and where it enters: ``"transform"`` (``G``) or ``"activation"`` (``f``)."""
+    """A parameter: the user's ``name`` (its key in ``theta``), its ``family``, its IR ``symbol``
+    and where it enters: ``"transform"`` (``G``) or ``"activation"`` (``f``); or ``"fixed"``: a
+    per-site field of ``G`` that the network supplies from the grid and boundaries (the face masks
+    of a flux-form layer, :data:`StepIR.fixed`) and that is never trained."""
     name: str
     family: str
     symbol: sp.Symbol
@@ -74,10 +76,14 @@ class StepIR:
     d_params: tuple           # ((name, ∂G/∂θ)), transform parameters
     fprime: sp.Expr           # ∂f/∂Z
     d_activation: tuple       # ((name, ∂f/∂φ)), activation parameters
+    #: fixed per-site fields ``((name, (kind, axis, side)), ...)``: ``("face", k, ±1)`` is 0 in the
+    #: cells whose face on side ±1 of axis k is a zero-flux boundary, 1 elsewhere (grid.face_mask)
+    fixed: tuple = ()
 
     @property
     def families(self) -> dict:
-        fam = {p.name: p.family for p in self.params}
+        """``{theta key: family}`` of the trained values (fixed fields excluded)."""
+        fam = {p.name: p.family for p in self.params if p.role != "fixed"}
         if self.bias:
             fam["b"] = self.bias
         return fam
@@ -88,7 +94,7 @@ class StepIR:
     def fingerprint(self) -> str:
         """A hash of everything here that changes generated code."""
         parts = [self.name, str(self.dim), repr(self.accesses), repr(self.halo), repr(self.bias),
-                 repr([(p.name, p.family, p.role) for p in self.params]), self.activation_name,
+                 repr([(p.name, p.family, p.role) for p in self.params]), repr(self.fixed), self.activation_name,
                  *map(sp.srepr, (self.site, self.f)), *self.summary, *self.derivation]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 

@@ -32,6 +32,7 @@ import numpy as np
 from ..grid import normalise_grid
 from .backends import Backend
 from .checkpointing import Checkpointing
+from .fixed import WithFixedFields, fixed_values
 from .tape import record, replay
 
 __all__ = ["Network", "NonFiniteError"]
@@ -82,6 +83,9 @@ class Network(Checkpointing):
             self.grid = normalise_grid(self.n, step_ir.dim, self.halos)
             families = step_ir.families
             self._size, self._space = self.grid, tuple(float(v) for v in self.spacing)
+            if step_ir.fixed:              # grid fields of the site expression (flux-form face masks)
+                values = fixed_values(step_ir, self.grid, self.options.boundary, self.dtype, self.xp)
+                self.kernel = WithFixedFields(self.kernel, values)
         else:                              # the tuned 1-D kernels
             self.halos = (self.ir.halo,)
             self.grid = (self.n,)
