@@ -6,6 +6,9 @@
   resumed run sees the same batches.
 * :class:`IterableBatches` wraps any iterable of ``(x, y)`` pairs (a list is re-iterated every
   epoch; a one-shot generator ends training when it is exhausted).
+* :class:`DaskBatches` keeps a ``dask.array`` ``x``/``y`` (minibatches drawn as :class:`Batches`
+  draws them, as lazy row selections) or a ``dask.bag`` of ``(x, y)`` shards (the whole bag every
+  step) lazy: each step's loss and gradient then run on Dask (:mod:`npdegen.distributed`).
 * :func:`loss_and_grad` computes ``"sum"`` (the network's ``0.5 Σ (z_L − y)²``), ``"mean"``
   (``mean((z_L − y)²)`` over batch and sites) or ``"relative"`` (nRMSE: ``‖z_L − y‖ / ‖y‖`` per
   sample, averaged over the batch) and its gradient, through ``net.forward(keep=True)`` and
@@ -18,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Batches", "IterableBatches", "as_batches", "loss_and_grad", "evaluate", "LOSSES"]
+from .network import foreign_handler
+
+__all__ = ["Batches", "IterableBatches", "DaskBatches", "as_batches", "loss_and_grad", "evaluate", "LOSSES"]
 
 LOSSES = ("sum", "mean", "relative")
 
@@ -32,7 +37,25 @@ def _open(a):
     return a
 
 
-class Batches:
+def _rows(samples: int, size: int, shuffle: bool, seed: int, epoch: int, j: int):
+    """The sorted sample indices of batch ``j`` of ``epoch`` (a permutation from ``seed`` and ``epoch``)."""
+    order = np.random.default_rng([seed, epoch]).permutation(samples) if shuffle else np.arange(samples)
+    return np.sort(order[j * size:(j + 1) * size])     # sorted: sequential reads
+
+
+class _Epochs:
+    """``start(done)`` for a source with ``per_epoch`` and ``batch(epoch, j)``."""
+
+    def start(self, done: int):
+        """The batches from optimizer step ``done`` on: ``(epoch, j, (x, y))``."""
+        epoch, j = divmod(done, self.per_epoch)
+        while True:
+            for jj in range(j, self.per_epoch):
+                yield epoch, jj, self.batch(epoch, jj)
+            epoch, j = epoch + 1, 0
+
+
+class Batches(_Epochs):
     """Minibatches of ``batch_size`` samples of the arrays (or ``.npy`` paths) ``x`` and ``y``."""
 
     def __init__(self, x, y, batch_size: int | None = None, shuffle: bool = True, seed: int = 0,
@@ -57,23 +80,13 @@ class Batches:
         """Batch ``j`` of epoch ``epoch`` as in-memory arrays ``(x, y)``."""
         if self.full_batch:
             return np.asarray(self.x), np.asarray(self.y)
-        order = (np.random.default_rng([self.seed, epoch]).permutation(self.samples) if self.shuffle
-                 else np.arange(self.samples))
-        rows = np.sort(order[j * self.batch_size:(j + 1) * self.batch_size])   # sorted: sequential reads
+        rows = _rows(self.samples, self.batch_size, self.shuffle, self.seed, epoch, j)
         return np.asarray(self.x[rows]), np.asarray(self.y[rows])
 
     def __iter__(self):
         for epoch in range(1 << 62):
             for j in range(self.per_epoch):
                 yield epoch, j, self.batch(epoch, j)
-
-    def start(self, done: int):
-        """The batches from optimizer step ``done`` on: ``(epoch, j, (x, y))``."""
-        epoch, j = divmod(done, self.per_epoch)
-        while True:
-            for jj in range(j, self.per_epoch):
-                yield epoch, jj, self.batch(epoch, jj)
-            epoch, j = epoch + 1, 0
 
 
 class IterableBatches:
@@ -102,10 +115,47 @@ class IterableBatches:
             epoch += 1
 
 
+class DaskBatches(_Epochs):
+    """Lazy batches of a ``dask.array`` ``x`` and ``y`` (``batch_size`` rows drawn as :class:`Batches`
+    draws them, so a run sees the same minibatches as with NumPy arrays), or, with ``y=None``, a
+    ``dask.bag`` of ``(x, y)`` shards used whole at every step. No data comes to this process: the
+    steps' gradients run where the chunks are (persist data read from storage first). ``train``
+    gives no ``layer_loss`` for them (it would gather the data set)."""
+    full_batch = False
+
+    def __init__(self, x, y, batch_size: int | None = None, shuffle: bool = True, seed: int = 0):
+        self.x, self.y, self.shuffle, self.seed = x, y, shuffle, seed
+        if y is None:
+            if batch_size is not None:
+                raise ValueError("a bag of (x, y) shards is used whole at every step: give no batch_size "
+                                 "(or a dask array x and y for minibatches)")
+            self.rows, self.per_epoch = None, 1
+            return
+        if np.ndim(x) < 2 or np.shape(x)[:1] != np.shape(y)[:1]:
+            raise ValueError(f"x and y must be (samples, *grid) arrays with the same number of samples, "
+                             f"got shapes {np.shape(x)} and {np.shape(y)}")
+        self.rows = int(np.shape(x)[0])
+        if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool)
+                                       or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.batch_size = batch_size
+        self.per_epoch = 1 if batch_size is None else -(-self.rows // batch_size)
+
+    def batch(self, epoch: int, j: int):
+        """Batch ``j`` of epoch ``epoch``: lazy ``(x, y)``."""
+        if self.rows is None or self.batch_size is None or self.batch_size >= self.rows:
+            return self.x, self.y
+        rows = _rows(self.rows, self.batch_size, self.shuffle, self.seed, epoch, j)
+        return self.x[rows], self.y[rows]
+
+
 def as_batches(x, y, batch_size=None, shuffle=True, seed=0):
-    """``Batches``/``IterableBatches`` for what :func:`npdegen.train` was given as ``x`` and ``y``."""
-    if isinstance(x, (Batches, IterableBatches)):
+    """``Batches``/``IterableBatches``/``DaskBatches`` for what :func:`npdegen.train` was given as
+    ``x`` and ``y``."""
+    if isinstance(x, (Batches, IterableBatches, DaskBatches)):
         return x
+    if foreign_handler(x) is not None or (y is not None and foreign_handler(y) is not None):
+        return DaskBatches(x, y, batch_size, shuffle=shuffle, seed=seed)
     if y is None:
         if isinstance(x, (np.ndarray, str, os.PathLike)):
             raise ValueError("y is None: give targets, or x as an iterable of (x, y) batches")
@@ -129,6 +179,9 @@ def _cotangent(kind: str, out, y):
 
 def loss_and_grad(net, x, y, theta, kind: str = "sum"):
     """``(loss, grads)`` for the loss ``kind`` (see the module docstring)."""
+    handler = foreign_handler(x, y)
+    if handler is not None:                     # dask data: npdegen.distributed
+        return handler(net, "loss_and_grad", x, y, theta, kind=kind)
     if kind == "sum":
         return net.loss_and_grad(x, y, theta)
     if kind not in LOSSES:

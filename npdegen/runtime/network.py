@@ -23,6 +23,8 @@ backend gets it; it relies on ``adjoint(traj, …)`` reading ``traj[0 … len �
 """
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -35,11 +37,33 @@ from .checkpointing import Checkpointing
 from .fixed import WithFixedFields, fixed_values
 from .tape import record, replay
 
-__all__ = ["Network", "NonFiniteError"]
+__all__ = ["Network", "NonFiniteError", "FOREIGN", "foreign_handler"]
 
 
 class NonFiniteError(FloatingPointError):
     """A result would contain NaN or inf: the network never returns such values silently."""
+
+#: Array types run elsewhere, by the full name of their class (or a base class): ``"module:function"``,
+#: imported on first use, so that the runtime imports neither dask nor npdegen.distributed. The
+#: handler is called as ``handler(net, method, *args, **kwargs)`` by forward, vjp and loss_and_grad.
+FOREIGN = {"dask.array.core.Array": "npdegen.distributed:dispatch",
+           "dask.bag.core.Bag": "npdegen.distributed:dispatch"}
+
+
+@functools.lru_cache(maxsize=64)
+def _foreign_target(cls: type):
+    return next((FOREIGN[k] for k in (f"{c.__module__}.{c.__qualname__}" for c in cls.__mro__) if k in FOREIGN), None)
+
+
+def foreign_handler(*arrays):
+    """The handler (see :data:`FOREIGN`) of the first of ``arrays`` of a registered type, else None."""
+    for a in arrays:
+        target = _foreign_target(type(a))
+        if target is not None:
+            module, _, name = target.partition(":")
+            return getattr(importlib.import_module(module), name)
+    return None
+
 
 _SHAPES = {"homogeneous": lambda grid, L: (), "heterogeneous": lambda grid, L: tuple(grid),
            "time-dependent": lambda grid, L: (L, *grid)}
@@ -236,6 +260,8 @@ class Network(Checkpointing):
         """z_L for input ``x`` (shape ``(batch, *grid)`` or ``grid``); all of z_0…z_L if
         ``trajectory``; with ``keep=True`` a :class:`~npdegen.runtime.tape.Tape` (``tape.output`` is
         z_L) that :meth:`backward` turns into gradients without a second forward pass."""
+        if (handler := foreign_handler(x)) is not None:          # e.g. a dask array: npdegen.distributed
+            return handler(self, "forward", x, theta, trajectory=trajectory, keep=keep)
         x2d, single = self._states(x)
         theta = self.check_params(theta)
         if keep:
@@ -255,6 +281,8 @@ class Network(Checkpointing):
     def vjp(self, x, theta, cotangent):
         """Adjoint sweep: ``(dx, grads)`` with ``dx = Jᵀ·cotangent`` for the map x → z_L and
         ``grads[k] = ⟨cotangent, ∂z_L/∂θ_k⟩``."""
+        if (handler := foreign_handler(x, cotangent)) is not None:
+            return handler(self, "vjp", x, theta, cotangent)
         x2d, single = self._states(x)
         lam, _ = self._states(cotangent, "cotangent")
         if lam.shape != x2d.shape:
@@ -281,6 +309,8 @@ class Network(Checkpointing):
     def loss_and_grad(self, x, y, theta, input_grad: bool = False):
         """``loss = 0.5 Σ (z_L − y)²`` and its gradient, a dict shaped like ``theta``
         (with ``"x"`` added if ``input_grad``)."""
+        if (handler := foreign_handler(x, y)) is not None:
+            return handler(self, "loss_and_grad", x, y, theta, input_grad=input_grad)
         x2d, single = self._states(x)
         y2d, _ = self._states(y, "y")
         if y2d.shape != x2d.shape:
