@@ -1,0 +1,233 @@
+r"""``NeuralPDERegressor``: fit a neural PDE to snapshot pairs, with scikit-learn's conventions.
+
+Data are pairs ``X = u(0)``, ``Y = u(T)`` shaped ``(n_samples, *grid)`` (1-D grids: 2-D arrays,
+which is also what scikit-learn's tools pass; 2-D grids: 3-D arrays). ``fit`` searches the recipe
+space of :mod:`npdegen.estimator.recipes` within ``budget`` seconds (:mod:`npdegen.estimator.search`)
+and keeps the recipe with the least validation error; ``predict`` runs the fitted network and
+returns an array shaped like ``X``.
+
+``score(X, Y) = 1 − nRMSE`` with the mean per-sample ``nRMSE = (1/S) Σ_s ‖ŷ_s − y_s‖₂/‖y_s‖₂``
+(:mod:`npdegen.estimator.metrics`): 1 is exact, 0 is no better than predicting zero; greater is
+better, as scikit-learn expects of ``score`` (it is not the R² of ``RegressorMixin``; use
+``sklearn.metrics.r2_score(Y.reshape(len(Y), -1), est.predict(X).reshape(len(X), -1))`` for that).
+
+Needs scikit-learn (``pip install npdegen[learn]``).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import time
+
+import numpy as np
+
+try:
+    from sklearn.base import BaseEstimator, RegressorMixin
+    from sklearn.utils.validation import check_array, check_is_fitted
+except ImportError as exc:  # pragma: no cover - scikit-learn is an optional dependency
+    raise ImportError("npdegen.NeuralPDERegressor needs scikit-learn: pip install 'npdegen[learn]'") from exc
+
+from .metrics import nrmse, sample_norms
+from .physics import fitted_physics
+from .recipes import ACTIVATIONS, FAMILIES, RecipeSpace
+from .search import Problem, Search, format_report, host
+from .starts import spectral_estimate
+
+__all__ = ["NeuralPDERegressor"]
+
+_BOUNDARIES = ("periodic", "dirichlet", "neumann")
+
+
+class NeuralPDERegressor(RegressorMixin, BaseEstimator):
+    """Fit a neural PDE ``X = u(0) ↦ Y = u(T)`` by a budgeted search over layers.
+
+    Parameters
+    ----------
+    budget : float
+        Seconds for the whole search (checked between and inside recipes; see ``search_report_``).
+    families, widths, depths, activations, kinds :
+        The recipe space (:mod:`npdegen.estimator.recipes`): parameter families searched in the order
+        homogeneous → heterogeneous → time-dependent, odd stencil widths, numbers of layers,
+        activations ``identity``/``tanh``/``reaction`` (learnable ``x + A2 x² + A3 x³``), layer kinds.
+    boundary : ``"periodic" | "dirichlet" | "neumann"`` or one per axis.
+    spacing : None (the unit domain: ``Δ = 1/n`` per axis), a number, or one per axis.
+    omega : relaxation ``ω ∈ (0, 2)`` of every layer.
+    dtype, backend : compile options (``"float64"``/``"float32"``; ``"auto"``, ``"numpy"``, ``"numba"``, …).
+    n_starts : L-BFGS starts per first-family recipe (warm, spectral and random starts together).
+    max_iter : L-BFGS iterations per start.
+    validation_fraction : share of the samples held out (drawn with ``random_state``) to choose the winner.
+    random_state : int seed of the split and the random starts.
+    verbose : print one line per recipe tried.
+
+    Attributes
+    ----------
+    layer_, network_, theta_ : the winning :class:`~npdegen.NeuralPDE`, its compiled
+        :class:`~npdegen.Network` and its parameters (NumPy arrays by name).
+    recipe_ : dict of the winning recipe (kind, family, width, depth, activation, omega).
+    physics_ : :class:`~npdegen.estimator.physics.FittedPhysics`, the explain table of ``layer_`` with
+        the fitted moments (per site for heterogeneous layers).
+    search_report_ : list of dicts, one per recipe tried: recipe, status (fitted / skipped / failed),
+        n_params, train_nrmse, val_nrmse, seconds, starts, note (why skipped or failed).
+    validation_nrmse_, fit_seconds_, grid_, spacing_, n_features_in_ : as named.
+    """
+
+    def __init__(self, budget=60.0, families=FAMILIES, widths=(3, 5), depths=(4, 16, 64),
+                 activations=ACTIVATIONS, kinds=("moments",), boundary="periodic", spacing=None, omega=0.5,
+                 dtype="float64", backend="auto", n_starts=4, max_iter=300, validation_fraction=0.25,
+                 random_state=0, verbose=False):
+        self.budget = budget
+        self.families = families
+        self.widths = widths
+        self.depths = depths
+        self.activations = activations
+        self.kinds = kinds
+        self.boundary = boundary
+        self.spacing = spacing
+        self.omega = omega
+        self.dtype = dtype
+        self.backend = backend
+        self.n_starts = n_starts
+        self.max_iter = max_iter
+        self.validation_fraction = validation_fraction
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.target_tags.single_output = False
+        tags.target_tags.multi_output = True
+        tags.input_tags.allow_nan = False
+        return tags
+
+    # ------------------------------------------------------------------ validation
+    def _array(self, a, what: str, min_samples: int = 1) -> np.ndarray:
+        arr = check_array(a, accept_sparse=False, dtype=(np.float64, np.float32), allow_nd=True,
+                          ensure_min_samples=min_samples, input_name=what)
+        if arr.ndim > 4:
+            raise ValueError(f"{what} must be (n_samples, *grid) with a 1-, 2- or 3-D grid, got shape {arr.shape}")
+        return np.ascontiguousarray(arr, dtype=np.float64)
+
+    def _settings(self, grid: tuple):
+        def positive(name, value, integer=False):
+            kind = numbers.Integral if integer else numbers.Real
+            if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive {'integer' if integer else 'number'}, got {value!r}")
+        positive("budget", self.budget)
+        positive("n_starts", self.n_starts, integer=True)
+        positive("max_iter", self.max_iter, integer=True)
+        v = self.validation_fraction
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 < v < 1:
+            raise ValueError(f"validation_fraction must be a number in (0, 1), got {v!r}")
+        if self.random_state is not None and (isinstance(self.random_state, bool)
+                                              or not isinstance(self.random_state, numbers.Integral)):
+            raise ValueError(f"random_state must be None or an integer seed, got {self.random_state!r}")
+        if self.dtype not in ("float64", "float32"):
+            raise ValueError(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
+        bounds = (self.boundary,) if isinstance(self.boundary, str) else tuple(self.boundary)
+        if len(bounds) not in (1, len(grid)) or any(b not in _BOUNDARIES for b in bounds):
+            raise ValueError(f"boundary must be one of {', '.join(_BOUNDARIES)} or one per grid axis "
+                             f"({len(grid)}), got {self.boundary!r}")
+        if self.spacing is None:
+            spacing = tuple(1.0 / n for n in grid)
+        else:
+            spacing = self.spacing if isinstance(self.spacing, (tuple, list)) else (self.spacing,) * len(grid)
+            if len(spacing) != len(grid) or not all(
+                    isinstance(h, numbers.Real) and not isinstance(h, bool) and math.isfinite(h) and h > 0
+                    for h in spacing):
+                raise ValueError(f"spacing must be None, a positive number or one per grid axis ({len(grid)}), "
+                                 f"got {self.spacing!r}")
+            spacing = tuple(float(h) for h in spacing)
+        widths = self.widths if not isinstance(self.widths, numbers.Integral) else (self.widths,)
+        for w in widths:
+            for a, n in enumerate(grid):
+                if isinstance(w, numbers.Integral) and n < w:
+                    raise ValueError(f"found {n} feature(s) (sites) along grid axis {a}: stencil width {w} "
+                                     f"needs at least {w} sites per axis")
+        space = RecipeSpace(kinds=self.kinds, families=self.families, widths=widths,
+                            depths=(self.depths,) if isinstance(self.depths, numbers.Integral) else self.depths,
+                            activations=self.activations, omega=self.omega).validate(len(grid), grid)
+        return space, spacing, bounds[0] if len(bounds) == 1 else bounds
+
+    def _split(self, n: int):
+        rng = np.random.default_rng(self.random_state)
+        order = rng.permutation(n)
+        n_val = min(max(1, int(round(self.validation_fraction * n))), n - 1)
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+    # ------------------------------------------------------------------ API
+    def fit(self, X, Y):
+        """Search the recipe space on snapshot pairs ``X → Y`` (same shape ``(n_samples, *grid)``,
+        at least 2 samples: one is held out for validation). Returns ``self``."""
+        started = time.perf_counter()
+        X = self._array(X, "X", min_samples=2)
+        if Y is None:
+            raise ValueError("NeuralPDERegressor requires Y (the snapshots u(T)), got None")
+        Y = self._array(Y, "Y", min_samples=2)
+        if Y.shape != X.shape:
+            raise ValueError(f"Y must have the shape of X, {X.shape} (pairs Y = u(T) of X = u(0) on the same "
+                             f"grid), got {Y.shape}")
+        grid = X.shape[1:]
+        space, spacing, boundary = self._settings(grid)
+        sample_norms(Y)
+        train, val = self._split(X.shape[0])
+        periodic = boundary == "periodic" or all(b == "periodic" for b in np.atleast_1d(boundary))
+        problem = Problem(X[train], Y[train], X[val], Y[val], spacing, boundary, self.dtype, self.backend,
+                          spectral_estimate(X[train], Y[train], spacing) if periodic else None)
+        log = (lambda line: print(line, flush=True)) if self.verbose else None
+        seed = 0 if self.random_state is None else int(self.random_state)
+        search = Search(problem, space, self.budget, self.n_starts, self.max_iter, seed, log)
+        best, report = search.run()
+        self.layer_, self.network_ = best.layer, best.net
+        self.theta_ = {k: host(v).copy() for k, v in best.theta.items()}
+        self.recipe_ = {k: v for k, v in best.recipe.to_dict().items() if k != "warm_from"}
+        self.search_report_ = report
+        self.validation_nrmse_ = best.val_nrmse
+        self.physics_ = fitted_physics(best.layer, self.theta_, spacing)
+        self.grid_, self.spacing_ = tuple(grid), spacing
+        self.n_features_in_ = int(np.prod(grid))
+        self.fit_seconds_ = time.perf_counter() - started
+        return self
+
+    def _check_grid(self, X) -> np.ndarray:
+        check_is_fitted(self, "theta_")
+        X = self._array(X, "X")
+        if X.shape[1:] != self.grid_:
+            if len(self.grid_) == 1 and X.ndim == 2:
+                raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                                 f"{self.grid_[0]} features as input")
+            raise ValueError(f"X has the grid {X.shape[1:]}, but {type(self).__name__} was fitted on {self.grid_}")
+        return X
+
+    def predict(self, X) -> np.ndarray:
+        """``u(T)`` for each sample of ``X`` (shaped ``(n_samples, *grid)`` like in ``fit``); same shape."""
+        X = self._check_grid(X)
+        chunk = max(1, (1 << 22) // (int(np.prod(self.grid_)) * (self.network_.layers + 1)))
+        out = [host(self.network_.forward(X[s:s + chunk], self.theta_)) for s in range(0, X.shape[0], chunk)]
+        return np.concatenate(out).astype(np.float64, copy=False).reshape(X.shape)
+
+    def score(self, X, Y, sample_weight=None) -> float:
+        """``1 − nRMSE`` (mean over samples of ``‖ŷ − y‖₂/‖y‖₂``; 1 is exact). ``sample_weight``
+        weights the per-sample errors."""
+        pred = self.predict(X)
+        Y = self._array(Y, "Y")
+        if Y.shape != pred.shape:
+            raise ValueError(f"Y must have the shape of X, {pred.shape}, got {Y.shape}")
+        if sample_weight is None:
+            return 1.0 - nrmse(pred, Y)
+        w = np.asarray(sample_weight, np.float64)
+        if w.shape != (Y.shape[0],) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise ValueError(f"sample_weight must be {Y.shape[0]} finite non-negative numbers with a positive sum")
+        err = np.sqrt(np.sum((pred - Y).reshape(len(Y), -1) ** 2, axis=1)) / sample_norms(Y)
+        return 1.0 - float(np.sum(w * err) / w.sum())
+
+    def report(self) -> str:
+        """The search report as a text table, the winner and its physics."""
+        check_is_fitted(self, "theta_")
+        r = self.recipe_
+        n_params = int(sum(np.size(v) for v in self.theta_.values()))
+        return "\n".join([
+            format_report(self.search_report_), "",
+            f"winner: {r['kind']}/{r['family']}/w{r['width']}/L{r['depth']}/{r['activation']} (omega {r['omega']:g}), "
+            f"{n_params} parameters, validation nRMSE {self.validation_nrmse_:.4e}",
+            repr(self.layer_), "", str(self.physics_)])

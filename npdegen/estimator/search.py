@@ -1,0 +1,274 @@
+"""The budgeted search over the recipe space, and its report.
+
+The families are walked in order (homogeneous → heterogeneous → time-dependent). A recipe of family
+``f`` may use the share ``w_f / Σ w`` of the time left, the sum over the recipes still to come (the
+rest of its stage, and :data:`PROMOTE` per later stage; weights :data:`STAGE_WEIGHTS`), so time a
+recipe does not use rolls on to the next. Building a layer (SymPy, code generation) counts too.
+In the first stage each recipe runs L-BFGS (:func:`npdegen.multistart`) from its warm starts (its
+shallower, narrower and identity neighbours), the data's spectral start and random starts, ``n_starts``
+in all; each later stage promotes the :data:`PROMOTE` best recipes of the stage before, warm-started
+from their fits. Inside a recipe a callback stops L-BFGS at the recipe's deadline, evaluates the
+validation nRMSE every :data:`CHECK_EVERY` iterations, keeps the best parameters seen, and stops a
+start whose validation error has not improved for :data:`PATIENCE` checks. A recipe whose shortest
+useful run (:data:`MIN_EVALUATIONS` loss evaluations, timed on the data) does not fit in its time is
+skipped, and the report says so. The winner is the fit with the fewest parameters among those
+within :data:`SIMPLER_WITHIN` of the least validation nRMSE (:func:`choose`).
+"""
+from __future__ import annotations
+
+import functools
+import math
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..runtime.callbacks import Callback
+from ..runtime.multistart import multistart
+from ..runtime.network import NonFiniteError
+from ..runtime.train import TrainingDiverged
+from .metrics import nrmse
+from .recipes import KINDS, Recipe, RecipeSpace
+
+__all__ = ["Problem", "Fit", "Search", "choose", "format_report", "STAGE_WEIGHTS", "PROMOTE"]
+
+#: Relative share of the time left that a recipe of each family gets.
+STAGE_WEIGHTS = {"homogeneous": 1.0, "heterogeneous": 4.0, "time-dependent": 4.0}
+#: Recipes promoted from one family to the next.
+PROMOTE = 2
+#: Validation checks: every this many L-BFGS iterations; a start stops after this many without gain.
+CHECK_EVERY, PATIENCE = 5, 8
+#: A richer fit must beat a simpler one's validation nRMSE by more than this (relative) to win.
+SIMPLER_WITHIN = 0.02
+#: A recipe is skipped when fewer than this many loss evaluations fit in its time.
+MIN_EVALUATIONS = 8
+
+
+@functools.lru_cache(maxsize=64)
+def _layer(kind, recipe: Recipe, dim: int):
+    """The layer of a recipe (depth and ω do not change it): derived once per process."""
+    return kind.layer(recipe, dim)
+
+
+def host(a) -> np.ndarray:
+    """A NumPy array (CuPy arrays are copied to the host)."""
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+@dataclass
+class Problem:
+    """The split data on a grid: ``(samples, *grid)`` arrays, spacing per axis, compile options."""
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    spacing: tuple
+    boundary: object = "periodic"
+    dtype: str = "float64"
+    backend: str = "auto"
+    estimate: object = None
+
+    @property
+    def grid(self) -> tuple:
+        return tuple(self.x_train.shape[1:])
+
+
+@dataclass
+class Fit:
+    """A fitted recipe: its layer, compiled network, best parameters and errors."""
+    recipe: Recipe
+    layer: object
+    net: object
+    theta: dict
+    train_nrmse: float
+    val_nrmse: float
+    seconds: float = 0.0
+
+    @property
+    def n_params(self) -> int:
+        return int(sum(np.size(v) for v in self.theta.values()))
+
+
+class _Monitor(Callback):
+    """Deadline per start, validation checks, best parameters across starts."""
+
+    def __init__(self, evaluate, end: float, starts: int):
+        self.evaluate, self.end, self.left = evaluate, end, max(starts, 1)
+        self.best, self.best_theta = math.inf, None
+
+    def on_train_begin(self, info):
+        now = time.perf_counter()
+        self.stop_at = now + max(self.end - now, 0.0) / self.left
+        self.left = max(self.left - 1, 1)
+        self.own, self.waited = math.inf, 0
+
+    def consider(self, theta) -> float:
+        value = self.evaluate(theta)
+        if value < self.best:
+            self.best, self.best_theta = value, {k: host(v).copy() for k, v in theta.items()}
+        return value
+
+    def on_step(self, step, loss, theta):
+        if (step + 1) % CHECK_EVERY == 0:
+            value = self.consider(theta)
+            if value < self.own * (1 - 1e-4):
+                self.own, self.waited = value, 0
+            else:
+                self.waited += 1
+                if self.waited >= PATIENCE:
+                    return True
+        return time.perf_counter() >= self.stop_at
+
+
+class Search:
+    """Walks the recipe space within ``budget`` seconds; :meth:`run` returns ``(best fit, report)``."""
+
+    def __init__(self, problem: Problem, space: RecipeSpace, budget: float, n_starts: int = 4,
+                 max_iter: int = 300, seed: int = 0, log=None):
+        self.problem, self.space, self.budget = problem, space, float(budget)
+        self.n_starts, self.max_iter, self.seed = n_starts, max_iter, seed
+        self.log = log or (lambda message: None)
+        self.fits: dict = {}
+        self.report: list = []
+
+    # ------------------------------------------------------------------ pieces
+    def _build(self, recipe: Recipe):
+        p = self.problem
+        layer = _layer(KINDS[recipe.kind], replace(recipe, depth=1, omega=1.0, warm_from=()), len(p.grid))
+        net = layer.compile(n=p.grid if len(p.grid) > 1 else p.grid[0],
+                            spacing=p.spacing if len(p.grid) > 1 else p.spacing[0], layers=recipe.depth,
+                            omega=recipe.omega, boundary=p.boundary, backend=p.backend, dtype=p.dtype)
+        return layer, net
+
+    def _error(self, net, theta, x, y) -> float:
+        try:
+            pred = host(net.forward(x, theta))
+        except (NonFiniteError, FloatingPointError, ValueError):
+            return math.inf
+        value = nrmse(pred, y)
+        return value if math.isfinite(value) else math.inf
+
+    def _starts(self, recipe: Recipe, net, first_stage: bool) -> list:
+        kind, p = KINDS[recipe.kind], self.problem
+        starts = []
+        for label in recipe.warm_from:
+            if label in self.fits:
+                source = self.fits[label]
+                starts.append(kind.transfer(source.theta, source.recipe, net, recipe))
+        if first_stage:
+            data = kind.data_start(net, recipe, p.spacing, p.estimate)
+            if data is not None:
+                starts.append(data)
+            count = max(self.n_starts - len(starts), 1 if not starts else 0)
+            if count:
+                rng = np.random.default_rng([self.seed, len(self.report)])
+                starts += kind.random_starts(net, recipe, p.spacing, count, rng)
+        finite = [s for s in starts if all(np.all(np.isfinite(v)) for v in s.values())]
+        return finite[:max(self.n_starts, 1)] if first_stage else finite[:1]
+
+    def _entry(self, recipe: Recipe, status: str, started: float, **extra) -> dict:
+        entry = {"recipe": recipe.label, **recipe.to_dict(), "status": status,
+                 "seconds": round(time.perf_counter() - started, 4), "n_params": None,
+                 "train_nrmse": None, "val_nrmse": None, "starts": 0, "note": ""}
+        entry.update(extra)
+        self.report.append(entry)
+        self.log(format_report([entry], header=False))
+        return entry
+
+    def _attempt(self, recipe: Recipe, end: float, first_stage: bool):
+        started = time.perf_counter()
+        p = self.problem
+        try:
+            layer, net = self._build(recipe)
+            zero = net.init_params(scale=0.0)
+            t0 = time.perf_counter()
+            net.loss_and_grad(p.x_train, p.y_train, zero)            # the cost of one evaluation
+        except (ValueError, TypeError, NonFiniteError) as exc:
+            return self._entry(recipe, "failed", started, note=" ".join(str(exc).split())[:200])
+        now = time.perf_counter()
+        n_params = int(sum(np.size(v) for v in zero.values()))
+        needed = MIN_EVALUATIONS * (now - t0)
+        if not self.fits:                       # nothing fitted yet: the first recipe always gets a short run
+            end = max(end, min(now + needed, self.deadline))
+        if end - now < needed:
+            return self._entry(recipe, "skipped", started, n_params=n_params,
+                               note=f"budget: needs ~{needed:.2g} s, {max(end - time.perf_counter(), 0):.2g} s left")
+        starts = self._starts(recipe, net, first_stage)
+        if not starts:
+            return self._entry(recipe, "skipped", started, n_params=n_params, note="no warm start available")
+        monitor = _Monitor(lambda th: self._error(net, th, p.x_val, p.y_val), end, len(starts))
+        bounds = KINDS[recipe.kind].bounds(recipe, len(p.grid)) or None
+        try:
+            result = multistart(net, p.x_train, p.y_train, starts, steps=self.max_iter, optimizer="lbfgs",
+                                loss="mean", bounds=bounds, callbacks=[monitor], progress=False,
+                                ftol=0.0, gtol=0.0)          # the budget and the validation checks stop it
+            runs = result.runs
+        except (TrainingDiverged, FloatingPointError, ValueError):     # every start diverged, or overflowed
+            runs = []
+        for run in runs:
+            if run["theta"] is not None:
+                monitor.consider(run["theta"])
+        diverged = sum(1 for r in runs if r["error"]) if runs else len(starts)
+        if monitor.best_theta is None:
+            return self._entry(recipe, "failed", started, n_params=n_params, starts=len(starts),
+                               note=f"every start diverged ({diverged} of {len(starts)})")
+        theta = monitor.best_theta
+        fit = Fit(recipe, layer, net, theta, self._error(net, theta, p.x_train, p.y_train), monitor.best,
+                  time.perf_counter() - started)
+        self.fits[recipe.label] = fit
+        note = f"{diverged} of {len(starts)} starts diverged" if diverged else ""
+        self._entry(recipe, "fitted", started, n_params=fit.n_params, train_nrmse=fit.train_nrmse,
+                    val_nrmse=fit.val_nrmse, starts=len(starts), note=note)
+        return fit
+
+    # ------------------------------------------------------------------ the walk
+    def run(self):
+        """``(best Fit, report)``; raises RuntimeError if no recipe could be fitted."""
+        deadline = self.deadline = time.perf_counter() + self.budget
+        families = self.space.families
+        ranked: list = []
+        for s, family in enumerate(families):
+            recipes = (self.space.initial() if s == 0
+                       else self.space.promote(family, [f.recipe for f in ranked[:PROMOTE]]))
+            later = sum(PROMOTE * STAGE_WEIGHTS.get(f, 1.0) for f in families[s + 1:])
+            stage_fits = []
+            for i, recipe in enumerate(recipes):
+                now = time.perf_counter()
+                if now >= deadline and self.fits:
+                    self._entry(recipe, "skipped", now, note="budget: no time left")
+                    continue
+                pending = STAGE_WEIGHTS.get(family, 1.0) * (len(recipes) - i) + later
+                share = max(deadline - now, 0.0) * STAGE_WEIGHTS.get(family, 1.0) / pending
+                fit = self._attempt(recipe, min(deadline, now + share), s == 0)
+                if isinstance(fit, Fit):
+                    stage_fits.append(fit)
+            if stage_fits:
+                ranked = sorted(stage_fits, key=lambda f: f.val_nrmse)
+        if not self.fits:
+            raise RuntimeError("no recipe could be fitted within the budget:\n" + format_report(self.report))
+        return choose(list(self.fits.values())), self.report
+
+
+def choose(fits: list) -> Fit:
+    """The winner: the fewest parameters among the fits whose validation nRMSE is within
+    :data:`SIMPLER_WITHIN` (relative, plus 1e-9) of the least one; ties go to the smaller error."""
+    least = min(f.val_nrmse for f in fits)
+    close = [f for f in fits if f.val_nrmse <= least * (1 + SIMPLER_WITHIN) + 1e-9]
+    return min(close, key=lambda f: (f.n_params, f.val_nrmse))
+
+
+def _number(v) -> str:
+    return "-" if v is None else (f"{v:.3e}" if isinstance(v, float) else str(v))
+
+
+def format_report(report: list, header: bool = True) -> str:
+    """The search report as a text table (one row per recipe tried)."""
+    cols = ("recipe", "status", "n_params", "train_nrmse", "val_nrmse", "seconds", "note")
+    rows = [tuple(_number(e.get(c)) if c not in ("recipe", "status", "note") else str(e.get(c) or "")
+                  for c in cols) for e in report]
+    table = ([cols] if header else []) + rows
+    if not table:
+        return ""
+    widths = [max(len(r[i]) for r in table) for i in range(len(cols))] if header else \
+        [40, 8, 8, 10, 10, 8, 0]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table)
