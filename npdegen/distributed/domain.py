@@ -46,6 +46,7 @@ import uuid
 from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import product
+from operator import getitem
 
 import numpy as np
 
@@ -144,57 +145,72 @@ class _Recipe:
             return self.layer.compile(**{**self.options, "n": n, "layers": layers, "threads": self.threads})
 
 
+@dataclass(frozen=True)
+class _Spec:
+    """Static arguments of a block task (an opaque literal in the graph): the layers it runs, where
+    its pieces go (``pairs``: ``(source slices or None for a whole part, destination slices)``),
+    its shape (batch first), the dtype and its own sites in the extended block (``inner``)."""
+    layers: int
+    pairs: tuple
+    shape: tuple
+    dtype: object
+    inner: tuple = ()
+
+
 def _take(block, index):
     return block[(slice(None), *index)]
 
 
-def _assemble(parts, pairs, shape, dtype):
-    out = np.empty(shape, dtype)
-    for part, (src, dst) in zip(parts, pairs):
-        out[(slice(None), *dst)] = part if src is None else part[(slice(None), *src)]
+def _assemble(parts, spec, add=False):
+    out = (np.zeros if add else np.empty)(spec.shape, spec.dtype)
+    for part, (src, dst) in zip(parts, spec.pairs):
+        part = part if src is None else part[(slice(None), *src)]
+        if add:
+            out[(slice(None), *dst)] += part
+        else:
+            out[(slice(None), *dst)] = part
     return out
 
 
-def _sum_into(parts, pairs, shape, dtype):
-    out = np.zeros(shape, dtype)
-    for part, (src, dst) in zip(parts, pairs):
-        out[(slice(None), *dst)] += part if src is None else part[(slice(None), *src)]
-    return out
+def _fold_task(spec, parts):
+    return _assemble(parts, spec, add=True)
 
 
-def _forward_task(recipe, layers, inner, theta, parts, pairs, shape, dtype):
-    local = recipe.net(shape[1:], layers)
-    z = local.forward(_assemble(parts, pairs, shape, dtype), theta)
-    return np.ascontiguousarray(z[(slice(None), *inner)])
+def _forward_task(recipe, spec, theta, parts):
+    local = recipe.net(spec.shape[1:], spec.layers)
+    z = local.forward(_assemble(parts, spec), theta)
+    return np.ascontiguousarray(z[(slice(None), *spec.inner)])
 
 
-def _loss_task(recipe, layers, inner, theta, parts, pairs, shape, dtype, y):
-    local = recipe.net(shape[1:], layers)
+def _loss_task(recipe, spec, theta, parts, y):
+    """The last round: forward (kept on a tape), the chunk's loss, and the adjoint of its interior."""
+    local = recipe.net(spec.shape[1:], spec.layers)
     if not np.all(np.isfinite(y)):
         raise ValueError("y contains NaN or inf")
-    tape = local.forward(_assemble(parts, pairs, shape, dtype), theta, keep=True)
-    lam = np.zeros(shape, tape.output.dtype)
-    lam[(slice(None), *inner)] = tape.output[(slice(None), *inner)] - y
+    tape = local.forward(_assemble(parts, spec), theta, keep=True)
+    lam = np.zeros(spec.shape, tape.output.dtype)
+    lam[(slice(None), *spec.inner)] = tape.output[(slice(None), *spec.inner)] - y
     flat = lam.reshape(-1)
     loss = 0.5 * float(np.einsum("i,i->", flat, flat, dtype=np.float64))
     dx, grads = local.backward(tape, lam)
     return loss, grads, dx
 
 
-def _vjp_task(recipe, layers, inner, theta, parts, pairs, shape, dtype, lam_inner):
-    local = recipe.net(shape[1:], layers)
-    lam = np.zeros(shape, dtype)
-    lam[(slice(None), *inner)] = lam_inner
-    dx, grads = local.vjp(_assemble(parts, pairs, shape, dtype), theta, lam)
-    return grads, dx
+def _vjp_task(recipe, spec, theta, parts, lam_inner):
+    """An earlier round: recompute its layers from the checkpoint and run their adjoint."""
+    local = recipe.net(spec.shape[1:], spec.layers)
+    lam = np.zeros(spec.shape, spec.dtype)
+    lam[(slice(None), *spec.inner)] = lam_inner
+    dx, grads = local.vjp(_assemble(parts, spec), theta, lam)
+    return None, grads, dx
 
 
-def _accumulate(families, layers, entries):
+def _accumulate(families, layers, rows, grads):
     """Sum one grid block's extended gradients over batch blocks and rounds (fixed order, float64);
-    time-dependent rows go to their layers."""
+    time-dependent rows go to their layers ``rows[i] = (t0, t1)``."""
     acc = {}
-    for t0, t1, grads in entries:
-        for k, g in grads.items():
+    for (t0, t1), entry in zip(rows, grads):
+        for k, g in entry.items():
             g = np.asarray(g, np.float64)
             if families.get(k) == "time-dependent":
                 if k not in acc:
@@ -203,6 +219,10 @@ def _accumulate(families, layers, entries):
             else:
                 acc[k] = acc[k] + g if k in acc else g.copy()
     return acc
+
+
+def _summary(losses, accs):
+    return losses, accs
 
 
 # ---------------------------------------------------------------------------------- checks
@@ -257,76 +277,97 @@ def _setup(net, x, theta, block, threads):
 
 
 class _Run:
-    """The dask graph of one call: chunks as delayed objects keyed by ``(batch block, *grid block)``."""
+    """The task graph of one call (dask's low-level graph format: tasks are tuples, keys
+    ``(name, batch block, *grid block)``); chunks enter as the keys of ``x``."""
 
     def __init__(self, net, x, theta, plan, recipe):
-        from dask import delayed
-        self.net, self.plan, self.dtype = net, plan, net.dtype
-        self.recipe = delayed(recipe, name=f"npdegen-recipe-{uuid.uuid4().hex}")
+        self.net, self.plan, self.dtype, self.theta = net, plan, net.dtype, theta
+        self.token = uuid.uuid4().hex
+        self.recipe = f"npdegen-recipe-{self.token}"
+        self.graph, self.deps, self._params, self._taken = {self.recipe: recipe}, [x], {}, {}
         self.batches = x.chunks[0]
         self.keys = [(b, *idx) for b in range(len(self.batches)) for idx in plan.blocks]
-        self.theta, self._params = theta, {}
+        self.x = self.of(x)
+
+    def of(self, arr):
+        """The block keys of a dask array chunked like x, by ``(batch block, *grid block)``."""
+        if arr is not self.deps[0]:
+            self.deps.append(arr)
+        return {key: (arr.name, *key) for key in self.keys}
+
+    def name(self, what):
+        return f"npdegen-{what}-{len(self.graph)}-{self.token}"
 
     def params(self, idx, t0, t1):
         """The extended parameters of a grid block for layers [t0, t1): one graph key per block."""
-        from dask import delayed
         if (idx, t0, t1) not in self._params:
             ext = {}
             for k, v in self.theta.items():
                 fam = self.net.families.get(k, "homogeneous")
                 ext[k] = (v if fam == "homogeneous" else
                           self.plan.extend(v if fam == "heterogeneous" else v[t0:t1], idx))
-            self._params[(idx, t0, t1)] = delayed(ext, traverse=True)
+            key = self._params[(idx, t0, t1)] = self.name("params")
+            self.graph[key] = ext
         return self._params[(idx, t0, t1)]
 
-    def gather(self, blocks, key):
-        """The parts and index pairs of the extended block ``key`` from the chunks ``blocks``."""
-        from dask import delayed
-        parts, pairs = [], []
-        for owner, s_sl, d_sl in self.plan.pieces(key[1:]):
-            own = owner == key[1:]
-            parts.append(blocks[key] if own else delayed(_take, pure=True)(blocks[(key[0], *owner)], s_sl))
-            pairs.append((s_sl if own else None, d_sl))
-        return parts, pairs
-
-    def fold(self, ext_blocks, key):
-        """Block ``key`` of ``P^T ext``: its own extended block plus its sites in the neighbours' halos."""
-        from dask import delayed
-        parts, pairs = [], []
-        for src, e_sl, d_sl in self.plan.folds(key[1:]):
-            own = src == key[1:]
-            parts.append(ext_blocks[(key[0], *src)] if own else
-                         delayed(_take, pure=True)(ext_blocks[(key[0], *src)], e_sl))
-            pairs.append((e_sl if own else None, d_sl))
-        return delayed(_sum_into, pure=True)(parts, pairs, self.shape(key), self.dtype)
+    def take(self, block_key, index):
+        """A halo strip of a block, cut by a task of its own (only the strip travels)."""
+        tag = (block_key, repr(index))
+        if tag not in self._taken:
+            key = self._taken[tag] = self.name("halo")
+            self.graph[key] = (_take, block_key, index)
+        return self._taken[tag]
 
     def shape(self, key, ext=False):
         grid = self.plan.ext_shape(key[1:]) if ext else tuple(self.plan.chunks[a][j] for a, j in enumerate(key[1:]))
         return (self.batches[key[0]], *grid)
 
-    def task(self, fn, blocks, key, t0, t1, *extra, nout=None):
-        from dask import delayed
-        parts, pairs = self.gather(blocks, key)
-        return delayed(fn, pure=True, nout=nout)(self.recipe, t1 - t0, self.plan.inner(key[1:]),
-                                                  self.params(key[1:], t0, t1), parts, pairs,
-                                                  self.shape(key, ext=True), self.dtype, *extra)
+    def task(self, fn, blocks, key, t0, t1, *extra):
+        """``fn`` on the extended block ``key`` gathered from ``blocks`` (the gather ``P_c``)."""
+        parts, pairs = [], []
+        for owner, s_sl, d_sl in self.plan.pieces(key[1:]):
+            own = owner == key[1:]
+            parts.append(blocks[key] if own else self.take(blocks[(key[0], *owner)], s_sl))
+            pairs.append((s_sl if own else None, d_sl))
+        spec = _Spec(t1 - t0, tuple(pairs), self.shape(key, ext=True), self.dtype, self.plan.inner(key[1:]))
+        out = (self.name(fn.__name__.strip("_")), *key)
+        self.graph[out] = (fn, self.recipe, spec, self.params(key[1:], t0, t1), parts, *extra)
+        return out
+
+    def fold(self, ext_blocks, what):
+        """``P^T ext``: each block's own extended block plus its sites in the neighbours' halos."""
+        name, out = self.name(what), {}
+        for key in self.keys:
+            parts, pairs = [], []
+            for src, e_sl, d_sl in self.plan.folds(key[1:]):
+                own = src == key[1:]
+                parts.append(ext_blocks[(key[0], *src)] if own else self.take(ext_blocks[(key[0], *src)], e_sl))
+                pairs.append((e_sl if own else None, d_sl))
+            out[key] = (name, *key)
+            self.graph[out[key]] = (_fold_task, _Spec(0, tuple(pairs), self.shape(key), self.dtype), parts)
+        return out
+
+    def item(self, key, i):
+        out = self.name("item")
+        self.graph[out] = (getitem, key, i)
+        return out
 
     def forward(self, blocks, t0, t1):
         return {key: self.task(_forward_task, blocks, key, t0, t1) for key in self.keys}
 
+    def hlg(self, name):
+        """The graph as one layer called ``name`` (the output's name, as dask collections need)."""
+        from dask.highlevelgraph import HighLevelGraph
+        return HighLevelGraph.from_collections(name, dict(self.graph), dependencies=self.deps)
+
     def array(self, blocks, single):
+        """The dask array of ``blocks`` (chunked like x): aliases ``(name, *key)`` of its keys."""
         import dask.array as da
-        grid_shape = tuple(len(c) for c in self.plan.chunks)
-        out = np.empty((len(self.batches), *grid_shape), dtype=object)
+        name = self.name("out")
         for key in self.keys:
-            out[key] = da.from_delayed(blocks[key], self.shape(key), self.dtype)
-        arr = da.block(out.tolist())
+            self.graph[(name, *key)] = blocks[key]
+        arr = da.Array(self.hlg(name), name, ((*self.batches,), *self.plan.chunks), dtype=self.dtype)
         return arr[0] if single else arr
-
-
-def _blocks(x):
-    d = x.to_delayed()
-    return {key: d[key] for key in np.ndindex(d.shape)}
 
 
 # ---------------------------------------------------------------------------------- public
@@ -340,7 +381,7 @@ def forward_domain(net, x, theta, *, block: int | None = None, threads: int = 1)
     """
     x, single, theta, plan, rounds, recipe = _setup(net, x, theta, block, threads)
     run = _Run(net, x, theta, plan, recipe)
-    blocks = _blocks(x)
+    blocks = run.x
     for t0, t1 in rounds:
         blocks = run.forward(blocks, t0, t1)
     return run.array(blocks, single)
@@ -349,7 +390,8 @@ def forward_domain(net, x, theta, *, block: int | None = None, threads: int = 1)
 def loss_and_grad_domain(net, x, y, theta, input_grad: bool = False, *, block: int | None = None,
                          threads: int = 1):
     """``loss = 0.5 Σ (z_L − y)²`` and its gradient (a dict of NumPy arrays shaped like ``theta``,
-    with ``"x"`` a dask array chunked like ``x`` if ``input_grad``), for ``x`` chunked in space.
+    with ``"x"`` a dask array chunked like ``x`` if ``input_grad``, computed and held: persisted),
+    for ``x`` chunked in space.
 
     Equal to ``net.loss_and_grad(x.compute(), y, theta)`` to rounding: every chunk runs the local
     forward and adjoint on its extended block with the cotangent zero in the halo, and the halo
@@ -358,6 +400,7 @@ def loss_and_grad_domain(net, x, y, theta, input_grad: bool = False, *, block: i
     """
     import dask
     import dask.array as da
+    from dask.delayed import Delayed
     x, single, theta, plan, rounds, recipe = _setup(net, x, theta, block, threads)
     y = y if isinstance(y, da.Array) else da.asarray(np.asarray(y))
     if y.dtype.kind not in "fiu":
@@ -367,33 +410,44 @@ def loss_and_grad_domain(net, x, y, theta, input_grad: bool = False, *, block: i
         raise ValueError(f"y has shape {y.shape[1:] if single else y.shape}, expected the shape of x, "
                          f"{x.shape[1:] if single else x.shape}")
     run = _Run(net, x, theta, plan, recipe)
-    y_blocks = _blocks(y.rechunk(x.chunks))
-    states = [_blocks(x)]                      # the state before every round: checkpoints
+    y_blocks = run.of(y.rechunk(x.chunks))
+    states = [run.x]                           # the state before every round: checkpoints
     for t0, t1 in rounds[:-1]:
         states.append(run.forward(states[-1], t0, t1))
-    losses, entries, dz = [], {idx: [] for idx in plan.blocks}, {}
-    t0, t1 = rounds[-1]
-    for key in run.keys:
-        loss, grads, dz[key] = run.task(_loss_task, states[-1], key, t0, t1, y_blocks[key], nout=3)
-        losses.append(loss)
-        entries[key[1:]].append((t0, t1, grads))
-    for k in range(len(rounds) - 2, -1, -1):
+    losses, grads = [], {idx: [] for idx in plan.blocks}
+    dz = None
+    for k in range(len(rounds) - 1, -1, -1):   # the last round computes the loss; then backwards
         t0, t1 = rounds[k]
-        lam = {key: run.fold(dz, key) for key in run.keys}
+        lam = run.fold(dz, "cotangent") if dz is not None else None
         dz = {}
         for key in run.keys:
-            grads, dz[key] = run.task(_vjp_task, states[k], key, t0, t1, lam[key], nout=2)
-            entries[key[1:]].append((t0, t1, grads))
+            out = (run.task(_loss_task, states[k], key, t0, t1, y_blocks[key]) if lam is None else
+                   run.task(_vjp_task, states[k], key, t0, t1, lam[key]))
+            if lam is None:
+                losses.append(run.item(out, 0))
+            grads[key[1:]].append(run.item(out, 1))
+            dz[key] = run.item(out, 2)
     families = {k: net.families.get(k, "homogeneous") for k in theta}
-    acc = [dask.delayed(_accumulate, pure=True)(families, net.layers, entries[idx]) for idx in plan.blocks]
-    summary = dask.delayed(tuple)([dask.delayed(list)(losses), dask.delayed(list)(acc)])
+    rows = [rounds[k] for k in range(len(rounds) - 1, -1, -1) for _ in range(len(run.batches))]
+    acc = []
+    for idx in plan.blocks:
+        acc.append(run.name("gradient"))
+        run.graph[acc[-1]] = (_accumulate, families, net.layers, rows, grads[idx])
+    summary = run.name("summary")
+    run.graph[summary] = (_summary, losses, acc)
     if input_grad:
-        dx = run.array({key: run.fold(dz, key) for key in run.keys}, single)
-        dx, summary = dask.persist(dx, summary)
-    parts, acc = summary.compute()
+        dx = run.array(run.fold(dz, "input-gradient"), single)
+        dx, result = dask.persist(dx, Delayed(summary, run.hlg(summary)))
+        parts, acc = result.compute()
+    else:
+        parts, acc = Delayed(summary, run.hlg(summary)).compute()
     total = 0.0
     for part in parts:                         # fixed order: batch blocks, then grid blocks (C order)
         total += part
+    if not np.isfinite(total):
+        from ..runtime.network import NonFiniteError
+        raise NonFiniteError("loss_and_grad_domain: the loss is not finite (the scheme is unstable for these "
+                             "parameters or the input is too large: npdegen.stability)")
     out = {}
     for k in theta:
         g = np.zeros(net.shapes[k])
@@ -403,10 +457,6 @@ def loss_and_grad_domain(net, x, y, theta, input_grad: bool = False, *, block: i
             else:
                 plan.fold_into(g, a[k], idx)
         out[k] = g.astype(net.dtype)
-    if not np.isfinite(total):
-        from ..runtime.network import NonFiniteError
-        raise NonFiniteError("loss_and_grad_domain: the loss is not finite (the scheme is unstable for these "
-                             "parameters or the input is too large: npdegen.stability)")
     if input_grad:
         out["x"] = dx
     return total, out
