@@ -21,6 +21,9 @@ from .derive.stencil import SPACING
 from .inspect import kernel_moments, stability
 from .layer import NeuralPDE, load_spec
 from .conservation import ConservationLaw, conservation_law
+from .markov import kushner_logits, markov_chain
+from . import lse
+from .lse import DenseLSE, MaxPlus
 from .runtime.network import Network
 from .runtime.train import TrainHistory, TrainingDiverged
 from .training import train
@@ -28,6 +31,6 @@ from . import optim
 from .runtime.multistart import homogeneous_fit, multistart
 from .spec.parse import SpecSyntaxError, parse_expression
 
-__all__ = ["__version__", "NeuralPDE", "ConservationLaw", "conservation_law", "Network", "train", "TrainHistory", "TrainingDiverged", "stencil_weights",
+__all__ = ["__version__", "NeuralPDE", "ConservationLaw", "conservation_law", "markov_chain", "kushner_logits", "lse", "DenseLSE", "MaxPlus", "Network", "train", "TrainHistory", "TrainingDiverged", "stencil_weights",
            "SPACING", "spacing_symbols", "ops", "parse_expression", "SpecSyntaxError", "load_spec", "kernel_moments", "stability",
            "optim", "multistart", "homogeneous_fit"]
