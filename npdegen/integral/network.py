@@ -1,0 +1,380 @@
+r"""A compiled nonlocal network: L relaxation layers whose kernel is an integral operator on the grid.
+
+One step (MODEL.md §1, the convention of :class:`npdegen.runtime.network.Network`):
+
+.. math::  z_{t+1} = (1 − ω)\, z_t + ω\, f(Z_t), \qquad
+           Z_t[i] = \sum_o w_{i,o}(θ_t)\, \tilde z_t[i + o] − b[i],
+
+with ``w_{i,o} = (Π_k Δ_k) W(q_i, oΔ; θ)`` the kernel sampled on the grid (:mod:`.sample`) and
+``z̃`` the boundary extension (:mod:`.apply`): the rectangle rule for ``∫ W(q, r) z(q + r) dr``.
+``loss = 0.5 Σ (z_L − y)²``. The backward sweep, with ``μ_t = ω f′(Z_t) λ_{t+1}``:
+
+.. math::  λ_t = (1 − ω) λ_{t+1} + Kᵀ μ_t, \quad ∂/∂θ = Σ_t Σ_{i,o} ∂w_{i,o}/∂θ\, Σ_b μ_t[i]\, z̃_t[i+o],
+           \quad ∂/∂b = −Σ μ_t, \quad ∂/∂ω = Σ_t ⟨λ_{t+1}, f(Z_t) − z_t⟩ .
+
+Parameter families as for npdegen's layers: ``homogeneous`` ``()``, ``heterogeneous`` ``grid``,
+``time-dependent`` ``(L, *grid)`` (row ``t`` acts in the step ``t → t + 1``). A kernel whose
+parameters vary with the site, or that depends on ``q``, is not a convolution: it runs as a stencil
+or a dense matrix, never by FFT. The reach and (for ``method="auto"``) the method are decided per
+call from the parameter values (:mod:`.sample`); forward and backward of one call share them.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..runtime.network import NonFiniteError
+from ..runtime.tape import Tape
+from .apply import DENSE_LIMIT, DenseOperator, FFTOperator, StencilOperator
+from .sample import box_offsets, max_reach, sampled_moments
+
+__all__ = ["NonlocalNetwork"]
+
+_OPERATORS = {"stencil": StencilOperator, "fft": FFTOperator, "dense": DenseOperator}
+_SHAPES = {"homogeneous": lambda grid, L: (), "heterogeneous": lambda grid, L: tuple(grid),
+           "time-dependent": lambda grid, L: (L, *grid)}
+
+
+class NonlocalNetwork:
+    """Made by :meth:`NonlocalPDE.compile <npdegen.integral.layer.NonlocalPDE.compile>`; the surface of
+    :class:`npdegen.runtime.network.Network` that training uses (``init_params``, ``check_params``,
+    ``forward``, ``vjp``, ``backward``, ``loss_and_grad``, ``layer_losses``, ``step``, ``step_vjp``)."""
+
+    #: ``method="auto"`` samples a stencil while its offsets per site are at most this many times
+    #: ``log2`` of the FFT length, else uses the FFT (measured crossover, 1-D, float32, 2 cores).
+    STENCIL_PER_LOG2 = 2.0
+
+    def __init__(self, layer, grid, spacing, layers, omega, boundaries, dtype, method, reach, train_omega,
+                 threads):
+        self.layer, self.grid, self.spacing = layer, tuple(grid), tuple(spacing)
+        self.n = self.grid[0] if len(self.grid) == 1 else self.grid
+        self.layers, self.omega, self.boundaries = layers, float(omega), tuple(boundaries)
+        self.dtype, self.method, self.fixed_reach = np.dtype(dtype), method, reach
+        self.train_omega = train_omega
+        self.threads = threads or int(os.environ.get("NPDEGEN_NUM_THREADS", 0)) or os.cpu_count() or 1
+        self.size = int(np.prod(self.grid))
+        self.families = dict(layer.families)
+        self.shapes = {k: _SHAPES[f](self.grid, layers) for k, f in self.families.items()}
+        if train_omega:
+            self.shapes["omega"] = ()
+        self.kernel_names = tuple(p.name for p in layer.kernel.params)
+        self._site = layer.kernel.heterogeneous or any(self.families[k] != "homogeneous" for k in self.kernel_names)
+        self._time = any(self.families[k] == "time-dependent" for k in self.kernel_names)
+        self._positions = None
+        if layer.kernel.position:
+            axes = [np.arange(n) * dk for n, dk in zip(self.grid, self.spacing)]
+            self._positions = np.meshgrid(*axes, indexing="ij")
+        self._operators: dict = {}
+        self.tolerance = float(np.finfo(self.dtype).eps)
+
+    # ------------------------------------------------------------------ parameters
+    def init_params(self, seed=0, scale: float = 0.01, values: dict | None = None) -> dict:
+        """``values[k] + scale·N(0, 1)`` (``values`` default 0; ω: its compile value). Give values for
+        kernel parameters with a range that excludes 0 (``σ > 0``)."""
+        rng = np.random.default_rng(seed)
+        values = dict(values or {})
+        unknown = set(values) - set(self.shapes)
+        if unknown:
+            raise ValueError(f"init_params: unknown parameter(s) {sorted(unknown)}; expected {sorted(self.shapes)}")
+        theta = {}
+        for k, shape in self.shapes.items():
+            if k == "omega":
+                theta[k] = np.asarray(values.get(k, self.omega), self.dtype)
+                continue
+            theta[k] = np.asarray(values.get(k, 0.0) + scale * rng.standard_normal(shape), self.dtype).reshape(shape)
+        try:
+            return self.check_params(theta)
+        except ValueError as exc:
+            raise ValueError(f"init_params: {exc}; pass values= for the kernel parameters") from None
+
+    def check_params(self, theta) -> dict:
+        """Keys, shapes, finiteness, the kernel's parameter ranges; arrays of the network's dtype."""
+        if not isinstance(theta, dict):
+            raise TypeError(f"theta must be a dict of arrays, got {type(theta).__name__}")
+        missing, extra = set(self.shapes) - set(theta), set(theta) - set(self.shapes)
+        if missing or extra:
+            raise ValueError(f"theta keys {sorted(theta)} do not match the network's {sorted(self.shapes)}"
+                             + (f"; missing {sorted(missing)}" if missing else "")
+                             + (f"; unexpected {sorted(extra)}" if extra else ""))
+        out = {}
+        for k, shape in self.shapes.items():
+            arr = np.asarray(theta[k])
+            if arr.dtype.kind not in "fiu":
+                raise TypeError(f"theta[{k!r}] must be real numbers, got dtype {arr.dtype}")
+            if arr.shape != shape:
+                raise ValueError(f"theta[{k!r}] has shape {arr.shape}; a "
+                                 f"{'omega' if k == 'omega' else self.families[k]} parameter needs {shape}")
+            with np.errstate(over="ignore"):
+                cast = arr.astype(self.dtype, order="C", copy=False)
+            if not np.all(np.isfinite(cast)):
+                raise ValueError(f"theta[{k!r}] contains NaN or inf (or overflows {self.dtype})")
+            out[k] = cast
+        if self.train_omega and not 0 < float(out["omega"]):
+            raise ValueError(f"theta['omega'] must be > 0, got {float(out['omega'])}")
+        self.layer.sampler.check({k: np.asarray(out[k], np.float64) for k in self.kernel_names})
+        return out
+
+    def _omega(self, theta) -> float:
+        return float(theta["omega"]) if self.train_omega else self.omega
+
+    def _values(self, theta, t) -> dict:
+        """Kernel parameter values (float64) acting in step ``t``."""
+        return {k: np.asarray(theta[k][t] if self.families[k] == "time-dependent" else theta[k], np.float64)
+                for k in self.kernel_names}
+
+    # ------------------------------------------------------------------ operator per call
+    def _limits(self):
+        return tuple(max_reach(n, b) for n, b in zip(self.grid, self.boundaries))
+
+    def _reach(self, theta) -> tuple:
+        if self.fixed_reach is not None:
+            return tuple(min(k, n - 1) if b == "dirichlet" else k
+                         for k, n, b in zip(self.fixed_reach, self.grid, self.boundaries))
+        sites = self.grid if self._site else None
+        rows = range(self.layers) if self._time else (0,)
+        reach = [self.layer.sampler.reach(self.spacing, self._values(theta, t), self._limits(), self.tolerance,
+                                          sites, self._positions) for t in rows]
+        return tuple(max(r[k] for r in reach) for k in range(len(self.grid)))
+
+    def _choose(self, reach) -> str:
+        if self.method != "auto":
+            return self.method
+        wide = any(k > n for k, n in zip(reach, self.grid))
+        if self._site:
+            return "dense" if wide and self.size <= DENSE_LIMIT else "stencil"
+        count = int(np.prod([2 * k + 1 for k in reach]))
+        return "fft" if wide or count > self.STENCIL_PER_LOG2 * np.log2(max(self.size, 2)) else "stencil"
+
+    def _operator(self, method, reach):
+        key = (method, reach)
+        if key not in self._operators:
+            if method == "fft" and self._site:
+                raise ValueError("method='fft' applies one kernel to every site (a convolution); this kernel varies "
+                                 "with the site (heterogeneous/time-dependent parameters or W(q, r)): use "
+                                 "method='stencil' or 'dense'")
+            self._operators[key] = _OPERATORS[method](self.grid, self.boundaries, reach, self.dtype, self.threads)
+        return self._operators[key]
+
+    def plan(self, theta) -> "_Plan":
+        """The operator, weights and weight derivatives of one call (per layer when time-dependent)."""
+        reach = self._reach(theta)
+        op = self._operator(self._choose(reach), reach)
+        sites = self.grid if self._site else None
+        layers = []
+        for t in (range(self.layers) if self._time else (0,)):
+            values = self._values(theta, t)
+            w = self.layer.sampler.weights(op.offsets, self.spacing, values, sites, self._positions)
+            dw = self.layer.sampler.dweights(op.offsets, self.spacing, values, sites, self._positions)
+            if op.name == "fft":
+                dw = {k: op.wrap(v) for k, v in dw.items()}
+            layers.append((op.prepare(w), dw))
+        return _Plan(op, layers)
+
+    # ------------------------------------------------------------------ arrays
+    def _states(self, x, what="x"):
+        arr = np.asarray(x)
+        if arr.dtype.kind not in "fiu":
+            raise TypeError(f"{what} must be real numbers, got dtype {arr.dtype}")
+        d = len(self.grid)
+        if arr.ndim not in (d, d + 1) or tuple(arr.shape[arr.ndim - d:]) != self.grid:
+            shape = ", ".join(map(str, self.grid))
+            raise ValueError(f"{what} must have shape (batch, {shape}) or ({shape}{',' if d == 1 else ''}), "
+                             f"got {arr.shape}")
+        if arr.size == 0:
+            raise ValueError(f"{what} has no samples (shape {arr.shape})")
+        with np.errstate(over="ignore"):
+            cast = np.ascontiguousarray(arr, self.dtype)
+        if not np.all(np.isfinite(cast)):
+            raise ValueError(f"{what} contains NaN or inf (or overflows {self.dtype})")
+        return cast.reshape(-1, *self.grid), arr.ndim == d
+
+    def _bias(self, theta, t):
+        if "b" not in self.families:
+            return None
+        return theta["b"][t] if self.families["b"] == "time-dependent" else theta["b"]
+
+    def _finite(self, what, **arrays):
+        bad = [k for k, a in arrays.items()
+               if not all(np.all(np.isfinite(v)) for v in (a.values() if isinstance(a, dict) else [a]))]
+        if bad:
+            raise NonFiniteError(f"{what}: non-finite values in {', '.join(bad)}; the layer is unstable for these "
+                                 "parameters (omega, the kernel's mass W_0) or the input is too large")
+
+    # ------------------------------------------------------------------ sweeps
+    def _step(self, plan, t, z, theta, omega, keep):
+        act = self.layer.activation
+        operator, (prepared, _) = plan.op, plan.layer(t)
+        Z, saved = operator.forward(prepared, z)
+        b = self._bias(theta, t)
+        if b is not None:
+            Z -= b
+        slope = act.slope(Z) if keep and not act.linear else None
+        out = act.value(Z)
+        out *= omega
+        out += (1 - omega) * z
+        return out, saved, slope
+
+    def _run(self, x2d, theta, keep=True):
+        plan = self.plan(theta)
+        omega = self._omega(theta)
+        traj = np.empty((self.layers + 1, *x2d.shape), self.dtype)
+        traj[0] = x2d
+        saved, slopes = [], []
+        for t in range(self.layers):
+            traj[t + 1], s, slope = self._step(plan, t, traj[t], theta, omega, keep)
+            saved.append(s if keep else None)
+            slopes.append(slope)
+        return traj, (plan, saved, slopes)
+
+    def _adjoint(self, traj, aux, lam, theta, first: int = 0):
+        """Backward over the steps in ``aux`` (step ``i`` is layer ``first + i``, from ``traj[i]``)."""
+        plan, saved, slopes = aux
+        omega = self._omega(theta)
+        grads = {k: np.zeros(s, np.float64) for k, s in self.shapes.items()}
+        want = bool(self.kernel_names)
+        for i in reversed(range(len(saved))):
+            t = first + i
+            mu = lam * omega if slopes[i] is None else lam * slopes[i] * omega
+            if self.train_omega:
+                grads["omega"] += float(np.vdot(lam, traj[i + 1] - traj[i])) / omega
+            if "b" in self.families:
+                self._reduce(grads, "b", t, -np.sum(mu, axis=0, dtype=np.float64))
+            prepared, dws = plan.layer(t)
+            dz, corr = plan.op.backward(prepared, mu, traj[i], saved[i], want)
+            for k, dw in dws.items():
+                if plan.op.name == "fft":
+                    self._reduce(grads, k, t, np.vdot(dw, corr))
+                elif corr.ndim == 1:
+                    self._reduce(grads, k, t, np.dot(dw, corr))
+                else:
+                    self._reduce(grads, k, t, np.sum(dw * corr, axis=-1))
+            lam = lam * (1 - omega)
+            lam += dz
+        return lam, {k: g.astype(self.dtype) for k, g in grads.items()}
+
+    def _reduce(self, grads, k, t, site_values):
+        fam = self.families[k]
+        if fam == "homogeneous":
+            grads[k] += np.sum(site_values)
+        elif fam == "heterogeneous":
+            grads[k] += site_values
+        else:
+            grads[k][t] += site_values
+
+    # ------------------------------------------------------------------ public
+    def forward(self, x, theta, trajectory: bool = False, keep: bool = False):
+        """``z_L`` (or ``z_0 … z_L`` with ``trajectory``); ``keep=True`` returns a tape for :meth:`backward`."""
+        x2d, single = self._states(x)
+        theta = self.check_params(theta)
+        if keep and trajectory:
+            raise ValueError("keep=True returns a tape; ask for trajectory=True separately")
+        traj, aux = self._run(x2d, theta, keep=keep)
+        self._finite("forward", output=traj[-1])
+        if keep:
+            return Tape(net=self, output=traj[-1][0] if single else traj[-1].copy(), stored=(traj, aux),
+                        theta=theta, single=single, shape=tuple(x2d.shape))
+        if trajectory:
+            return traj[:, 0] if single else traj
+        return traj[-1][0] if single else traj[-1]
+
+    def backward(self, tape, cotangent):
+        """``(dx, grads)`` for a tape of ``forward(..., keep=True)`` and the cotangent of its output."""
+        if not isinstance(tape, Tape) or tape.net is not self:
+            raise ValueError("backward needs a tape made by this network's forward(..., keep=True)")
+        lam, _ = self._states(cotangent, "cotangent")
+        if lam.shape != tape.shape:
+            raise ValueError(f"cotangent has shape {np.shape(cotangent)}, the tape's output {np.shape(tape.output)}")
+        traj, aux = tape.stored
+        dx, grads = self._adjoint(traj, aux, lam, tape.theta)
+        self._finite("backward", input_gradient=dx, gradients=grads)
+        return (dx[0] if tape.single else dx), grads
+
+    def vjp(self, x, theta, cotangent):
+        """``(Jᵀ·cotangent, grads)`` of the map ``x → z_L``."""
+        return self.backward(self.forward(x, theta, keep=True), cotangent)
+
+    def loss_and_grad(self, x, y, theta, input_grad: bool = False):
+        """``loss = 0.5 Σ (z_L − y)²`` and its gradient (``"x"`` added if ``input_grad``)."""
+        x2d, single = self._states(x)
+        y2d, _ = self._states(y, "y")
+        if y2d.shape != x2d.shape:
+            raise ValueError(f"y has shape {np.shape(y)}, expected the shape of x, {np.shape(x)}")
+        theta = self.check_params(theta)
+        traj, aux = self._run(x2d, theta)
+        lam = traj[-1] - y2d
+        loss = 0.5 * float(np.einsum("i,i->", lam.reshape(-1), lam.reshape(-1), dtype=np.float64))
+        self._finite("loss_and_grad", output=traj[-1], loss=np.asarray(loss))
+        dx, grads = self._adjoint(traj, aux, lam, theta)
+        self._finite("loss_and_grad", gradients=grads, **({"input_gradient": dx} if input_grad else {}))
+        if input_grad:
+            grads["x"] = dx[0] if single else dx
+        return loss, grads
+
+    def layer_losses(self, x, y, theta) -> np.ndarray:
+        """``0.5 Σ (z_t − y)²`` for t = 0 … L."""
+        y2d, _ = self._states(y, "y")
+        traj = self.forward(x, theta, trajectory=True).reshape(self.layers + 1, *y2d.shape)
+        return 0.5 * np.sum(np.square(traj - y2d, dtype=np.float64), axis=tuple(range(1, traj.ndim)))
+
+    def step(self, z, theta, layer: int):
+        """One layer ``z_{t+1}`` from ``z_t = z`` with the parameters of layer ``layer``."""
+        z2d, single = self._states(z, "z")
+        theta = self.check_params(theta)
+        self._check_layer(layer)
+        out, _, _ = self._step(self.plan(theta), layer, z2d, theta, self._omega(theta), False)
+        self._finite(f"step (layer {layer})", output=out)
+        return out[0] if single else out
+
+    def step_vjp(self, z, theta, cotangent, layer: int):
+        """Adjoint of :meth:`step`: ``(Jᵀ·cotangent, grads)`` (grads of layer ``layer`` only)."""
+        z2d, single = self._states(z, "z")
+        lam, _ = self._states(cotangent, "cotangent")
+        if lam.shape != z2d.shape:
+            raise ValueError(f"cotangent has shape {np.shape(cotangent)}, z has {np.shape(z)}")
+        theta = self.check_params(theta)
+        self._check_layer(layer)
+        plan, omega = self.plan(theta), self._omega(theta)
+        nxt, saved, slope = self._step(plan, layer, z2d, theta, omega, True)
+        dx, grads = self._adjoint(np.stack([z2d, nxt]), (plan, [saved], [slope]), lam, theta, first=layer)
+        self._finite(f"step_vjp (layer {layer})", input_gradient=dx, gradients=grads)
+        return (dx[0] if single else dx), grads
+
+    def _check_layer(self, layer):
+        if not isinstance(layer, (int, np.integer)) or isinstance(layer, bool) or not 0 <= layer < self.layers:
+            raise ValueError(f"layer must be an integer in [0, {self.layers}), got {layer!r}")
+
+    # ------------------------------------------------------------------ inspection
+    def truncation(self, theta, max_order: int = 4) -> dict:
+        """The sampled stencil's moments next to the kernel's exact ones at these parameter values:
+        ``{order: (exact, sampled, sampled − exact)}`` (homogeneous kernels; divergent orders omitted).
+        The difference is the truncation and quadrature error of the sampled operator."""
+        if self._site:
+            raise ValueError("truncation() compares one kernel's moments: this kernel varies with the site")
+        theta = self.check_params(theta)
+        values = self._values(theta, 0)
+        reach = self._reach(theta)
+        offsets = box_offsets(reach)
+        w = self.layer.sampler.weights(offsets, self.spacing, values)
+        sampled = sampled_moments(w, offsets, self.spacing, max_order)
+        exact = self.layer.kernel.moments(max_order)
+        subs = {p: float(values[p.name]) for p in self.layer.kernel.params}
+        out = {}
+        for order, value in exact.items():
+            e = float(value.subs(subs)) if order not in exact.undecided else float("nan")
+            out[order] = (e, sampled[order], sampled[order] - e)
+        return out
+
+    def __repr__(self):
+        return (f"NonlocalNetwork({self.layer.name!r}, n={self.n}, layers={self.layers}, spacing={self.spacing}, "
+                f"omega={self.omega}, boundary={self.boundaries}, dtype={self.dtype.name!r}, method={self.method!r})")
+
+
+class _Plan:
+    """One call's operator and per-layer ``(prepared weights, {name: ∂w/∂θ})``."""
+
+    def __init__(self, op, layers):
+        self.op, self.layers = op, layers
+
+    def layer(self, t):
+        return self.layers[t] if len(self.layers) > 1 else self.layers[0]
