@@ -3,7 +3,7 @@ r"""What a Markov-chain layer (or any row-stochastic linear layer) is as a chain
 For the dense transition matrix ``P`` of the layer on a grid (``P[i, j]`` the probability of a
 step from site ``i`` to site ``j``, :func:`~npdegen.inspect.matrix.step_matrix`):
 
-* stochasticity: ``min P`` and ``max_i |Σ_j P_ij − 1|``;
+* stochasticity: the smallest stencil weight ``min_o p_o(i)`` and ``max_i |Σ_j P_ij − 1|``;
 * the stationary distribution ``π`` with ``π P = π`` (left eigenvector of eigenvalue 1,
   normalised to sum 1);
 * mixing: the second largest eigenvalue modulus ``|λ₂|``, the spectral gap ``1 − |λ₂|`` and the
@@ -27,7 +27,7 @@ __all__ = ["ChainReport", "chain_report"]
 @dataclass(frozen=True)
 class ChainReport:
     transition: np.ndarray       # P, N x N
-    min_weight: float
+    min_weight: float            # smallest transition weight of the stencil
     row_sum_error: float
     stationary: np.ndarray       # π, shaped like the grid
     second_eigenvalue: float     # |λ₂|
@@ -37,7 +37,7 @@ class ChainReport:
     second_moment: np.ndarray    # (dim, dim, *grid): a per layer
 
     def __str__(self):
-        lines = [f"Markov chain on {self.stationary.size} sites: min P = {self.min_weight:.3g}, "
+        lines = [f"Markov chain on {self.stationary.size} sites: smallest transition weight {self.min_weight:.3g}, "
                  f"max |row sum - 1| = {self.row_sum_error:.2g}",
                  f"|lambda_2| = {self.second_eigenvalue:.6g}, spectral gap {self.spectral_gap:.4g}, "
                  f"relaxation time {self.relaxation_time:.4g} layers",
@@ -75,7 +75,7 @@ def chain_report(layer, theta: dict, n, spacing=1.0, boundary="periodic", layer_
             drift[k] += step[k] * w
             for m in range(dim):
                 second_moment[k, m] += step[k] * step[m] * w
-    return ChainReport(transition=P, min_weight=float(P.min()), row_sum_error=float(np.max(np.abs(P.sum(1) - 1))),
+    return ChainReport(transition=P, min_weight=float(min(np.min(w) for w in kernel.weights.values())), row_sum_error=float(np.max(np.abs(P.sum(1) - 1))),
                        stationary=stationary, second_eigenvalue=second, spectral_gap=gap,
                        relaxation_time=float(np.inf if gap <= 0 else 1.0 / gap), drift=drift,
                        second_moment=second_moment)
