@@ -125,7 +125,15 @@ class ConservationLaw(NeuralPDE):
             params = tuple(replace(p, role="fixed") if p.name in self._walls else p for p in base.params)
             fixed = tuple((_wall_name(s, c), ("face", k, s)) for k, c in enumerate(self.spec.coordinates)
                           for s in (-1, 1))
-            ir = self.__dict__["_step_ir"] = replace(base, params=params, fixed=fixed)
+            user = ", ".join(f"{p.name}: {p.family}" for p in params if p.role != "fixed") or "none"
+            summary = tuple(f"params:     {user}; {', '.join(self._walls)}: fixed face masks (0 on zero-flux walls)"
+                            if line.startswith("params:") else line for line in base.summary)
+            summary += tuple(f"flux:       g(z) = {sp.sstr(F.g.xreplace({U: sp.Symbol('z')}))} ({F.kind}), "
+                             f"numerical flux {self.numerical_flux}, diffusion D = {sp.sstr(self.diffusion)}"
+                             for F in self.flux_functions[:1 if len(set(self.flux_functions)) == 1 else None])
+            derivation = tuple(line for line in base.derivation if not line.startswith("dG/dp_wall_"))
+            ir = self.__dict__["_step_ir"] = replace(base, params=params, fixed=fixed, summary=summary,
+                                                     derivation=derivation)
         return ir
 
     def _user_weights(self) -> dict:

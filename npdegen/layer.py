@@ -324,11 +324,15 @@ class NeuralPDE:
 
 
 def load_spec(path) -> tuple[NeuralPDE, dict]:
-    """Read a TOML spec file (format: :mod:`npdegen.spec.specfile`); returns ``(layer, compile_options)``.
+    """Read a TOML spec file (format: :mod:`npdegen.spec.specfile`); returns ``(layer, compile_options)``
+    (a :class:`NeuralPDE`, or a :class:`~npdegen.ConservationLaw` for ``kind = "conservation_law"``).
 
     Expression strings are parsed by a whitelist parser: nothing in the file is evaluated.
     """
     spec = read_spec_file(path)
+    if spec["kind"] == "conservation_law":
+        from .conservation import ConservationLaw      # a subclass of NeuralPDE: imported on use
+        return ConservationLaw(**spec["layer"]), spec["compile"]
     return NeuralPDE(**spec["layer"]), spec["compile"]
 
 

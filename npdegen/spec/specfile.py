@@ -21,6 +21,16 @@ Format (all expression strings go through :func:`npdegen.spec.parse.parse_expres
     boundary = "periodic"
     dtype = "float32"
 
+A conservation law (``npdegen.conservation_law``) replaces ``transform`` by its flux::
+
+    [layer]
+    kind = "conservation_law"               # default "neural_pde"
+    name = "burgers_flux"
+    flux = "c*z**2/2"                       # g(z); or a list, one per coordinate
+    diffusion = "nu"                        # optional, default 0
+    numerical_flux = "godunov"              # godunov | engquist_osher | rusanov | central
+    positive = ["c"]                        # parameters known positive (makes c*z**2/2 provably convex)
+
 Files are read bounded: at most ``MAX_FILE_BYTES`` (64 KB) are accepted, and never more than one
 byte beyond that is read (``/dev/zero`` or a pipe fails at once). ``accuracy`` and ``offsets`` are
 bounded before anything is derived, so a small file cannot ask for a huge stencil.
@@ -43,7 +53,11 @@ else:  # pragma: no cover
 
 __all__ = ["read_spec_file", "SpecFile"]
 
-_LAYER_KEYS = {"name", "field", "coordinate", "coordinates", "transform", "activation", "params", "bias", "accuracy", "offsets"}
+_LAYER_KEYS = {"name", "field", "coordinate", "coordinates", "transform", "activation", "params", "bias", "accuracy",
+               "offsets", "kind"}
+_FLUX_KEYS = {"kind", "name", "field", "coordinate", "coordinates", "flux", "diffusion", "numerical_flux", "positive",
+              "activation", "params", "bias"}
+KINDS = ("neural_pde", "conservation_law")
 _COMPILE_KEYS = {"n", "spacing", "layers", "omega", "alpha", "boundary", "dtype", "backend", "train_omega"}
 MAX_FILE_BYTES = 64 * 1024
 #: Largest finite-difference accuracy in a spec file (central stencils of up to 17 points).
@@ -53,7 +67,8 @@ MAX_OFFSET = 64
 
 
 class SpecFile(dict):
-    """``{"layer": kwargs for NeuralPDE, "compile": options}``, both validated for shape."""
+    """``{"kind": "neural_pde" | "conservation_law", "layer": kwargs for the layer's class,
+    "compile": options}``, validated for shape."""
 
 
 def _require(table: dict, key: str, kind, where: str):
@@ -97,11 +112,15 @@ def read_spec_file(path) -> SpecFile:
     if unknown:
         raise ValueError(f"{path}: unknown table(s) {sorted(unknown)}; expected [layer] and [compile]")
     layer = _require(doc, "layer", dict, str(path))
-    extra = set(layer) - _LAYER_KEYS
+    kind = layer.get("kind", "neural_pde")
+    if kind not in KINDS:
+        raise ValueError(f"{path} [layer]: 'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
+    extra = set(layer) - (_LAYER_KEYS if kind == "neural_pde" else _FLUX_KEYS)
     if extra:
-        raise ValueError(f"{path}: unknown key(s) in [layer]: {sorted(extra)}")
+        raise ValueError(f"{path}: unknown key(s) in [layer] of kind {kind}: {sorted(extra)}")
     where = f"{path} [layer]"
-    _check_stencil(layer, where)
+    if kind == "neural_pde":
+        _check_stencil(layer, where)
     field_name = validate_identifier(layer.get("field", "z"), "field name")
     if "coordinate" in layer and "coordinates" in layer:
         raise ValueError(f"{where}: give 'coordinate' (1-D) or 'coordinates' (a list, 1-3 names), not both")
@@ -109,9 +128,29 @@ def read_spec_file(path) -> SpecFile:
     if not isinstance(names, list) or not 1 <= len(names) <= 3 or not all(isinstance(c, str) for c in names):
         raise ValueError(f"{where}: 'coordinates' must be a list of 1 to 3 names, got {names!r}")
     field = sp.Function(field_name)(*(sp.Symbol(validate_identifier(c, "coordinate name")) for c in names))
-    transform = parse_expression(_require(layer, "transform", str, where), fields={field_name: field})
-    kwargs = {"transform": transform, "field": field,
-              "name": validate_identifier(layer.get("name", "neural_pde"), "layer name")}
+    kwargs = {"field": field, "name": validate_identifier(layer.get("name", kind), "layer name")}
+    positive = {}
+    if kind == "neural_pde":
+        kwargs["transform"] = parse_expression(_require(layer, "transform", str, where), fields={field_name: field})
+    else:
+        names = layer.get("positive", [])
+        if not isinstance(names, list) or not all(isinstance(v, str) for v in names):
+            raise ValueError(f"{where}: 'positive' must be a list of parameter names")
+        positive = {sp.Symbol(validate_identifier(v, "parameter name")): sp.Symbol(v, positive=True) for v in names}
+        flux = layer.get("flux")
+        fluxes = flux if isinstance(flux, list) else [flux]
+        if not fluxes or not all(isinstance(g, str) for g in fluxes):
+            raise ValueError(f"{where}: 'flux' must be an expression string or a list of them (one per coordinate)")
+        parsed = [parse_expression(g, fields={field_name: field}).xreplace(positive) for g in fluxes]
+        kwargs["flux"] = parsed if isinstance(flux, list) else parsed[0]
+        diffusion = layer.get("diffusion", "0")
+        if not isinstance(diffusion, str):
+            raise ValueError(f"{where}: 'diffusion' must be an expression string")
+        kwargs["diffusion"] = parse_expression(diffusion).xreplace(positive)
+        method = layer.get("numerical_flux", "godunov")
+        if not isinstance(method, str):
+            raise ValueError(f"{where}: 'numerical_flux' must be a string")
+        kwargs["numerical_flux"] = method
     activation = layer.get("activation", "identity")
     if not isinstance(activation, str):
         raise ValueError(f"{where}: 'activation' must be a string")
@@ -119,8 +158,9 @@ def read_spec_file(path) -> SpecFile:
     params = layer.get("params", {})
     if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
         raise ValueError(f"{where}: [layer.params] must map names to family strings")
-    kwargs["params"] = {sp.Symbol(validate_identifier(k, "parameter name")): v for k, v in params.items()}
-    for key in ("bias", "accuracy", "offsets"):
+    kwargs["params"] = {positive.get(s, s): v for s, v in
+                        ((sp.Symbol(validate_identifier(k, "parameter name")), v) for k, v in params.items())}
+    for key in ("bias", "accuracy", "offsets") if kind == "neural_pde" else ("bias",):
         if key in layer:
             kwargs[key] = layer[key]
     options = doc.get("compile", {})
@@ -129,4 +169,4 @@ def read_spec_file(path) -> SpecFile:
     extra = set(options) - _COMPILE_KEYS
     if extra:
         raise ValueError(f"{path}: unknown key(s) in [compile]: {sorted(extra)}")
-    return SpecFile(layer=kwargs, compile=dict(options))
+    return SpecFile(kind=kind, layer=kwargs, compile=dict(options))
