@@ -73,5 +73,7 @@ def ship(net) -> Shipped:
 
 
 def local_networks() -> list:
-    """The worker copies alive in this process, any thread (for tests and diagnostics)."""
-    return list(_copies)
+    """The worker copies alive in this process, any thread, as plain data (for ``client.run``):
+    ``[{"network": repr, "kernel": path of the loaded kernel module, "threads": …}, …]``."""
+    return [{"network": repr(n), "kernel": getattr(n.kernel, "__file__", None), "threads": n.threads}
+            for n in list(_copies)]
