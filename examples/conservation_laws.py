@@ -1,5 +1,6 @@
-"""Conservation laws as layers: viscous Burgers learned by a flux-form layer, and a Fokker–Planck
-drift–diffusion learned as a Markov chain.
+"""Conservation laws as layers: viscous Burgers z_t + (z²/2)_q = ν z_qq learned by a flux-form layer,
+and a Fokker–Planck drift–diffusion learned as a Markov chain. Flux layer, per step:
+Z = z − (F(z, z₊) − F(z₋, z))/Δ + D (z₊ − 2z + z₋)/Δ² with Godunov's flux F of g(z) = c z²/2.
 
 1. Burgers ``u_t + (u²/2)_x = ν u_xx`` on (0, 1), periodic, ν = 0.01: the target pairs come from a
    pseudo-spectral solver (Fourier, 2/3 dealiasing, integrating-factor RK4 — not from npdegen).
