@@ -150,7 +150,8 @@ class ConservationLaw(NeuralPDE):
 
     def certificate(self, theta: dict, spacing, state_range=(-1.0, 1.0), omega: float = 1.0,
                     samples: int = 257) -> "FluxCertificate":
-        r"""CFL certificate for states in ``state_range`` (a monotone layer keeps them there):
+        r"""CFL certificate for states in ``state_range`` (a monotone layer keeps them there; also what
+        ``npdegen.stability`` and the training monitor return for this layer, with the default range):
         ``ν = max|g'|·Σ 1/Δ_k + 2D·Σ 1/Δ_k² ≤ 1`` with ω ≤ 1 and the identity activation gives a
         positive, conservative, TVD (maximum-principle) layer."""
         spacing = (spacing,) * self.dim if np.isscalar(spacing) else tuple(spacing)
@@ -177,7 +178,7 @@ class ConservationLaw(NeuralPDE):
         ok = monotone and nu <= 1 + 1e-12 and 0 < omega <= 1 and self.spec.activation_name == "identity"
         return FluxCertificate(cfl=nu, monotone=monotone, conservative=self.spec.bias is None and
                                self.spec.activation_name == "identity", positive=ok, tvd=ok and self.dim == 1,
-                               max_speed=max(speeds), diffusion=max(diff))
+                               max_speed=max(speeds), diffusion=max(diff), omega=float(omega))
 
     def __repr__(self):
         return (f"ConservationLaw({self.spec.name!r}: z_t + div g(z) = D lap z, g = "
@@ -199,6 +200,20 @@ class FluxCertificate:
     tvd: bool
     max_speed: float
     diffusion: float
+    omega: float = 1.0
+
+    @property
+    def stable(self) -> bool:
+        """The same question the linear certificates answer (``npdegen.stability``)."""
+        return self.positive
+
+    @property
+    def binding(self) -> str:
+        return f"flux CFL number {self.cfl:.4g} (must be <= 1 with omega <= 1 and a monotone flux)"
+
+    @property
+    def omega_range(self) -> tuple:
+        return (0.0, 1.0 if self.monotone and self.cfl <= 1 + 1e-12 else 0.0)
 
     def __str__(self):
         verdict = "certified: positive, maximum principle" + (", TVD" if self.tvd else "") if self.positive \

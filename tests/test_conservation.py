@@ -18,6 +18,7 @@ import pytest
 import sympy as sp
 from hypothesis import given, settings, strategies as st
 
+import npdegen
 from npdegen.conservation import conservation_law
 from test_cuda_compile import NVRTC, NVRTC_MISSING, compile_job, emulator  # noqa: F401
 from test_step_cuda import compare, emulated_network
@@ -263,3 +264,13 @@ def test_linear_flux_is_upwind_and_pickles():
         upwind = u - U_value * ((u - np.roll(u, 1, axis=1)) if U_value > 0 else (np.roll(u, -1, axis=1) - u))
         np.testing.assert_allclose(one, upwind, atol=1e-15)
     assert "flux" in str(layer.explain())
+
+
+def test_npdegen_stability_and_the_training_monitor_use_the_flux_certificate():
+    from npdegen.inspect.stability import stability_monitor
+    net = burgers_layer("godunov").compile(n=16, spacing=0.1, layers=2)
+    cert = npdegen.stability(net, {"c": np.array(0.02), "nu": np.array(0.001)})
+    assert cert.stable and cert.cfl == pytest.approx(0.02 / 0.1 + 2 * 0.001 / 0.01)
+    monitor = stability_monitor(net)
+    assert monitor({"c": np.array(0.02), "nu": np.array(0.001)}) is None
+    assert "CFL" in monitor({"c": np.array(0.2), "nu": np.array(0.001)})

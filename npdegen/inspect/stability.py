@@ -168,6 +168,10 @@ def stability(layer, params: dict, spacing: float | None = None, omega: float | 
         net = layer if isinstance(layer, Network) else None
         if omega is None:
             omega = float(params["omega"]) if "omega" in params else getattr(net, "omega", 1.0)
+        if hasattr(step_layer, "certificate"):      # flux-form layers: their CFL certificate
+            return step_layer.certificate({k: v for k, v in params.items() if k not in ("b", "omega")},
+                                          spacing if spacing is not None else getattr(net, "spacing", 1.0),
+                                          omega=omega)
         return step_stability(step_layer, {k: v for k, v in params.items() if k not in ("b", "omega")},
                               spacing=spacing if spacing is not None else getattr(net, "spacing", 1.0),
                               omega=omega, slope=slope,
