@@ -147,8 +147,22 @@ def test_without_input_gradient_and_float32():
         np.testing.assert_allclose(g1[k], g0[k], rtol=1e-4, atol=1e-4)
 
 
+def test_the_graph_pickles_and_runs_after_a_round_trip():
+    """What a worker receives: every task and literal of the graph pickles, and the unpickled graph
+    (the network as its recipe, compiled again on load) computes the same blocks."""
+    import pickle
+    net = burgers_2d().compile(n=(8, 8), layers=2, omega=0.8, boundary=("dirichlet", "periodic"))
+    theta = params(net)
+    X, _ = data(net, batch=2)
+    out = forward_domain(net, da.from_array(X, chunks=(2, 4, 4)), theta)
+    graph = pickle.loads(pickle.dumps(dict(out.__dask_graph__())))
+    blocks = dask.get(graph, out.__dask_keys__())      # nested lists of (batch, chunk) arrays
+    np.testing.assert_allclose(np.block([[list(r) for r in b] for b in blocks]), net.forward(X, theta), **TOL)
+
+
+@pytest.mark.slow
 def test_distributed_workers_in_processes():
-    """The network reaches worker processes as its recipe and compiles there."""
+    """The network reaches worker processes as its recipe and compiles there (slow: starts a cluster)."""
     distributed = pytest.importorskip("distributed")
     net = burgers_2d().compile(n=(8, 8), layers=2, omega=0.8, boundary=("dirichlet", "periodic"))
     theta = params(net)

@@ -177,6 +177,7 @@ def _fold_task(spec, parts):
 
 
 def _forward_task(recipe, spec, theta, parts):
+    theta = dict(theta)
     local = recipe.net(spec.shape[1:], spec.layers)
     z = local.forward(_assemble(parts, spec), theta)
     return np.ascontiguousarray(z[(slice(None), *spec.inner)])
@@ -184,6 +185,7 @@ def _forward_task(recipe, spec, theta, parts):
 
 def _loss_task(recipe, spec, theta, parts, y):
     """The last round: forward (kept on a tape), the chunk's loss, and the adjoint of its interior."""
+    theta = dict(theta)
     local = recipe.net(spec.shape[1:], spec.layers)
     if not np.all(np.isfinite(y)):
         raise ValueError("y contains NaN or inf")
@@ -198,6 +200,7 @@ def _loss_task(recipe, spec, theta, parts, y):
 
 def _vjp_task(recipe, spec, theta, parts, lam_inner):
     """An earlier round: recompute its layers from the checkpoint and run their adjoint."""
+    theta = dict(theta)
     local = recipe.net(spec.shape[1:], spec.layers)
     lam = np.zeros(spec.shape, spec.dtype)
     lam[(slice(None), *spec.inner)] = lam_inner
@@ -299,16 +302,21 @@ class _Run:
         return f"npdegen-{what}-{len(self.graph)}-{self.token}"
 
     def params(self, idx, t0, t1):
-        """The extended parameters of a grid block for layers [t0, t1): one graph key per block."""
-        if (idx, t0, t1) not in self._params:
-            ext = {}
-            for k, v in self.theta.items():
-                fam = self.net.families.get(k, "homogeneous")
-                ext[k] = (v if fam == "homogeneous" else
-                          self.plan.extend(v if fam == "heterogeneous" else v[t0:t1], idx))
-            key = self._params[(idx, t0, t1)] = self.name("params")
-            self.graph[key] = ext
-        return self._params[(idx, t0, t1)]
+        """The parameters of a grid block's extended block for layers [t0, t1) as ``[name, value]``
+        pairs (a list, so that the graph resolves the per-site values, which are keys: a
+        heterogeneous parameter's extension is made once and shared by every round)."""
+        out = {}
+        for k, v in self.theta.items():
+            fam = self.net.families.get(k, "homogeneous")
+            if fam == "homogeneous":
+                out[k] = v
+                continue
+            tag = (k, idx) if fam == "heterogeneous" else (k, idx, t0, t1)
+            if tag not in self._params:
+                key = self._params[tag] = self.name(f"param-{k}")
+                self.graph[key] = self.plan.extend(v if fam == "heterogeneous" else v[t0:t1], idx)
+            out[k] = self._params[tag]
+        return [[k, v] for k, v in out.items()]
 
     def take(self, block_key, index):
         """A halo strip of a block, cut by a task of its own (only the strip travels)."""
