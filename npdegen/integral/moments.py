@@ -41,8 +41,24 @@ def _classify(value) -> str:
     return "ok"
 
 
+def _diverges(expr, s, upper) -> bool:
+    """A quick proof of divergence before integrating (SymPy spends minutes on some divergent
+    integrals): ``s·g(s)`` not tending to 0 at an end means ``|g| ≳ c/s`` there."""
+    ends = [0] if upper is not sp.oo else [0, sp.oo]
+    for end in ends:
+        try:
+            lim = sp.limit(s * expr, s, end, "+" if end == 0 else "-")
+        except Exception:  # noqa: BLE001 - undecidable limits (symbolic exponents): let integrate decide
+            continue
+        if not lim.has(sp.AccumBounds) and lim.is_zero is False:
+            return True
+    return False
+
+
 def _integrate(expr, s, upper):
     """``∫_0^upper expr ds`` → ``(value, condition)``."""
+    if _diverges(expr, s, upper):
+        return sp.oo, sp.true
     try:
         res = sp.integrate(expr, (s, 0, upper), conds="separate")
     except Exception:  # noqa: BLE001 - SymPy's integrators raise assorted internal errors: undecided
@@ -121,20 +137,18 @@ def _orthant_moment(template, r, s, upper, alpha, signs):
     return sign * expr, condition, "ok"
 
 
-def _one_moment(kernel, alpha: tuple, even: tuple):
-    """``(value, condition, status)`` of ``W_α`` in the kernel's template symbols."""
-    d = kernel.dim
-    s = tuple(sp.Dummy(f"s{k}", positive=True) for k in range(d))
-    upper = sp.oo if kernel.template_support is None else kernel.template_support
-    template = kernel.template
-    # exact arithmetic: SymPy's definite integrators stumble on float exponents (3.5 -> 7/2)
-    exact = {f: sp.nsimplify(f, rational=True) for f in template.atoms(sp.Float)}
-    template = template.xreplace(exact)
-    upper = upper.xreplace(exact)
+def _exact(expr):
+    """Floats as rationals: SymPy's definite integrators stumble on float exponents (3.5 -> 7/2)."""
+    return expr.xreplace({f: sp.nsimplify(f, rational=True) for f in expr.atoms(sp.Float)})
+
+
+def _one_moment(template, r, upper, alpha: tuple, even: tuple):
+    """``(value, condition, status)`` of ``W_α`` of ``template`` over the orthants, in template symbols."""
+    s = tuple(sp.Dummy(f"s{k}", positive=True) for k in range(len(r)))
     total, condition, status = sp.Integer(0), sp.true, "ok"
     choices = [(1,) if ev else (1, -1) for ev in even]
     for signs in product(*choices):
-        value, cond, st = _orthant_moment(template, kernel.r, s, upper, alpha, signs)
+        value, cond, st = _orthant_moment(template, r, s, upper, alpha, signs)
         factor = sp.Integer(1)
         for ak, ev in zip(alpha, even):
             if ev:
@@ -146,6 +160,39 @@ def _one_moment(kernel, alpha: tuple, even: tuple):
         elif st == "undecided" and status == "ok":
             status = "undecided"
     return total, condition, status
+
+
+def _separate(template, r):
+    """``[f_0(r_0), …]`` with ``template = Π f_k`` if it factors over the axes, else ``None``."""
+    factors = [sp.Integer(1)] * len(r)
+    for arg in sp.Mul.make_args(template):
+        axes = [k for k, rk in enumerate(r) if arg.has(rk)]
+        if len(axes) > 1:
+            return None
+        factors[axes[0] if axes else 0] *= arg
+    return factors
+
+
+def _moment(kernel, cache, alpha):
+    """``W_α`` in template symbols; a separable N-D kernel as the product of its 1-D factors' moments."""
+    upper = _exact(sp.oo if kernel.template_support is None else kernel.template_support)
+    if "factors" not in cache:
+        template = _exact(kernel.template)
+        factors = _separate(template, kernel.r) if kernel.dim > 1 else None
+        cache["factors"] = factors or [template]
+        rs = [(rk,) for rk in kernel.r] if factors else [kernel.r]
+        cache["axes"] = rs
+        cache["even"] = [_even_axes(f, rk) for f, rk in zip(cache["factors"], rs)]
+    parts = [alpha] if len(cache["factors"]) == 1 else [(a,) for a in alpha]
+    value, condition, status = sp.Integer(1), sp.true, "ok"
+    for k, (f, rk, even, part) in enumerate(zip(cache["factors"], cache["axes"], cache["even"], parts)):
+        key = ("factor", k, part)
+        if key not in cache:
+            cache[key] = _one_moment(f, rk, upper, part, even)
+        v, c, st = cache[key]
+        value, condition = value * v, sp.And(condition, c)
+        status = "divergent" if "divergent" in (status, st) else ("undecided" if "undecided" in (status, st) else "ok")
+    return value, condition, status
 
 
 def _clean(expr):
@@ -160,14 +207,12 @@ def kernel_moments(kernel, max_order: int) -> KernelMoments:
     if not isinstance(max_order, int) or isinstance(max_order, bool) or max_order < 0:
         raise ValueError(f"max_order must be an integer >= 0, got {max_order!r}")
     cache = kernel._moment_cache
-    if "even" not in cache:
-        cache["even"] = _even_axes(kernel.template, kernel.r)
     orders = list(range(max_order + 1)) if kernel.dim == 1 else multi_indices(kernel.dim, max_order)
     values, divergent, conditions, undecided, everything = {}, [], {}, [], {}
     for order in orders:
         alpha = (order,) if kernel.dim == 1 else order
         if order not in cache:
-            value, cond, status = _one_moment(kernel, alpha, cache["even"])
+            value, cond, status = _moment(kernel, cache, alpha)
             value = value.xreplace(kernel.back)
             cond = sp.simplify(cond.xreplace(kernel.back)) if cond not in (sp.true, True) else sp.true
             if cond == sp.false:

@@ -77,16 +77,20 @@ class NonlocalNetwork:
         unknown = set(values) - set(self.shapes)
         if unknown:
             raise ValueError(f"init_params: unknown parameter(s) {sorted(unknown)}; expected {sorted(self.shapes)}")
+        missing = [k for k in self.kernel_names if k not in values]
+        try:
+            self.layer.sampler.check({k: np.asarray(values.get(k, 0.0), np.float64) for k in self.kernel_names})
+        except ValueError as exc:
+            if missing:
+                raise ValueError(f"init_params: the default 0 is outside a kernel parameter's range ({exc}); pass "
+                                 f"values= for {', '.join(missing)}") from None
         theta = {}
         for k, shape in self.shapes.items():
             if k == "omega":
                 theta[k] = np.asarray(values.get(k, self.omega), self.dtype)
                 continue
             theta[k] = np.asarray(values.get(k, 0.0) + scale * rng.standard_normal(shape), self.dtype).reshape(shape)
-        try:
-            return self.check_params(theta)
-        except ValueError as exc:
-            raise ValueError(f"init_params: {exc}; pass values= for the kernel parameters") from None
+        return self.check_params(theta)
 
     def check_params(self, theta) -> dict:
         """Keys, shapes, finiteness, the kernel's parameter ranges; arrays of the network's dtype."""
