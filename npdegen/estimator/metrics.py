@@ -5,7 +5,8 @@ r"""The normalised error the estimator selects by and scores with.
     \quad\text{(mean over samples, as PDEBench)}, \qquad
     \mathrm{nRMSE}_{\text{pooled}} = \frac{\lVert \hat Y - Y\rVert_F}{\lVert Y\rVert_F}.
 
-A sample whose target is identically zero has no normalised error: it is refused.
+A sample whose target is identically zero is normalised by the root-mean-square norm of all the
+targets instead, ``(1/S Σ_s ‖y_s‖²)^{1/2}``; targets that are all zero are refused.
 """
 from __future__ import annotations
 
@@ -15,14 +16,14 @@ __all__ = ["nrmse", "sample_norms"]
 
 
 def sample_norms(Y) -> np.ndarray:
-    """``‖y_s‖₂`` of each sample of ``Y`` shaped ``(samples, *grid)``; ValueError if one is zero."""
+    """``‖y_s‖₂`` of each sample of ``Y`` shaped ``(samples, *grid)``, zeros replaced by the
+    root-mean-square norm; ValueError if every target is zero."""
     Y = np.asarray(Y, np.float64)
     norms = np.sqrt(np.sum(Y.reshape(Y.shape[0], -1) ** 2, axis=1))
-    zero = np.flatnonzero(norms == 0)
-    if zero.size:
-        raise ValueError(f"Y sample {int(zero[0])} is identically zero: its normalised error (nRMSE) is "
-                         "undefined; remove such samples")
-    return norms
+    rms = float(np.sqrt(np.mean(norms ** 2))) if norms.size else 0.0
+    if rms == 0:
+        raise ValueError("Y is identically zero: its normalised error (nRMSE) is undefined")
+    return np.where(norms > 0, norms, rms)
 
 
 def nrmse(pred, true, pooled: bool = False) -> float:

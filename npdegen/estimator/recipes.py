@@ -21,7 +21,8 @@ layer is exactly the free ``w``-point stencil, reparametrised by the invertible 
 families        ``homogeneous`` (one value per parameter), ``heterogeneous`` (one per site),
                 ``time-dependent`` (one per layer and site); searched in this order, each
                 family warm-started from the best fits of the one before
-widths          odd stencil widths per axis, e.g. 3 (ADR) and 5 (+ dispersion, hyper-diffusion)
+widths          odd stencil widths per axis: 1 (reaction only: a local ODE), 3 (ADR), 5 (+ dispersion,
+                hyper-diffusion), …
 depths          numbers of layers ``L``; a deeper homogeneous fit starts from the shallower one
                 rescaled (the generator per layer ∝ 1/L)
 activations     ``identity``; ``tanh``; ``reaction``: the learnable polynomial reaction
@@ -287,8 +288,8 @@ class RecipeSpace:
             if dim not in KINDS[k].dims:
                 raise ValueError(f"layer kind {k!r} does not support {dim}-D grids")
         for w in widths:
-            if not isinstance(w, (int, np.integer)) or isinstance(w, bool) or w < 3 or w % 2 == 0:
-                raise ValueError(f"widths must be odd integers >= 3 (points per axis), got {w!r}")
+            if not isinstance(w, (int, np.integer)) or isinstance(w, bool) or w < 1 or w % 2 == 0:
+                raise ValueError(f"widths must be odd positive integers (points per axis), got {w!r}")
             if any(n <= w - 1 for n in grid):
                 raise ValueError(f"stencil width {w} needs more than {w - 1} sites per axis; the grid is {grid}")
         for L in depths:

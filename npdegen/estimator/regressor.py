@@ -68,6 +68,7 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
         the fitted moments (per site for heterogeneous layers).
     search_report_ : list of dicts, one per recipe tried: recipe, status (fitted / skipped / failed),
         n_params, train_nrmse, val_nrmse, seconds, starts, note (why skipped or failed).
+    n_iter_ : L-BFGS iterations of the winning recipe (over its starts; at least 1).
     validation_nrmse_, fit_seconds_, grid_, spacing_, n_features_in_ : as named.
     """
 
@@ -139,15 +140,16 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
                                  f"got {self.spacing!r}")
             spacing = tuple(float(h) for h in spacing)
         widths = self.widths if not isinstance(self.widths, numbers.Integral) else (self.widths,)
-        for w in widths:
-            for a, n in enumerate(grid):
-                if isinstance(w, numbers.Integral) and n < w:
-                    raise ValueError(f"found {n} feature(s) (sites) along grid axis {a}: stencil width {w} "
-                                     f"needs at least {w} sites per axis")
+        fitting = [w for w in widths if not isinstance(w, numbers.Integral) or min(grid) >= w]
+        if not fitting:
+            raise ValueError(f"found {min(grid)} feature(s) (sites) along a grid axis of {grid}: the stencil "
+                             f"widths {tuple(widths)} need at least {min(widths)} sites per axis")
+        dropped = [w for w in widths if w not in fitting]
+        widths = tuple(fitting)
         space = RecipeSpace(kinds=self.kinds, families=self.families, widths=widths,
                             depths=(self.depths,) if isinstance(self.depths, numbers.Integral) else self.depths,
                             activations=self.activations, omega=self.omega).validate(len(grid), grid)
-        return space, spacing, bounds[0] if len(bounds) == 1 else bounds
+        return space, spacing, bounds[0] if len(bounds) == 1 else bounds, dropped
 
     def _split(self, n: int):
         rng = np.random.default_rng(self.random_state)
@@ -156,19 +158,21 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
         return np.sort(order[n_val:]), np.sort(order[:n_val])
 
     # ------------------------------------------------------------------ API
-    def fit(self, X, Y):
-        """Search the recipe space on snapshot pairs ``X → Y`` (same shape ``(n_samples, *grid)``,
-        at least 2 samples: one is held out for validation). Returns ``self``."""
+    def fit(self, X, y):
+        """Search the recipe space on snapshot pairs ``X → y`` (``y = u(T)`` shaped like ``X = u(0)``,
+        ``(n_samples, *grid)``, at least 2 samples: one is held out for validation). Returns ``self``."""
         started = time.perf_counter()
         X = self._array(X, "X", min_samples=2)
+        Y = y
         if Y is None:
-            raise ValueError("NeuralPDERegressor requires Y (the snapshots u(T)), got None")
+            raise ValueError("NeuralPDERegressor requires y to be passed, but the target y is None "
+                             "(Y: the snapshots u(T) of the samples X = u(0))")
         Y = self._array(Y, "Y", min_samples=2)
         if Y.shape != X.shape:
             raise ValueError(f"Y must have the shape of X, {X.shape} (pairs Y = u(T) of X = u(0) on the same "
                              f"grid), got {Y.shape}")
         grid = X.shape[1:]
-        space, spacing, boundary = self._settings(grid)
+        space, spacing, boundary, dropped = self._settings(grid)
         sample_norms(Y)
         train, val = self._split(X.shape[0])
         periodic = boundary == "periodic" or all(b == "periodic" for b in np.atleast_1d(boundary))
@@ -181,8 +185,11 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
         self.layer_, self.network_ = best.layer, best.net
         self.theta_ = {k: host(v).copy() for k, v in best.theta.items()}
         self.recipe_ = {k: v for k, v in best.recipe.to_dict().items() if k != "warm_from"}
-        self.search_report_ = report
+        self.search_report_ = [{"recipe": f"width {w}", "status": "skipped", "width": w, "seconds": 0.0,
+                                "note": f"the grid {grid} has fewer than {w} sites along an axis"}
+                               for w in dropped] + report
         self.validation_nrmse_ = best.val_nrmse
+        self.n_iter_ = max(int(best.iterations), 1)
         self.physics_ = fitted_physics(best.layer, self.theta_, spacing)
         self.grid_, self.spacing_ = tuple(grid), spacing
         self.n_features_in_ = int(np.prod(grid))
@@ -206,11 +213,11 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
         out = [host(self.network_.forward(X[s:s + chunk], self.theta_)) for s in range(0, X.shape[0], chunk)]
         return np.concatenate(out).astype(np.float64, copy=False).reshape(X.shape)
 
-    def score(self, X, Y, sample_weight=None) -> float:
-        """``1 − nRMSE`` (mean over samples of ``‖ŷ − y‖₂/‖y‖₂``; 1 is exact). ``sample_weight``
-        weights the per-sample errors."""
+    def score(self, X, y, sample_weight=None) -> float:
+        """``1 − nRMSE`` of the predictions for ``X`` against ``y`` (shaped like ``X``): the mean over
+        samples of ``‖ŷ_s − y_s‖₂/‖y_s‖₂``, weighted by ``sample_weight``; 1 is exact."""
         pred = self.predict(X)
-        Y = self._array(Y, "Y")
+        Y = self._array(y, "Y")
         if Y.shape != pred.shape:
             raise ValueError(f"Y must have the shape of X, {pred.shape}, got {Y.shape}")
         if sample_weight is None:

@@ -8,8 +8,9 @@ In the first stage each recipe runs L-BFGS (:func:`npdegen.multistart`) from its
 shallower, narrower and identity neighbours), the data's spectral start and random starts, ``n_starts``
 in all; each later stage promotes the :data:`PROMOTE` best recipes of the stage before, warm-started
 from their fits. Inside a recipe a callback stops L-BFGS at the recipe's deadline, evaluates the
-validation nRMSE every :data:`CHECK_EVERY` iterations, keeps the best parameters seen, and stops a
-start whose validation error has not improved for :data:`PATIENCE` checks. A recipe whose shortest
+validation nRMSE every :data:`CHECK_EVERY` iterations, keeps the best parameters seen, stops a start
+whose validation error has not improved for :data:`PATIENCE` checks, and stops the recipe once the
+validation error reaches the rounding floor :data:`FLOOR`. A recipe whose shortest
 useful run (:data:`MIN_EVALUATIONS` loss evaluations, timed on the data) does not fit in its time is
 skipped, and the report says so. The winner is the fit with the fewest parameters among those
 within :data:`SIMPLER_WITHIN` of the least validation nRMSE (:func:`choose`).
@@ -38,6 +39,8 @@ STAGE_WEIGHTS = {"homogeneous": 1.0, "heterogeneous": 4.0, "time-dependent": 4.0
 PROMOTE = 2
 #: Validation checks: every this many L-BFGS iterations; a start stops after this many without gain.
 CHECK_EVERY, PATIENCE = 5, 8
+#: Validation nRMSE at which a recipe stops: the data are matched to the dtype's rounding.
+FLOOR = {"float64": 1e-12, "float32": 1e-5}
 #: A richer fit must beat a simpler one's validation nRMSE by more than this (relative) to win.
 SIMPLER_WITHIN = 0.02
 #: A recipe is skipped when fewer than this many loss evaluations fit in its time.
@@ -83,6 +86,7 @@ class Fit:
     train_nrmse: float
     val_nrmse: float
     seconds: float = 0.0
+    iterations: int = 0
 
     @property
     def n_params(self) -> int:
@@ -92,9 +96,9 @@ class Fit:
 class _Monitor(Callback):
     """Deadline per start, validation checks, best parameters across starts."""
 
-    def __init__(self, evaluate, end: float, starts: int):
-        self.evaluate, self.end, self.left = evaluate, end, max(starts, 1)
-        self.best, self.best_theta = math.inf, None
+    def __init__(self, evaluate, end: float, starts: int, floor: float = 0.0):
+        self.evaluate, self.end, self.left, self.floor = evaluate, end, max(starts, 1), floor
+        self.best, self.best_theta, self.iterations = math.inf, None, 0
 
     def on_train_begin(self, info):
         now = time.perf_counter()
@@ -109,6 +113,7 @@ class _Monitor(Callback):
         return value
 
     def on_step(self, step, loss, theta):
+        self.iterations += 1
         if (step + 1) % CHECK_EVERY == 0:
             value = self.consider(theta)
             if value < self.own * (1 - 1e-4):
@@ -117,7 +122,7 @@ class _Monitor(Callback):
                 self.waited += 1
                 if self.waited >= PATIENCE:
                     return True
-        return time.perf_counter() >= self.stop_at
+        return self.best <= self.floor or time.perf_counter() >= self.stop_at
 
 
 class Search:
@@ -169,7 +174,7 @@ class Search:
     def _entry(self, recipe: Recipe, status: str, started: float, **extra) -> dict:
         entry = {"recipe": recipe.label, **recipe.to_dict(), "status": status,
                  "seconds": round(time.perf_counter() - started, 4), "n_params": None,
-                 "train_nrmse": None, "val_nrmse": None, "starts": 0, "note": ""}
+                 "train_nrmse": None, "val_nrmse": None, "starts": 0, "iterations": 0, "note": ""}
         entry.update(extra)
         self.report.append(entry)
         self.log(format_report([entry], header=False))
@@ -196,7 +201,8 @@ class Search:
         starts = self._starts(recipe, net, first_stage)
         if not starts:
             return self._entry(recipe, "skipped", started, n_params=n_params, note="no warm start available")
-        monitor = _Monitor(lambda th: self._error(net, th, p.x_val, p.y_val), end, len(starts))
+        floor = FLOOR[str(net.dtype)]
+        monitor = _Monitor(lambda th: self._error(net, th, p.x_val, p.y_val), end, len(starts), floor)
         bounds = KINDS[recipe.kind].bounds(recipe, len(p.grid)) or None
         try:
             result = multistart(net, p.x_train, p.y_train, starts, steps=self.max_iter, optimizer="lbfgs",
@@ -214,11 +220,11 @@ class Search:
                                note=f"every start diverged ({diverged} of {len(starts)})")
         theta = monitor.best_theta
         fit = Fit(recipe, layer, net, theta, self._error(net, theta, p.x_train, p.y_train), monitor.best,
-                  time.perf_counter() - started)
+                  time.perf_counter() - started, monitor.iterations)
         self.fits[recipe.label] = fit
         note = f"{diverged} of {len(starts)} starts diverged" if diverged else ""
         self._entry(recipe, "fitted", started, n_params=fit.n_params, train_nrmse=fit.train_nrmse,
-                    val_nrmse=fit.val_nrmse, starts=len(starts), note=note)
+                    val_nrmse=fit.val_nrmse, starts=len(starts), iterations=fit.iterations, note=note)
         return fit
 
     # ------------------------------------------------------------------ the walk
