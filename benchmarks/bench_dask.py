@@ -217,16 +217,19 @@ def main():
     o = overheads(strong[2], net, theta, N)
     lam, s, beta = strong[2]["latency"], strong[2]["per_task"], strong[2]["bandwidth"]
     o1 = overheads(strong[1], net, theta, N)
-    m = o["reduce"] / max(1, sum(1 for t in strong[2]["tasks"] if "_merge" in str(t["key"]) or "_root" in str(t["key"])))
+    merges = [t for t in strong[2]["tasks"] if "_merge" in str(t["key"]) or "_root" in str(t["key"])]
+    m = o["reduce"] / max(1, len(merges))
     print(f"2 workers, one call: wall {strong[2]['wall'] * 1e3:.1f} ms, chunk compute (slowest worker) "
-          f"{o['compute'] * 1e3:.1f} ms, reduction tasks {o['reduce'] * 1e3:.2f} ms, transfers {o['transfer'] * 1e3:.1f} ms, "
-          f"rest {o['rest'] * 1e3:.1f} ms; piece {o['piece_bytes']} B ({o['nodes']} node), theta {o['theta_bytes']} B")
+          f"{o['compute'] * 1e3:.1f} ms, reduction tasks {o['reduce'] * 1e3:.2f} ms, "
+          f"transfers {o['transfer'] * 1e3:.1f} ms, rest {o['rest'] * 1e3:.1f} ms; "
+          f"piece {o['piece_bytes']} B ({o['nodes']} node), theta {o['theta_bytes']} B")
     print(f"latency {lam * 1e3:.2f} ms, scheduler {s * 1e6:.0f} us/task, bandwidth {beta / 2**20:.0f} MiB/s")
 
     compute_s = o1["compute"] / N                                 # kernel compute per sample, 1 worker
     print(f"1 worker, one call: wall {strong[1]['wall'] * 1e3:.1f} ms, chunk compute {o1['compute'] * 1e3:.1f} ms")
     for P in (1, 2):
-        print(f"model check, {P} worker(s): model {model(P, N, compute_s, lam, s, o['piece_bytes'], beta, m, o['theta_bytes']) * 1e3:.1f} ms, "
+        predicted = model(P, N, compute_s, lam, s, o["piece_bytes"], beta, m, o["theta_bytes"])
+        print(f"model check, {P} worker(s): model {predicted * 1e3:.1f} ms, "
               f"measured {strong[P]['median'] * 1e3:.1f} ms")
     rows = []
     for P in (1, 2, 8, 16, 32, 64):
