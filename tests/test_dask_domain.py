@@ -17,7 +17,7 @@ da = pytest.importorskip("dask.array", reason="dask is not installed (pip instal
 import dask  # noqa: E402
 
 import npdegen  # noqa: E402
-from npdegen.distributed.domain import _Plan, forward_domain, loss_and_grad_domain  # noqa: E402
+from npdegen.distributed.domain import _Plan, forward_domain, loss_and_grad_domain, vjp_domain  # noqa: E402
 
 q, x, y, w = sp.symbols("q x y w")
 z1, z2, z3 = sp.Function("z")(q), sp.Function("z")(x, y), sp.Function("z")(x, y, w)
@@ -172,6 +172,27 @@ def test_distributed_workers_in_processes():
         assert isinstance(g["x"], da.Array)
 
 
+@pytest.mark.parametrize("block", [None, 2])
+def test_vjp_and_the_mean_loss(block):
+    """vjp_domain equals Network.vjp; kind="mean" is Σ(z_L − y)²/count with gradient 2/count × the
+    sum's (both through the rounds of block=2 too)."""
+    net = burgers_2d().compile(n=(10, 9), layers=3, omega=0.8, boundary=("periodic", "neumann"))
+    theta = params(net)
+    X, Y = data(net, batch=2)
+    xd = da.from_array(X, chunks=(1, 5, (4, 5)))
+    dx0, g0 = net.vjp(X, theta, Y)
+    dx1, g1 = vjp_domain(net, xd, theta, da.from_array(Y, chunks=(2, 10, 3)), block=block)
+    assert isinstance(dx1, da.Array) and dx1.chunks == xd.chunks
+    np.testing.assert_allclose(dx1.compute(), dx0, **TOL)
+    for k in g0:
+        np.testing.assert_allclose(g1[k], g0[k], **TOL, err_msg=k)
+    l0, s0 = net.loss_and_grad(X, Y, theta, input_grad=True)
+    lm, gm = loss_and_grad_domain(net, xd, Y, theta, input_grad=True, kind="mean", block=block)
+    assert lm == pytest.approx(np.mean((net.forward(X, theta) - Y) ** 2), rel=1e-12)
+    for k in s0:
+        np.testing.assert_allclose(np.asarray(gm[k]), 2 * s0[k] / X.size, **TOL, err_msg=k)
+
+
 # ---------------------------------------------------------------------------------- the halo plan
 def _reference_indices(chunks, depth, periodic, j):
     """Grid indices of extended block j along one axis, written out directly."""
@@ -236,6 +257,10 @@ def test_bad_input_is_refused_at_the_api():
         forward_domain(net, xd, theta, threads=0)
     with pytest.raises(ValueError, match="theta"):
         forward_domain(net, xd, {**theta, "nu": np.zeros(3)})
+    with pytest.raises(ValueError, match="kind"):
+        loss_and_grad_domain(net, xd, Y, theta, kind="relative")
+    with pytest.raises(ValueError, match="cotangent has shape"):
+        vjp_domain(net, xd, theta, Y[0])
     with pytest.raises(ValueError, match="y has shape"):
         loss_and_grad_domain(net, xd, Y[:, :4], theta)
     with pytest.raises(ValueError, match="larger chunks"):

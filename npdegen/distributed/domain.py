@@ -50,7 +50,7 @@ from operator import getitem
 
 import numpy as np
 
-__all__ = ["forward_domain", "loss_and_grad_domain"]
+__all__ = ["forward_domain", "loss_and_grad_domain", "vjp_domain"]
 
 _COMPILE = threading.Lock()      # NeuralPDE.compile loads shared module caches
 
@@ -133,8 +133,8 @@ class _Plan:
 # ---------------------------------------------------------------------------------- tasks
 @dataclass(frozen=True)
 class _Recipe:
-    """What a task needs to compile the network for its extended block (one graph key, shipped
-    once per worker; a worker compiles from its own kernel cache)."""
+    """The network as a task needs it: compiled for its extended block from the layer and options
+    (one graph key, shipped once per worker, which compiles from its own kernel cache)."""
     layer: object
     options: dict
     threads: int
@@ -147,9 +147,9 @@ class _Recipe:
 
 @dataclass(frozen=True)
 class _Spec:
-    """Static arguments of a block task (an opaque literal in the graph): the layers it runs, where
-    its pieces go (``pairs``: ``(source slices or None for a whole part, destination slices)``),
-    its shape (batch first), the dtype and its own sites in the extended block (``inner``)."""
+    """Static arguments of a block task: layers it runs, where its parts go (``pairs``: source
+    slices, or None for a whole part, and destination slices), shape (batch first), dtype, and its
+    own sites within the extended block (``inner``)."""
     layers: int
     pairs: tuple
     shape: tuple
@@ -162,70 +162,50 @@ def _take(block, index):
 
 
 def _assemble(parts, spec, add=False):
+    """The extended block from its parts (the gather), or with ``add`` the sum of the parts (the fold)."""
     out = (np.zeros if add else np.empty)(spec.shape, spec.dtype)
     for part, (src, dst) in zip(parts, spec.pairs):
         part = part if src is None else part[(slice(None), *src)]
-        if add:
-            out[(slice(None), *dst)] += part
-        else:
-            out[(slice(None), *dst)] = part
+        out[(slice(None), *dst)] = out[(slice(None), *dst)] + part if add else part
     return out
 
 
-def _fold_task(spec, parts):
-    return _assemble(parts, spec, add=True)
-
-
 def _forward_task(recipe, spec, theta, parts):
-    theta = dict(theta)
-    local = recipe.net(spec.shape[1:], spec.layers)
-    z = local.forward(_assemble(parts, spec), theta)
+    z = recipe.net(spec.shape[1:], spec.layers).forward(_assemble(parts, spec), dict(theta))
     return np.ascontiguousarray(z[(slice(None), *spec.inner)])
 
 
-def _loss_task(recipe, spec, theta, parts, y):
-    """The last round: forward (kept on a tape), the chunk's loss, and the adjoint of its interior."""
-    theta = dict(theta)
-    local = recipe.net(spec.shape[1:], spec.layers)
-    if not np.all(np.isfinite(y)):
+def _adjoint_task(recipe, spec, theta, parts, target, kind):
+    """One round's ``(loss part, grads, input cotangent)`` on an extended block. ``kind``: "sum",
+    "mean" (``target`` is y; the last round), "vjp" (``target`` is the output's cotangent) or "round"
+    (an earlier round: its checkpoint's layers recomputed, ``target`` the next round's cotangent)."""
+    local, inner = recipe.net(spec.shape[1:], spec.layers), (slice(None), *spec.inner)
+    if kind in ("sum", "mean") and not np.all(np.isfinite(target)):
         raise ValueError("y contains NaN or inf")
-    tape = local.forward(_assemble(parts, spec), theta, keep=True)
-    lam = np.zeros(spec.shape, tape.output.dtype)
-    lam[(slice(None), *spec.inner)] = tape.output[(slice(None), *spec.inner)] - y
-    flat = lam.reshape(-1)
-    loss = 0.5 * float(np.einsum("i,i->", flat, flat, dtype=np.float64))
+    tape = local.forward(_assemble(parts, spec), dict(theta), keep=True)
+    lam, loss = np.zeros(spec.shape, spec.dtype), 0.0
+    if kind in ("sum", "mean"):
+        r = (tape.output[inner] - target).reshape(-1)
+        loss = float(np.einsum("i,i->", r, r, dtype=np.float64)) * (0.5 if kind == "sum" else 1.0)
+        lam[inner] = (tape.output[inner] - target) * (1 if kind == "sum" else 2)
+    else:
+        lam[inner] = target
     dx, grads = local.backward(tape, lam)
     return loss, grads, dx
 
 
-def _vjp_task(recipe, spec, theta, parts, lam_inner):
-    """An earlier round: recompute its layers from the checkpoint and run their adjoint."""
-    theta = dict(theta)
-    local = recipe.net(spec.shape[1:], spec.layers)
-    lam = np.zeros(spec.shape, spec.dtype)
-    lam[(slice(None), *spec.inner)] = lam_inner
-    dx, grads = local.vjp(_assemble(parts, spec), theta, lam)
-    return None, grads, dx
-
-
 def _accumulate(families, layers, rows, grads):
-    """Sum one grid block's extended gradients over batch blocks and rounds (fixed order, float64);
-    time-dependent rows go to their layers ``rows[i] = (t0, t1)``."""
+    """One grid block's extended gradients summed over batch blocks and rounds (fixed order,
+    float64); time-dependent rows go to their layers ``rows[i] = (t0, t1)``."""
     acc = {}
     for (t0, t1), entry in zip(rows, grads):
         for k, g in entry.items():
             g = np.asarray(g, np.float64)
-            if families.get(k) == "time-dependent":
-                if k not in acc:
-                    acc[k] = np.zeros((layers, *g.shape[1:]))
-                acc[k][t0:t1] += g
+            if families[k] == "time-dependent":
+                acc.setdefault(k, np.zeros((layers, *g.shape[1:])))[t0:t1] += g
             else:
                 acc[k] = acc[k] + g if k in acc else g.copy()
     return acc
-
-
-def _summary(losses, accs):
-    return losses, accs
 
 
 # ---------------------------------------------------------------------------------- checks
@@ -251,72 +231,74 @@ def _setup(net, x, theta, block, threads):
         raise ValueError(f"x must have shape (batch, {', '.join(map(str, grid))}) or {grid}, got {x.shape}")
     if x.dtype.kind not in "fiu":
         raise TypeError(f"x must be real numbers, got dtype {x.dtype}")
-    if any(np.isnan(c) for cs in x.chunks for c in cs):
-        raise ValueError("x has chunks of unknown size: call x.compute_chunk_sizes() first")
-    single = x.ndim == d
-    if single:
-        x = x[None]
-    if any(c == 0 for cs in x.chunks for c in cs):
-        raise ValueError(f"x has empty chunks {x.chunks}: rechunk it")
-    layers = net.layers
-    if block is None:
-        block = layers
+    if any(np.isnan(c) or c == 0 for cs in x.chunks for c in cs):
+        raise ValueError(f"x has chunks of unknown size or empty chunks {x.chunks}: call "
+                         "x.compute_chunk_sizes() or rechunk it")
+    layers, block = net.layers, net.layers if block is None else block
     if not isinstance(block, (int, np.integer)) or isinstance(block, bool) or not 1 <= block <= layers:
         raise ValueError(f"block must be None or an integer in [1, {layers}] (layers per halo exchange), "
                          f"got {block!r}")
     if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or threads < 1:
         raise ValueError(f"threads must be a positive integer (kernel threads per chunk), got {threads!r}")
-    theta = net.check_params(theta)
-    boundaries = normalise_boundaries(net.options.boundary, d)
-    plan = _Plan(x.chunks[1:], [int(block) * h for h in net.halos], boundaries)
+    theta, single = net.check_params(theta), x.ndim == d
+    x = x[None] if single else x
+    plan = _Plan(x.chunks[1:], [int(block) * h for h in net.halos], normalise_boundaries(net.options.boundary, d))
     for idx in plan.blocks:
         ext = plan.ext_shape(idx)
         if any(e <= 2 * h for e, h in zip(ext, net.halos)):
             raise ValueError(f"chunk {idx} extends to {ext} sites, not more than twice the stencil reach "
                              f"{tuple(net.halos)} on every axis: use larger chunks (x.rechunk)")
     rounds = [(t0, min(t0 + int(block), layers)) for t0 in range(0, layers, int(block))]
-    recipe = _Recipe(net.recipe[0], dict(net.recipe[1]), int(threads))
-    return x, single, theta, plan, rounds, recipe
+    return x, single, theta, plan, rounds, _Recipe(net.recipe[0], dict(net.recipe[1]), int(threads))
 
 
+def _like_x(x, single, other, what):
+    """``other`` (dask or NumPy) as a dask array chunked like the batched ``x``."""
+    import dask.array as da
+    other = other if isinstance(other, da.Array) else da.asarray(np.asarray(other))
+    if other.dtype.kind not in "fiu":
+        raise TypeError(f"{what} must be real numbers, got dtype {other.dtype}")
+    other = other[None] if single and other.ndim == x.ndim - 1 else other
+    if other.shape != x.shape:
+        raise ValueError(f"{what} has shape {other.shape[1:] if single else other.shape}, expected the shape "
+                         f"of x, {x.shape[1:] if single else x.shape}")
+    return other.rechunk(x.chunks)
+
+
+# ---------------------------------------------------------------------------------- the graph
 class _Run:
-    """The task graph of one call (dask's low-level graph format: tasks are tuples, keys
+    """The task graph of one call in dask's low-level format (tasks are tuples; block keys
     ``(name, batch block, *grid block)``); chunks enter as the keys of ``x``."""
 
     def __init__(self, net, x, theta, plan, recipe):
         self.net, self.plan, self.dtype, self.theta = net, plan, net.dtype, theta
         self.token = uuid.uuid4().hex
         self.recipe = f"npdegen-recipe-{self.token}"
-        self.graph, self.deps, self._params, self._taken = {self.recipe: recipe}, [x], {}, {}
+        self.graph, self.deps, self._params, self._taken = {self.recipe: recipe}, [], {}, {}
         self.batches = x.chunks[0]
         self.keys = [(b, *idx) for b in range(len(self.batches)) for idx in plan.blocks]
         self.x = self.of(x)
 
     def of(self, arr):
         """The block keys of a dask array chunked like x, by ``(batch block, *grid block)``."""
-        if arr is not self.deps[0]:
-            self.deps.append(arr)
+        self.deps.append(arr)
         return {key: (arr.name, *key) for key in self.keys}
 
     def name(self, what):
         return f"npdegen-{what}-{len(self.graph)}-{self.token}"
 
     def params(self, idx, t0, t1):
-        """The parameters of a grid block's extended block for layers [t0, t1) as ``[name, value]``
-        pairs (a list, so that the graph resolves the per-site values, which are keys: a
-        heterogeneous parameter's extension is made once and shared by every round)."""
-        out = {}
+        """A block's extended parameters for layers [t0, t1) as ``[name, value]`` pairs (a list:
+        the graph resolves the keys in it; a heterogeneous extension is one key for all rounds)."""
+        out = []
         for k, v in self.theta.items():
             fam = self.net.families.get(k, "homogeneous")
-            if fam == "homogeneous":
-                out[k] = v
-                continue
             tag = (k, idx) if fam == "heterogeneous" else (k, idx, t0, t1)
-            if tag not in self._params:
+            if fam != "homogeneous" and tag not in self._params:
                 key = self._params[tag] = self.name(f"param-{k}")
                 self.graph[key] = self.plan.extend(v if fam == "heterogeneous" else v[t0:t1], idx)
-            out[k] = self._params[tag]
-        return [[k, v] for k, v in out.items()]
+            out.append([k, v if fam == "homogeneous" else self._params[tag]])
+        return out
 
     def take(self, block_key, index):
         """A halo strip of a block, cut by a task of its own (only the strip travels)."""
@@ -326,33 +308,33 @@ class _Run:
             self.graph[key] = (_take, block_key, index)
         return self._taken[tag]
 
+    def _parts(self, blocks, key, entries):
+        parts, pairs = [], []
+        for src, s_sl, d_sl in entries:
+            own = src == key[1:]
+            parts.append(blocks[key] if own else self.take(blocks[(key[0], *src)], s_sl))
+            pairs.append((s_sl if own else None, d_sl))
+        return parts, tuple(pairs)
+
     def shape(self, key, ext=False):
         grid = self.plan.ext_shape(key[1:]) if ext else tuple(self.plan.chunks[a][j] for a, j in enumerate(key[1:]))
         return (self.batches[key[0]], *grid)
 
     def task(self, fn, blocks, key, t0, t1, *extra):
-        """``fn`` on the extended block ``key`` gathered from ``blocks`` (the gather ``P_c``)."""
-        parts, pairs = [], []
-        for owner, s_sl, d_sl in self.plan.pieces(key[1:]):
-            own = owner == key[1:]
-            parts.append(blocks[key] if own else self.take(blocks[(key[0], *owner)], s_sl))
-            pairs.append((s_sl if own else None, d_sl))
-        spec = _Spec(t1 - t0, tuple(pairs), self.shape(key, ext=True), self.dtype, self.plan.inner(key[1:]))
+        """``fn`` on the extended block ``key`` gathered from ``blocks`` (``P_c``)."""
+        parts, pairs = self._parts(blocks, key, self.plan.pieces(key[1:]))
+        spec = _Spec(t1 - t0, pairs, self.shape(key, ext=True), self.dtype, self.plan.inner(key[1:]))
         out = (self.name(fn.__name__.strip("_")), *key)
         self.graph[out] = (fn, self.recipe, spec, self.params(key[1:], t0, t1), parts, *extra)
         return out
 
-    def fold(self, ext_blocks, what):
+    def fold(self, ext_blocks):
         """``P^T ext``: each block's own extended block plus its sites in the neighbours' halos."""
-        name, out = self.name(what), {}
+        name, out = self.name("fold"), {}
         for key in self.keys:
-            parts, pairs = [], []
-            for src, e_sl, d_sl in self.plan.folds(key[1:]):
-                own = src == key[1:]
-                parts.append(ext_blocks[(key[0], *src)] if own else self.take(ext_blocks[(key[0], *src)], e_sl))
-                pairs.append((e_sl if own else None, d_sl))
+            parts, pairs = self._parts(ext_blocks, key, self.plan.folds(key[1:]))
             out[key] = (name, *key)
-            self.graph[out[key]] = (_fold_task, _Spec(0, tuple(pairs), self.shape(key), self.dtype), parts)
+            self.graph[out[key]] = (_assemble, parts, _Spec(0, pairs, self.shape(key), self.dtype), True)
         return out
 
     def item(self, key, i):
@@ -360,102 +342,55 @@ class _Run:
         self.graph[out] = (getitem, key, i)
         return out
 
-    def forward(self, blocks, t0, t1):
-        return {key: self.task(_forward_task, blocks, key, t0, t1) for key in self.keys}
-
-    def hlg(self, name):
-        """The graph as one layer called ``name`` (the output's name, as dask collections need)."""
-        from dask.highlevelgraph import HighLevelGraph
-        return HighLevelGraph.from_collections(name, dict(self.graph), dependencies=self.deps)
-
-    def array(self, blocks, single):
-        """The dask array of ``blocks`` (chunked like x): aliases ``(name, *key)`` of its keys."""
+    def collection(self, blocks=None, single=False, key=None):
+        """A dask array of ``blocks`` (chunked like x), or the Delayed of graph key ``key``."""
         import dask.array as da
-        name = self.name("out")
-        for key in self.keys:
-            self.graph[(name, *key)] = blocks[key]
-        arr = da.Array(self.hlg(name), name, ((*self.batches,), *self.plan.chunks), dtype=self.dtype)
+        from dask.delayed import Delayed
+        from dask.highlevelgraph import HighLevelGraph
+        name = key or self.name("out")
+        for k in ([] if key else self.keys):
+            self.graph[(name, *k)] = blocks[k]
+        graph = HighLevelGraph.from_collections(name, dict(self.graph), dependencies=self.deps)
+        if key:
+            return Delayed(key, graph)
+        arr = da.Array(graph, name, ((*self.batches,), *self.plan.chunks), dtype=self.dtype)
         return arr[0] if single else arr
 
 
-# ---------------------------------------------------------------------------------- public
-def forward_domain(net, x, theta, *, block: int | None = None, threads: int = 1):
-    """``z_L`` for a dask array ``x`` chunked in space: a lazy dask array chunked like ``x``.
-
-    Each chunk runs ``net``'s kernel on itself plus a halo of ``block·r`` sites per axis
-    (``block`` layers per halo exchange, default all ``L``: one exchange), the network's boundary
-    at the grid's edges; the result equals ``net.forward(x.compute(), theta)`` (module docstring).
-    ``threads``: kernel threads per chunk (dask runs the chunks in parallel).
-    """
-    x, single, theta, plan, rounds, recipe = _setup(net, x, theta, block, threads)
-    run = _Run(net, x, theta, plan, recipe)
-    blocks = run.x
-    for t0, t1 in rounds:
-        blocks = run.forward(blocks, t0, t1)
-    return run.array(blocks, single)
-
-
-def loss_and_grad_domain(net, x, y, theta, input_grad: bool = False, *, block: int | None = None,
-                         threads: int = 1):
-    """``loss = 0.5 Σ (z_L − y)²`` and its gradient (a dict of NumPy arrays shaped like ``theta``,
-    with ``"x"`` a dask array chunked like ``x`` if ``input_grad``, computed and held: persisted),
-    for ``x`` chunked in space.
-
-    Equal to ``net.loss_and_grad(x.compute(), y, theta)`` to rounding: every chunk runs the local
-    forward and adjoint on its extended block with the cotangent zero in the halo, and the halo
-    parts of per-site gradients are folded back to the chunks owning those sites (module docstring).
-    ``y``: a dask or NumPy array shaped like ``x`` (rechunked to ``x``'s chunks).
-    """
+def _gradients(net, x, target, theta, kind, want_dx, block, threads):
+    """``(loss, grads, dx)``: the rounds forward to their checkpoints, then backward (module docstring)."""
     import dask
-    import dask.array as da
-    from dask.delayed import Delayed
     x, single, theta, plan, rounds, recipe = _setup(net, x, theta, block, threads)
-    y = y if isinstance(y, da.Array) else da.asarray(np.asarray(y))
-    if y.dtype.kind not in "fiu":
-        raise TypeError(f"y must be real numbers, got dtype {y.dtype}")
-    y = y[None] if single and y.ndim == x.ndim - 1 else y
-    if y.shape != x.shape:
-        raise ValueError(f"y has shape {y.shape[1:] if single else y.shape}, expected the shape of x, "
-                         f"{x.shape[1:] if single else x.shape}")
+    target = _like_x(x, single, target, "cotangent" if kind == "vjp" else "y")
     run = _Run(net, x, theta, plan, recipe)
-    y_blocks = run.of(y.rechunk(x.chunks))
-    states = [run.x]                           # the state before every round: checkpoints
+    states, targets = [run.x], run.of(target)
     for t0, t1 in rounds[:-1]:
-        states.append(run.forward(states[-1], t0, t1))
-    losses, grads = [], {idx: [] for idx in plan.blocks}
-    dz = None
-    for k in range(len(rounds) - 1, -1, -1):   # the last round computes the loss; then backwards
-        t0, t1 = rounds[k]
-        lam = run.fold(dz, "cotangent") if dz is not None else None
-        dz = {}
+        states.append({key: run.task(_forward_task, states[-1], key, t0, t1) for key in run.keys})
+    losses, grads, rows, dz = [], {idx: [] for idx in plan.blocks}, [], None
+    for k in range(len(rounds) - 1, -1, -1):   # the last round (loss or given cotangent) first
+        lam = targets if dz is None else run.fold(dz)
+        dz, rows = {}, rows + [rounds[k]] * len(run.batches)
         for key in run.keys:
-            out = (run.task(_loss_task, states[k], key, t0, t1, y_blocks[key]) if lam is None else
-                   run.task(_vjp_task, states[k], key, t0, t1, lam[key]))
-            if lam is None:
+            out = run.task(_adjoint_task, states[k], key, *rounds[k], lam[key], kind if k == len(rounds) - 1 else "round")
+            if k == len(rounds) - 1:
                 losses.append(run.item(out, 0))
             grads[key[1:]].append(run.item(out, 1))
             dz[key] = run.item(out, 2)
     families = {k: net.families.get(k, "homogeneous") for k in theta}
-    rows = [rounds[k] for k in range(len(rounds) - 1, -1, -1) for _ in range(len(run.batches))]
     acc = []
     for idx in plan.blocks:
         acc.append(run.name("gradient"))
         run.graph[acc[-1]] = (_accumulate, families, net.layers, rows, grads[idx])
     summary = run.name("summary")
-    run.graph[summary] = (_summary, losses, acc)
-    if input_grad:
-        dx = run.array(run.fold(dz, "input-gradient"), single)
-        dx, result = dask.persist(dx, Delayed(summary, run.hlg(summary)))
+    run.graph[summary] = (tuple, [losses, acc])
+    if want_dx:
+        dx, result = dask.persist(run.collection(run.fold(dz), single), run.collection(key=summary))
         parts, acc = result.compute()
     else:
-        parts, acc = Delayed(summary, run.hlg(summary)).compute()
-    total = 0.0
+        dx, (parts, acc) = None, run.collection(key=summary).compute()
+    loss = 0.0
     for part in parts:                         # fixed order: batch blocks, then grid blocks (C order)
-        total += part
-    if not np.isfinite(total):
-        from ..runtime.network import NonFiniteError
-        raise NonFiniteError("loss_and_grad_domain: the loss is not finite (the scheme is unstable for these "
-                             "parameters or the input is too large: npdegen.stability)")
+        loss += part
     out = {}
     for k in theta:
         g = np.zeros(net.shapes[k])
@@ -464,7 +399,54 @@ def loss_and_grad_domain(net, x, y, theta, input_grad: bool = False, *, block: i
                 g += a[k]
             else:
                 plan.fold_into(g, a[k], idx)
-        out[k] = g.astype(net.dtype)
+        out[k] = g
+    if kind == "mean":
+        count = float(np.prod(x.shape))
+        loss, out = loss / count, {k: g / count for k, g in out.items()}
+        dx = None if dx is None else dx / count
+    if not (np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in out.values())):
+        from ..runtime.network import NonFiniteError
+        raise NonFiniteError("the loss or gradients of the chunked field are not finite: the scheme is unstable "
+                             "for these parameters or the input is too large (npdegen.stability)")
+    return loss, {k: g.astype(net.dtype) for k, g in out.items()}, dx
+
+
+# ---------------------------------------------------------------------------------- public
+def forward_domain(net, x, theta, *, block: int | None = None, threads: int = 1):
+    """``z_L`` for a dask array ``x`` chunked in space: a lazy dask array chunked like ``x``.
+
+    Each chunk runs ``net``'s kernel on itself plus a halo of ``block·r`` sites per axis (``block``
+    layers per halo exchange; default all ``L``: one exchange) with the network's boundary at the
+    grid's edges; equal to ``net.forward(x.compute(), theta)``. ``threads``: kernel threads per
+    chunk (dask runs the chunks in parallel).
+    """
+    x, single, theta, plan, rounds, recipe = _setup(net, x, theta, block, threads)
+    run = _Run(net, x, theta, plan, recipe)
+    blocks = run.x
+    for t0, t1 in rounds:
+        blocks = {key: run.task(_forward_task, blocks, key, t0, t1) for key in run.keys}
+    return run.collection(blocks, single)
+
+
+def loss_and_grad_domain(net, x, y, theta, input_grad: bool = False, *, kind: str = "sum",
+                         block: int | None = None, threads: int = 1):
+    """The loss and its gradient for ``x`` chunked in space: ``kind="sum"``, ``0.5 Σ (z_L − y)²``,
+    or ``"mean"``, ``Σ (z_L − y)² / count`` over values. Returns ``(loss, grads)``, grads NumPy
+    arrays shaped like ``theta`` plus ``"x"`` if ``input_grad``: a dask array chunked like ``x``
+    (computed and held: persisted). ``y``: dask or NumPy, shaped like ``x``. Equal to
+    ``net.loss_and_grad(x.compute(), y, theta)`` up to rounding (module docstring).
+    """
+    if kind not in ("sum", "mean"):
+        raise ValueError(f"kind must be 'sum' or 'mean' for a field chunked in space, got {kind!r} ('relative' "
+                         "needs every sample's norms before the adjoint: use one chunk per grid axis)")
+    loss, grads, dx = _gradients(net, x, y, theta, kind, input_grad, block, threads)
     if input_grad:
-        out["x"] = dx
-    return total, out
+        grads["x"] = dx
+    return loss, grads
+
+
+def vjp_domain(net, x, theta, cotangent, *, block: int | None = None, threads: int = 1):
+    """``(dx, grads)`` with ``dx = Jᵀ·cotangent`` (a persisted dask array chunked like ``x``) and
+    ``grads[k] = ⟨cotangent, ∂z_L/∂θ_k⟩`` (NumPy), for ``x`` chunked in space; as ``net.vjp``."""
+    _, grads, dx = _gradients(net, x, cotangent, theta, "vjp", True, block, threads)
+    return dx, grads
