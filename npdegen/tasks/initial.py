@@ -25,7 +25,7 @@ evaluated at :math:`x - βT` without interpolation.
 
 :class:`UnitInterval` maps :math:`g` affinely onto :math:`[0, 1]` per sample (Fisher–KPP data must
 lie there), :class:`Fronts` turns it into plateaus near 0 and 1 joined by fronts,
-:math:`\tfrac12(1 + \tanh(\hat g/ε))` with :math:`\hat g = g / \sum_i A_i`.
+:math:`\tfrac12(1 + \tanh(\hat g/ε))` with :math:`\hat g = g / \max|g|`.
 """
 from __future__ import annotations
 
@@ -204,6 +204,10 @@ class UnitInterval:
     def lengths(self) -> tuple:
         return self.base.lengths
 
+    def take(self, index) -> "UnitInterval":
+        """The samples ``index`` as a new :class:`UnitInterval`."""
+        return UnitInterval(self.base.take(index), self.lo[index], self.hi[index])
+
     def __call__(self, *coords) -> np.ndarray:
         col = (-1,) + (1,) * self.dims
         g = self.base(*coords)
@@ -212,10 +216,20 @@ class UnitInterval:
 
 @dataclass(frozen=True, eq=False)
 class Fronts:
-    r"""Plateaus near 0 and 1 joined by smooth fronts: :math:`\tfrac12(1 + \tanh(\hat g/ε))`, :math:`\hat g = g/\sum_i A_i`."""
+    r"""Plateaus near 0 and 1 joined by smooth fronts: :math:`\tfrac12(1 + \tanh(\hat g/ε))`, :math:`\hat g = g/\max|g|`.
+
+    :math:`\max|g|` per sample is taken on a dense grid (as in :class:`UnitInterval`); the
+    plateaus then reach :math:`\tfrac12(1 \pm \tanh(1/ε))`.
+    """
 
     base: SineSum
+    scale: np.ndarray
     width: float = 0.25
+
+    @classmethod
+    def of(cls, base: SineSum, width: float = 0.25, points: int | None = None) -> "Fronts":
+        lo, hi = _dense_extremes(base, points or (16384 if base.dims == 1 else 1024))
+        return cls(base, np.maximum(np.maximum(-lo, hi), 1e-12), check_positive("width", width))
 
     @property
     def samples(self) -> int:
@@ -229,6 +243,10 @@ class Fronts:
     def lengths(self) -> tuple:
         return self.base.lengths
 
+    def take(self, index) -> "Fronts":
+        """The samples ``index`` as a new :class:`Fronts`."""
+        return Fronts(self.base.take(index), self.scale[index], self.width)
+
     def __call__(self, *coords) -> np.ndarray:
-        scale = self.base.bound().reshape((-1,) + (1,) * self.dims)
+        scale = self.scale.reshape((-1,) + (1,) * self.dims)
         return 0.5 * (1.0 + np.tanh(self.base(*coords) / (scale * self.width)))
