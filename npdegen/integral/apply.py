@@ -148,34 +148,50 @@ class FFTOperator(_Operator):
         """Adjoint of the extension followed by zero padding: fold the mirror half back, drop the pad."""
         for a, (n, b) in enumerate(zip(self.grid, self.boundaries)):
             ax = u.ndim - self.d + a
-            head = np.take(u, np.arange(n), axis=ax)
+            head = [slice(None)] * u.ndim
+            head[ax] = slice(0, n)
             if b == "neumann":
-                head = head + np.flip(np.take(u, np.arange(n, 2 * n), axis=ax), axis=ax)
-            u = head
+                tail = list(head)
+                tail[ax] = slice(2 * n - 1, n - 1, -1)
+                u = u[tuple(head)] + u[tuple(tail)]
+            elif u.shape[ax] != n:
+                u = u[tuple(head)]
         return u
 
     def _restrict(self, u):
+        if u.shape[-self.d:] == self.grid:
+            return u
         return u[(Ellipsis,) + tuple(slice(0, n) for n in self.grid)]
 
+    def _scratch(self, shape, dtype):
+        """A complex product buffer kept between calls (an irfft may overwrite it)."""
+        buf = getattr(self, "_buf", None)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            self._buf = buf = np.empty(shape, dtype)
+        return buf
+
     def forward(self, plan, z):
+        """``(Z, ẑ)``: the spectrum of the extended ``z`` is kept for the parameter gradient."""
         khat, khat_conj = plan
         zhat = sfft.rfftn(self._extend(z), s=self.periods, axes=self.axes, workers=self.workers)
-        out = sfft.irfftn(zhat * khat_conj, s=self.periods, axes=self.axes, workers=self.workers, overwrite_x=True)
-        return np.ascontiguousarray(self._restrict(out), self.dtype), zhat
+        prod = np.multiply(zhat, khat_conj, out=self._scratch(zhat.shape, zhat.dtype))
+        out = sfft.irfftn(prod, s=self.periods, axes=self.axes, workers=self.workers, overwrite_x=True)
+        return self._restrict(out), zhat
 
     def backward(self, plan, mu, z, zhat, want: bool):
         """``(Kᵀ μ, C)`` with ``C`` the lag correlation on the period (``None`` unless ``want``)."""
         khat, _ = plan
         muhat = sfft.rfftn(mu, s=self.periods, axes=self.axes, workers=self.workers)
-        dz = sfft.irfftn(muhat * khat, s=self.periods, axes=self.axes, workers=self.workers, overwrite_x=True)
-        dz = np.ascontiguousarray(self._fold(dz), self.dtype)
+        prod = np.multiply(muhat, khat, out=self._scratch(muhat.shape, muhat.dtype))
+        dz = self._fold(sfft.irfftn(prod, s=self.periods, axes=self.axes, workers=self.workers, overwrite_x=True))
         if not want:
             return dz, None
         if zhat is None:
             zhat = sfft.rfftn(self._extend(z), s=self.periods, axes=self.axes, workers=self.workers)
-        batch = tuple(range(mu.ndim - self.d))
-        chat = np.sum(np.conj(muhat) * zhat, axis=batch)
-        corr = sfft.irfftn(chat.astype(np.complex128), s=self.periods, axes=self.axes, workers=self.workers)
+        np.conjugate(muhat, out=muhat)
+        muhat *= zhat
+        chat = muhat.reshape(-1, *muhat.shape[muhat.ndim - self.d:]).sum(axis=0, dtype=np.complex128)
+        corr = sfft.irfftn(chat, s=self.periods, axes=self.axes, workers=self.workers)
         return dz, corr
 
 

@@ -18,6 +18,7 @@ moments".
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from itertools import product
@@ -114,6 +115,7 @@ class KernelMoments(Mapping):
         return "\n".join(lines)
 
 
+@functools.lru_cache(maxsize=256)
 def _even_axes(template, r) -> tuple:
     """Per axis: is ``W`` even in ``r_k`` (then odd moments along it vanish and one half suffices)?"""
     return tuple(sp.simplify(template.xreplace({rk: -rk}) - template) == 0 for rk in r)
@@ -162,6 +164,19 @@ def _one_moment(template, r, upper, alpha: tuple, even: tuple):
     return total, condition, status
 
 
+def _canonical(*exprs):
+    """Dummies renamed to symbols by (name, creation order): equal kernels built twice share a key."""
+    dummies = sorted(set().union(*(e.atoms(sp.Dummy) for e in exprs)), key=lambda d: (d.name, d.dummy_index))
+    forward = {d: sp.Symbol(f"{d.name}_{i}_", **d.assumptions0) for i, d in enumerate(dummies)}
+    return forward, {v: k for k, v in forward.items()}
+
+
+@functools.lru_cache(maxsize=1024)
+def _shared_moment(template, r, upper, alpha, even):
+    """:func:`_one_moment` cached across kernel instances (SymPy integration is the slow part)."""
+    return _one_moment(template, r, upper, alpha, even)
+
+
 def _separate(template, r):
     """``[f_0(r_0), …]`` with ``template = Π f_k`` if it factors over the axes, else ``None``."""
     factors = [sp.Integer(1)] * len(r)
@@ -182,13 +197,15 @@ def _moment(kernel, cache, alpha):
         cache["factors"] = factors or [template]
         rs = [(rk,) for rk in kernel.r] if factors else [kernel.r]
         cache["axes"] = rs
-        cache["even"] = [_even_axes(f, rk) for f, rk in zip(cache["factors"], rs)]
+        cache["even"] = [_even_axes(f.xreplace(_canonical(f)[0]), rk) for f, rk in zip(cache["factors"], rs)]
     parts = [alpha] if len(cache["factors"]) == 1 else [(a,) for a in alpha]
     value, condition, status = sp.Integer(1), sp.true, "ok"
     for k, (f, rk, even, part) in enumerate(zip(cache["factors"], cache["axes"], cache["even"], parts)):
         key = ("factor", k, part)
         if key not in cache:
-            cache[key] = _one_moment(f, rk, upper, part, even)
+            forward, back = _canonical(f, upper)
+            v, c, st = _shared_moment(f.xreplace(forward), rk, upper.xreplace(forward), part, even)
+            cache[key] = (v.xreplace(back), c.xreplace(back) if c not in (True, False) else c, st)
         v, c, st = cache[key]
         value, condition = value * v, sp.And(condition, c)
         status = "divergent" if "divergent" in (status, st) else ("undecided" if "undecided" in (status, st) else "ok")

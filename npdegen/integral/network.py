@@ -206,7 +206,8 @@ class NonlocalNetwork:
                                  "parameters (omega, the kernel's mass W_0) or the input is too large")
 
     # ------------------------------------------------------------------ sweeps
-    def _step(self, plan, t, z, theta, omega, keep):
+    def _step(self, plan, t, z, theta, omega, keep, out=None):
+        """``z_{t+1}`` (into ``out``), what the operator keeps for the backward, and ``f′(Z_t)``."""
         act = self.layer.activation
         operator, (prepared, _) = plan.op, plan.layer(t)
         Z, saved = operator.forward(prepared, z)
@@ -214,9 +215,11 @@ class NonlocalNetwork:
         if b is not None:
             Z -= b
         slope = act.slope(Z) if keep and not act.linear else None
-        out = act.value(Z)
-        out *= omega
-        out += (1 - omega) * z
+        fz = act.value(Z)                  # may be Z itself: Z is not needed any more
+        fz *= omega
+        out = np.empty_like(z) if out is None else out
+        np.multiply(z, 1 - omega, out=out)
+        out += fz
         return out, saved, slope
 
     def _run(self, x2d, theta, keep=True):
@@ -226,7 +229,7 @@ class NonlocalNetwork:
         traj[0] = x2d
         saved, slopes = [], []
         for t in range(self.layers):
-            traj[t + 1], s, slope = self._step(plan, t, traj[t], theta, omega, keep)
+            _, s, slope = self._step(plan, t, traj[t], theta, omega, keep, out=traj[t + 1])
             saved.append(s if keep else None)
             slopes.append(slope)
         return traj, (plan, saved, slopes)
@@ -239,7 +242,9 @@ class NonlocalNetwork:
         want = bool(self.kernel_names)
         for i in reversed(range(len(saved))):
             t = first + i
-            mu = lam * omega if slopes[i] is None else lam * slopes[i] * omega
+            mu = lam * omega
+            if slopes[i] is not None:
+                mu *= slopes[i]
             if self.train_omega:
                 grads["omega"] += float(np.vdot(lam, traj[i + 1] - traj[i])) / omega
             if "b" in self.families:
@@ -253,7 +258,7 @@ class NonlocalNetwork:
                     self._reduce(grads, k, t, np.dot(dw, corr))
                 else:
                     self._reduce(grads, k, t, np.sum(dw * corr, axis=-1))
-            lam = lam * (1 - omega)
+            lam *= 1 - omega              # lam is owned by this sweep
             lam += dz
         return lam, {k: g.astype(self.dtype) for k, g in grads.items()}
 
@@ -290,7 +295,7 @@ class NonlocalNetwork:
         if lam.shape != tape.shape:
             raise ValueError(f"cotangent has shape {np.shape(cotangent)}, the tape's output {np.shape(tape.output)}")
         traj, aux = tape.stored
-        dx, grads = self._adjoint(traj, aux, lam, tape.theta)
+        dx, grads = self._adjoint(traj, aux, lam.copy(), tape.theta)
         self._finite("backward", input_gradient=dx, gradients=grads)
         return (dx[0] if tape.single else dx), grads
 
@@ -340,7 +345,7 @@ class NonlocalNetwork:
         self._check_layer(layer)
         plan, omega = self.plan(theta), self._omega(theta)
         nxt, saved, slope = self._step(plan, layer, z2d, theta, omega, True)
-        dx, grads = self._adjoint(np.stack([z2d, nxt]), (plan, [saved], [slope]), lam, theta, first=layer)
+        dx, grads = self._adjoint(np.stack([z2d, nxt]), (plan, [saved], [slope]), lam.copy(), theta, first=layer)
         self._finite(f"step_vjp (layer {layer})", input_gradient=dx, gradients=grads)
         return (dx[0] if single else dx), grads
 

@@ -52,8 +52,9 @@ class KernelSampler:
         self._dw = {p.name: _lambdify(args, kernel.derivative(p)) for p in kernel.params}
         self._h = None if kernel.support is None else _lambdify(kernel.params, kernel.support)
         self._checks = [(c, _lambdify(kernel.params, c.expr)) for c in kernel.constraints]
-        mass = kernel.mass_condition
-        self._mass = None if mass == sp.true else (mass, _lambdify(kernel.params, mass))
+        mass = kernel.mass_condition       # checked on values when it involves the parameters only
+        self._mass = None if mass == sp.true or not mass.free_symbols <= set(kernel.params) else \
+            (mass, _lambdify(kernel.params, mass))
 
     # ------------------------------------------------------------------ parameter values
     def check(self, values: dict) -> None:
