@@ -13,6 +13,12 @@ coefficients; references in ``references_nd.py``):
     (heterogeneous nu ∈ [0.1, 0.2], spacing 1, data 0.1·N(0, 1): the trajectory decays, no blow-up),
     batch 64, n 4096, L 32. Implementations: ``numpy_buffered``, ``torch_eager``, ``torch_compiled``,
     ``npdegen_numpy``, ``npdegen_numba`` (and ``npdegen_numba_1t``).
+(c) ``burgers-flux`` / ``burgers-rusanov``: the flux-form layer
+    ``npdegen.conservation_law(c z²/2, z, diffusion=nu)`` with the Godunov / Rusanov numerical flux,
+    ``z' = z − ω (Φ_i − Φ_{i−1})/h``, ``Φ = F(z_i, z_{i+1}) − nu (z_{i+1} − z_i)/h``, homogeneous
+    ``c = 0.9`` and ``nu = 0.15`` (gradients w.r.t. both), identity activation, data 0.1·N(0, 1)
+    (flux CFL number ≈ 0.75), batch 64, n 4096, L 32; references in ``references_flux.py``. Same
+    implementations as (b).
 
 Reported per workload: median / min time over ``--repeat`` interleaved rounds after one warm-up,
 ratios to ``numpy_buffered`` and ``torch_eager``, "minimal traffic" bandwidth (as bench_core: per
@@ -50,15 +56,23 @@ HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(HERE), str(REPO)]
 import bench_core as core  # noqa: E402
+import references_flux as ref_flux  # noqa: E402
 import references_nd as ref  # noqa: E402
 
 OMEGA = 0.5
 BUFFERED, EAGER = "numpy_buffered", "torch_eager"
-SIZES = {"adr2d": (8, (512, 512), 16), "burgers-tanh": (64, (4096,), 32), "burgers-identity": (64, (4096,), 32)}
-QUICK = {"adr2d": (2, (16, 24), 3), "burgers-tanh": (4, (64,), 4), "burgers-identity": (4, (64,), 4)}
-F64 = {"adr2d": (2, (12, 10), 3), "burgers-tanh": (3, (40,), 4), "burgers-identity": (3, (40,), 4)}
+#: flux-form workloads and their numerical flux
+FLUX = {"burgers-flux": "godunov", "burgers-rusanov": "rusanov"}
+SIZES = {"adr2d": (8, (512, 512), 16), "burgers-tanh": (64, (4096,), 32), "burgers-identity": (64, (4096,), 32),
+         "burgers-flux": (64, (4096,), 32), "burgers-rusanov": (64, (4096,), 32)}
+QUICK = {"adr2d": (2, (16, 24), 3), "burgers-tanh": (4, (64,), 4), "burgers-identity": (4, (64,), 4),
+         "burgers-flux": (4, (64,), 4), "burgers-rusanov": (4, (64,), 4)}
+F64 = {"adr2d": (2, (12, 10), 3), "burgers-tanh": (3, (40,), 4), "burgers-identity": (3, (40,), 4),
+       "burgers-flux": (3, (40,), 4), "burgers-rusanov": (3, (40,), 4)}
+#: the homogeneous coefficients of the flux workloads (CFL c·max|z| + 2 nu ≈ 0.75 for 0.1·N(0, 1) data)
+FLUX_THETA = {"c": 0.9, "nu": 0.15}
 #: the issue's targets
-TARGET_EAGER = 5.0            # numba >= 5x torch eager (both workloads)
+TARGET_EAGER = 5.0            # numba >= 5x torch eager (every workload; issue 13 for the flux layer)
 TARGET_BW_FACTOR = 2.0        # 2-D numba bandwidth fraction within 2x of the 1-D fast path's
 FAST_1D_SIZE = (64, 4096, 32)
 FAST_1D_RESULTS_MD = 0.50     # benchmarks/RESULTS.md, fast CPU backend, 64x4096x32: 50 % of copy bw
@@ -68,24 +82,26 @@ FAST_1D_RESULTS_MD = 0.50     # benchmarks/RESULTS.md, fast CPU backend, 64x4096
 def make_data(workload, batch, grid, dtype, seed=0):
     """Seeded inputs and coefficients (stable choices, see the module docstring)."""
     rng = np.random.default_rng(seed)
-    cast = lambda a: np.ascontiguousarray(a, dtype=dtype)  # noqa: E731
+    cast = lambda a: np.ascontiguousarray(a, dtype=dtype) if np.ndim(a) else np.asarray(a, dtype=dtype)  # noqa: E731
     if workload == "adr2d":
         x, y = rng.standard_normal((batch, *grid)), rng.standard_normal((batch, *grid))
         theta = {"U": rng.uniform(-0.1, 0.1, grid), "V": rng.uniform(-0.1, 0.1, grid),
                  "Dxx": rng.uniform(0.05, 0.15, grid), "Dxy": rng.uniform(-0.03, 0.03, grid),
                  "Dyy": rng.uniform(0.05, 0.15, grid), "R": rng.uniform(-0.05, 0.05, grid)}
+    elif workload in FLUX:
+        x, y = 0.1 * rng.standard_normal((batch, *grid)), 0.1 * rng.standard_normal((batch, *grid))
+        theta = {k: np.asarray(v) for k, v in FLUX_THETA.items()}
     else:
         x, y = 0.1 * rng.standard_normal((batch, *grid)), 0.1 * rng.standard_normal((batch, *grid))
         theta = {"nu": rng.uniform(0.1, 0.2, grid)}
     return cast(x), cast(y), {k: cast(v) for k, v in theta.items()}
 
 
-def minimal_traffic(batch, grid, L, itemsize, nparams):
+def minimal_traffic(batch, grid, L, itemsize, ncoef):
     """bench_core's definition: per layer read+write z (forward), read z_t and lam + write lam
-    (backward); plus x and y; the coefficient arrays read and their gradients written."""
-    G = int(np.prod(grid))
-    N = batch * G
-    return itemsize * (L * 5 * N + 2 * N + 2 * nparams * G)
+    (backward); plus x and y; the ``ncoef`` coefficient values read and their gradients written."""
+    N = batch * int(np.prod(grid))
+    return itemsize * (L * 5 * N + 2 * N + 2 * ncoef)
 
 
 # ---------------------------------------------------------------------------- npdegen
@@ -104,6 +120,10 @@ def _layer(workload):
     q = sp.Symbol("q")
     z = sp.Function("z")(q)
     nu = sp.Symbol("nu")
+    if workload in FLUX:
+        c = sp.Symbol("c", positive=True)
+        return npdegen.conservation_law(c * z ** 2 / 2, z, diffusion=nu, params={c: "homogeneous", nu: "homogeneous"},
+                                        numerical_flux=FLUX[workload])
     return npdegen.NeuralPDE(z + nu * z.diff(q, 2) - z * z.diff(q), z, activation=workload.split("-")[1],
                              params={nu: "heterogeneous"})
 
@@ -142,6 +162,10 @@ def implementations(workload, args):
         act = None
         rolls, buffered = ref.adr2d_numpy_rolls, ref.adr2d_numpy_buffered
         eager, compiled = ref.adr2d_torch_eager, ref.adr2d_torch_compiled
+    elif workload in FLUX:
+        act = None
+        rolls, buffered = None, ref_flux.flux_numpy_buffered
+        eager, compiled = ref_flux.flux_torch_eager, ref_flux.flux_torch_compiled
     else:
         act = workload.split("-")[1]
         rolls, buffered = ref.burgers_numpy_rolls, ref.burgers_numpy_buffered
@@ -149,6 +173,8 @@ def implementations(workload, args):
 
     def ref_make(f):
         def make(grid, L, dtype):
+            if workload in FLUX:
+                return lambda x, y, th: f(x, y, th["c"], th["nu"], 1.0, OMEGA, L, FLUX[workload])
             extra = () if act is None else (act,)
             return lambda x, y, th: f(x, y, th if act is None else th["nu"], 1.0, OMEGA, L, *extra)
         return make
@@ -196,10 +222,15 @@ def _timed(fn, *a):
     return time.perf_counter() - t0
 
 
+def clear_workspaces():
+    ref.clear_workspace_cache()
+    ref_flux.clear_workspace_cache()
+
+
 def peak_memory(impl, grid, L, dtype, data):
     """Peak traced bytes of one cold call: a cleared reference workspace, or a freshly compiled
     network (so the buffers it allocates and keeps count)."""
-    ref.clear_workspace_cache()
+    clear_workspaces()
     fn = impl.make(grid, L, dtype) if impl.kind == "npdegen" else None
     gc.collect()
     tracemalloc.start()
@@ -258,7 +289,7 @@ def bench_workload(workload, args, bandwidth, report):
     isz = dtype.itemsize
     traj_bytes = (L + 1) * batch * G * isz
     bg_bytes = batch * G * isz
-    traffic = minimal_traffic(batch, grid, L, isz, len(keys))
+    traffic = minimal_traffic(batch, grid, L, isz, sum(np.size(v) for v in data[2].values()))
     size = f"{batch}×{'×'.join(map(str, grid))}×{L}"
     print(f"\n=== {workload}: batch={batch} grid={'×'.join(map(str, grid))} L={L} float32: trajectory "
           f"{traj_bytes / 2**20:.1f} MiB, batch·grid {bg_bytes / 2**20:.1f} MiB, minimal traffic "
@@ -290,7 +321,7 @@ def bench_workload(workload, args, bandwidth, report):
         results[im.name] = dict(res=res, warm=warm, mem=mem, times=[])
         print(f"  {im.name}: setup + warm-up {warm:.2f} s", flush=True)
     labels = list(ready)
-    for r in range(args.repeat):                               # interleaved rounds, order rotated
+    for r in range(args.repeat if labels else 0):              # interleaved rounds, order rotated
         for label in labels[r % len(labels):] + labels[:r % len(labels)]:
             results[label]["times"].append(_timed(ready[label], *data))
 
@@ -338,7 +369,7 @@ def bench_workload(workload, args, bandwidth, report):
           + ", ".join(f"{k} {v[0]:.0e}/{v[1]:.0e}" if v[0] != "failed" else f"{k} FAILED" for k, v in f64.items()))
     report.append(dict(workload=workload, size=size, rows=rows, unavailable=unavailable, f64=f64,
                        f64_size=f64_size, traj=traj_bytes, bg=bg_bytes, traffic=traffic))
-    ref.clear_workspace_cache()
+    clear_workspaces()
     return failures
 
 
@@ -399,7 +430,7 @@ def targets(report, fast1d):
                 out.append(f"2-D memory: {name} peak {row['mem'] / 2**20:.1f} MiB = trajectory "
                            f"{rep['traj'] / 2**20:.1f} MiB + {row['extra'] / 2**20:.1f} MiB "
                            f"({row['extra_bg']:.2f} × batch·grid) (target: trajectory + O(batch·grid))")
-    for wl in ("burgers-tanh", "burgers-identity"):
+    for wl in ("burgers-tanh", "burgers-identity", *FLUX):
         b = by.get(wl, {})
         for name in ("npdegen_numba", "npdegen_numba_1t"):
             if name in b and EAGER in b:
@@ -455,7 +486,7 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny sizes, repeat ≤ 3; no torch.compile, 1-thread row or 1-D fast-path timing")
     p.add_argument("--repeat", type=int, default=5, help="timed rounds (default 5)")
-    p.add_argument("--only", default="", help="comma-separated workloads (adr2d, burgers-tanh, burgers-identity)")
+    p.add_argument("--only", default="", help=f"comma-separated workloads ({', '.join(SIZES)})")
     p.add_argument("--no-compile", action="store_true", help="skip torch_compiled")
     p.add_argument("--no-numba", action="store_true", help="skip npdegen_numba (and the 1-D fast-path reference)")
     p.add_argument("--no-memory", action="store_true", help="skip the tracemalloc runs")

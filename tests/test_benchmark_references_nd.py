@@ -17,6 +17,7 @@ _BENCH = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 if str(_BENCH) not in sys.path:
     sys.path.insert(0, str(_BENCH))
 
+import references_flux as ref_flux  # noqa: E402
 import references_nd as ref  # noqa: E402
 
 # torch emits a DeprecationWarning from its own internals when torch.compile loads
@@ -144,6 +145,111 @@ def test_burgers_buffered_finite_differences(act):
     assert abs(fd - np.sum(g["nu"] * d)) <= 1e-6 * max(1.0, abs(fd))
 
 
+# ---------------------------------------------------------------------- flux-form Burgers layer
+C_FLUX, NU_FLUX = 0.6, 0.1
+
+
+def _case_flux(batch=3, n=11, seed=11):
+    rng = np.random.default_rng(seed)
+    return 0.4 * rng.normal(size=(batch, n)), rng.normal(size=(batch, n))
+
+
+def _flux_net(method, n=11, dtype="float64", layers=L):
+    q = sp.Symbol("q")
+    z = sp.Function("z")(q)
+    c, nu = sp.Symbol("c", positive=True), sp.Symbol("nu")
+    layer = npdegen.conservation_law(c * z ** 2 / 2, z, diffusion=nu, params={c: "homogeneous", nu: "homogeneous"},
+                                     numerical_flux=method)
+    return layer.compile(n=n, spacing=H1, layers=layers, omega=OMEGA, boundary="periodic", dtype=dtype,
+                         backend="numpy")
+
+
+@pytest.fixture(scope="module", params=ref_flux.FLUXES)
+def npdegen_flux(request):
+    return request.param, _flux_net(request.param)
+
+
+def _npdegen_flux(net, x, y, c=C_FLUX, nu=NU_FLUX, input_grad=False):
+    loss, grads = net.loss_and_grad(x, y, {"c": np.array(c), "nu": np.array(nu)}, input_grad=input_grad)
+    return float(loss), {k: np.asarray(v) for k, v in grads.items()}
+
+
+@pytest.mark.parametrize("impl", [
+    ref_flux.flux_numpy_buffered,
+    lambda *a: ref_flux.flux_numpy_buffered(*a, block_elems=12, reuse_workspace=False),   # one-row blocks
+    lambda *a: ref_flux.flux_numpy_buffered(*a, block_elems=24),                          # ragged last block
+    _needs_torch(ref_flux.flux_torch_eager),
+])
+def test_flux_reference_matches_npdegen(npdegen_flux, impl):
+    method, net = npdegen_flux
+    x, y = _case_flux()
+    _close(impl(x, y, C_FLUX, NU_FLUX, H1, OMEGA, L, method), _npdegen_flux(net, x, y))
+
+
+@pytest.mark.parametrize("method", ref_flux.FLUXES)
+def test_flux_reference_at_ties_matches_npdegen(method):
+    """States with exact ties (a = −b for Godunov's max, |a| = |b| for Rusanov's, zeros at the sonic
+    point) in the input: its gradient is split half and half there, as npdegen's Heaviside(0) = 1/2
+    and torch's maximum do (a one-sided choice changes the input gradient). One layer: later layers'
+    states are tied or not depending on each implementation's rounding."""
+    x = np.array([[0.5, -0.5, 0.5, -0.5, 0.0, 0.0, 0.25, 0.25, -0.25, 0.5, -0.5, 0.0]])
+    y = np.linspace(-1, 1, 12)[None]
+    want = _npdegen_flux(_flux_net(method, n=12, layers=1), x, y, input_grad=True)
+    assert set(want[1]) == {"c", "nu", "x"}
+    impls = [ref_flux.flux_numpy_buffered] + ([ref_flux.flux_torch_eager] if ref_flux.flux_torch_eager else [])
+    for impl in impls:
+        _close(impl(x, y, C_FLUX, NU_FLUX, H1, OMEGA, 1, method, input_grad=True), want)
+
+
+@pytest.mark.parametrize("method", ref_flux.FLUXES)
+def test_face_flux_is_the_textbook_flux(method):
+    """Godunov: min of g over [a, b] if a <= b, max over [b, a] otherwise; Rusanov: the local
+    Lax–Friedrichs formula with max |g'| = c max(|a|, |b|); g = c u²/2, by dense sampling."""
+    c = 0.7
+    a, b = np.meshgrid(np.linspace(-1, 1, 41), np.linspace(-1, 1, 41))
+    g = lambda u: c * u * u / 2  # noqa: E731
+    if method == "godunov":        # sampled extrema: off by at most c/2 (|b - a|/4000)^2 < 1e-7
+        s = np.linspace(0, 1, 4001)[:, None, None]
+        vals = g(a + s * (b - a))
+        want, atol = np.where(a <= b, vals.min(axis=0), vals.max(axis=0)), 1e-7
+    else:
+        want = (g(a) + g(b)) / 2 - np.maximum(np.abs(c * a), np.abs(c * b)) * (b - a) / 2
+        atol = 1e-15
+    np.testing.assert_allclose(ref_flux.face_flux(a, b, c, method), want, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("method", ref_flux.FLUXES)
+def test_flux_buffered_finite_differences(method):
+    x, y = _case_flux(seed=13)
+    _, g = ref_flux.flux_numpy_buffered(x, y, C_FLUX, NU_FLUX, H1, OMEGA, L, method, reuse_workspace=False)
+    eps = 1e-6
+    for key, (dc, dn) in (("c", (eps, 0)), ("nu", (0, eps))):
+        lp = ref_flux.flux_numpy_buffered(x, y, C_FLUX + dc, NU_FLUX + dn, H1, OMEGA, L, method, reuse_workspace=False)[0]
+        lm = ref_flux.flux_numpy_buffered(x, y, C_FLUX - dc, NU_FLUX - dn, H1, OMEGA, L, method, reuse_workspace=False)[0]
+        fd = (lp - lm) / (2 * eps)
+        assert abs(fd - float(g[key])) <= 1e-7 * max(1.0, abs(fd)), (key, fd, float(g[key]))
+
+
+def test_flux_float32_buffered_close_to_float64():
+    x, y = _case_flux()
+    l64, g64 = ref_flux.flux_numpy_buffered(x, y, C_FLUX, NU_FLUX, H1, OMEGA, L)
+    l32, g32 = ref_flux.flux_numpy_buffered(x.astype(np.float32), y.astype(np.float32), C_FLUX, NU_FLUX, H1, OMEGA, L)
+    assert all(g.dtype == np.float32 and g.shape == () for g in g32.values())
+    _close((l32, g32), (l64, g64), rtol=1e-5)
+
+
+def test_flux_reference_refuses_bad_input():
+    x, y = _case_flux()
+    with pytest.raises(ValueError, match="flux must be one of"):
+        ref_flux.flux_numpy_buffered(x, y, C_FLUX, NU_FLUX, flux="roe")
+    with pytest.raises(ValueError, match="scalars"):
+        ref_flux.flux_numpy_buffered(x, y, np.full(11, C_FLUX), NU_FLUX)
+    with pytest.raises(ValueError, match="positive"):
+        ref_flux.flux_numpy_buffered(x, y, -C_FLUX, NU_FLUX)
+    with pytest.raises(ValueError, match="same shape"):
+        ref_flux.flux_numpy_buffered(x, y[:, :5], C_FLUX, NU_FLUX)
+
+
 # ------------------------------------------------------------------------------- torch.compile
 @pytest.mark.slow
 @pytest.mark.skipif(ref.adr2d_torch_compiled is None, reason="torch not importable")
@@ -153,6 +259,10 @@ def test_torch_compiled_references_agree():
     x, y, nu = _case1d()
     _close(ref.burgers_torch_compiled(x, y, nu, H1, OMEGA, L, "tanh"),
            ref.burgers_numpy_buffered(x, y, nu, H1, OMEGA, L, "tanh"))
+    x, y = _case_flux()
+    for method in ref_flux.FLUXES:
+        _close(ref_flux.flux_torch_compiled(x, y, C_FLUX, NU_FLUX, H1, OMEGA, L, method),
+               ref_flux.flux_numpy_buffered(x, y, C_FLUX, NU_FLUX, H1, OMEGA, L, method))
 
 
 # ---------------------------------------------------------------------------------- smoke test
@@ -166,7 +276,8 @@ def test_bench_nd_quick_runs():
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     text = out.stdout
     assert "Markdown for benchmarks/RESULTS.md" in text
-    for name in ("numpy_rolls", "numpy_buffered", "npdegen_numpy", "burgers-tanh", "burgers-identity"):
+    for name in ("numpy_rolls", "numpy_buffered", "npdegen_numpy", "burgers-tanh", "burgers-identity",
+                 "burgers-flux", "burgers-rusanov"):
         assert name in text
     assert "MISMATCH" not in text
     if ref.adr2d_torch_eager is None:
