@@ -6,8 +6,9 @@ r"""Advection (and advection–diffusion) solved exactly in Fourier space on a p
 
 so :math:`u(x, T) = (G_{κT} * u_0)(x - βT)`: a shift by :math:`βT` (and a heat-kernel smoothing
 when :math:`κ > 0`). For data sampled at cell centres this is exact for the trigonometric
-interpolant of the samples (:mod:`npdegen.tasks.fourier`; the cell-centre Nyquist mode, a sine,
-is shifted as one); for the benchmark tasks the exact pure-advection solution is the initial
+interpolant of the samples (:mod:`npdegen.tasks.fourier`); for even :math:`n` the cell-centre
+Nyquist sine is shifted and sampled again, which multiplies it by :math:`\cos(πnβ_aT/L_a)` (so
+on even grids shifts compose exactly only for data without a Nyquist component); for the benchmark tasks the exact pure-advection solution is the initial
 *function* evaluated at :math:`x - βT`.
 """
 from __future__ import annotations
