@@ -111,6 +111,17 @@ def test_budget_is_honoured():
     assert any(e["status"] == "fitted" for e in est.search_report_)
 
 
+def test_recipes_that_cannot_reach_the_shift_are_skipped():
+    """Data shifted by 10 cells: 2 layers of a 3-point stencil move at most 2 (CFL), 16 can."""
+    x = snapshots(24, 12)
+    y = np.roll(x, 10, axis=1)
+    est = NeuralPDERegressor(budget=5, families=("homogeneous",), depths=(2, 16), max_iter=20, **ONLY).fit(x, y)
+    tried = {e["recipe"]: e for e in est.search_report_}
+    assert tried["moments/homogeneous/w3/L2/identity"]["status"] == "skipped"
+    assert "reach: the data move ~10 cells" in tried["moments/homogeneous/w3/L2/identity"]["note"]
+    assert tried["moments/homogeneous/w3/L16/identity"]["status"] == "fitted"
+
+
 def test_clone_and_pickle(homogeneous_fit, homogeneous_data):
     est = homogeneous_fit
     _, _, x_test, _ = homogeneous_data
@@ -153,7 +164,7 @@ def test_bad_settings_are_refused_at_fit_not_init(params, match):
 
 def test_lists_and_float32_are_accepted(homogeneous_data):
     x, y, _, _ = homogeneous_data
-    small = dict(budget=10, families=("homogeneous",), depths=(16,), **ONLY)
+    small = dict(budget=10, families=("homogeneous",), depths=(16,), max_iter=40, **ONLY)
     from_lists = NeuralPDERegressor(**small).fit(x.tolist(), y.tolist())
     from_f32 = NeuralPDERegressor(**small).fit(x.astype(np.float32), y.astype(np.float32))
     assert from_lists.score(x, y) > 1 - 1e-8
@@ -187,6 +198,29 @@ def test_two_dimensional_grid():
     for k, v in truth.items():
         assert float(est.theta_[k]) == pytest.approx(v, rel=1e-6, abs=1e-10), k
     assert float(est.theta_["D_xy"]) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_learnable_reaction_and_dirichlet_boundary():
+    """f(x) = x + A2 x² (a logistic-type reaction) on a zero-Dirichlet grid: the 'reaction'
+    activation recovers A2 and beats the identity (no spectral start off a periodic grid)."""
+    q, A2 = sp.Symbol("q"), sp.Symbol("A2")
+    z, X = sp.Function("z")(q), sp.Symbol("X")
+    U, D, R = sp.symbols("U D R")
+    layer = npdegen.NeuralPDE(z + R * z - U * z.diff(q) + D * z.diff(q, 2), z, activation=X + A2 * X**2,
+                              params={U: "homogeneous", D: "homogeneous", R: "homogeneous", A2: "homogeneous"})
+    n = 24
+    net = layer.compile(n=n, spacing=1.0 / n, layers=8, omega=OMEGA, boundary="dirichlet")
+    truth = {"U": np.array(0.2 / n), "D": np.array(0.2 / n**2), "R": np.array(0.05), "A2": np.array(-0.3)}
+    x = np.abs(snapshots(24, 11, n=n))
+    y = net.forward(x, truth)
+    est = NeuralPDERegressor(budget=20, families=("homogeneous",), widths=(3,), depths=(8,), boundary="dirichlet",
+                             activations=("identity", "reaction"), n_starts=2).fit(x, y)
+    assert est.recipe_["activation"] == "reaction"
+    for k, v in truth.items():
+        assert float(est.theta_[k]) == pytest.approx(float(v), rel=1e-5), k
+    assert abs(float(est.theta_["A3"])) < 1e-6
+    tried = {e["recipe"]: e for e in est.search_report_}
+    assert tried["moments/homogeneous/w3/L8/identity"]["val_nrmse"] > 100 * est.validation_nrmse_
 
 
 def test_spectral_estimate_closed_form():

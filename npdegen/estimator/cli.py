@@ -141,11 +141,12 @@ def _plots(est, X, Y, out: Path) -> list:
     fig = Figure(figsize=(5.5, 3.8), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     for c, family in enumerate(("homogeneous", "heterogeneous", "time-dependent")):
-        pts = [(e["n_params"], e["val_nrmse"]) for e in rows if e.get("family") == family and e["val_nrmse"] > 0]
+        pts = [(e["n_params"], max(e["val_nrmse"], 1e-16)) for e in rows if e.get("family") == family]
         if pts:
             ax.scatter(*zip(*pts), color=f"C{c}", label=family)
     ax.set(xscale="log", yscale="log", xlabel="parameters", ylabel="validation nRMSE", title="recipes tried")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     save(fig, "search.png")
     if est.recipe_["family"] != "homogeneous" and X.ndim == 2:
         coeffs = est.physics_.coefficients

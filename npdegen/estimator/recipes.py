@@ -126,6 +126,11 @@ class LayerKind:
         """A parameter of a ``L``-layer fit as a start for ``L' = L/ratio`` layers (default: as is)."""
         return value
 
+    def reach(self, recipe: Recipe) -> float:
+        """Cells one layer can move data along an axis (a stable explicit step moves at most its
+        stencil's half-width): ``L·reach`` is the farthest a recipe transports."""
+        return recipe.width // 2
+
     def transfer(self, theta: dict, source: Recipe, net, recipe: Recipe) -> dict:
         """Warm start for ``recipe`` (compiled as ``net``) from ``theta`` fitted for ``source``:
         shared names carry over (homogeneous → per site → per layer by broadcasting, per layer →

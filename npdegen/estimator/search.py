@@ -4,8 +4,10 @@ The families are walked in order (homogeneous → heterogeneous → time-depende
 ``f`` may use the share ``w_f / Σ w`` of the time left, the sum over the recipes still to come (the
 rest of its stage, and :data:`PROMOTE` per later stage; weights :data:`STAGE_WEIGHTS`), so time a
 recipe does not use rolls on to the next. Building a layer (SymPy, code generation) counts too.
-In the first stage each recipe runs L-BFGS (:func:`npdegen.multistart`) from its warm starts (its
-shallower, narrower and identity neighbours), the data's spectral start and random starts, ``n_starts``
+The first stage skips recipes that cannot carry the data's transport (the spectral estimate's
+shift beyond ``depth × reach`` cells: the CFL limit of explicit steps). In the first stage each
+recipe runs L-BFGS (:func:`npdegen.multistart`) from its warm starts (its shallower, narrower and
+identity neighbours), the data's spectral start and random starts, ``n_starts``
 in all; each later stage promotes the :data:`PROMOTE` best recipes of the stage before, warm-started
 from their fits. Inside a recipe a callback stops L-BFGS at the recipe's deadline, evaluates the
 validation nRMSE every :data:`CHECK_EVERY` iterations, keeps the best parameters seen, stops a start
@@ -34,11 +36,11 @@ from .recipes import KINDS, Recipe, RecipeSpace
 __all__ = ["Problem", "Fit", "Search", "choose", "format_report", "STAGE_WEIGHTS", "PROMOTE"]
 
 #: Relative share of the time left that a recipe of each family gets.
-STAGE_WEIGHTS = {"homogeneous": 1.0, "heterogeneous": 4.0, "time-dependent": 4.0}
+STAGE_WEIGHTS = {"homogeneous": 1.0, "heterogeneous": 6.0, "time-dependent": 6.0}
 #: Recipes promoted from one family to the next.
 PROMOTE = 2
 #: Validation checks: every this many L-BFGS iterations; a start stops after this many without gain.
-CHECK_EVERY, PATIENCE = 5, 8
+CHECK_EVERY, PATIENCE = 5, 6
 #: Validation nRMSE at which a recipe stops: the data are matched to the dtype's rounding.
 FLOOR = {"float64": 1e-12, "float32": 1e-5}
 #: A richer fit must beat a simpler one's validation nRMSE by more than this (relative) to win.
@@ -227,6 +229,24 @@ class Search:
                     val_nrmse=fit.val_nrmse, starts=len(starts), iterations=fit.iterations, note=note)
         return fit
 
+    def _reachable(self, recipes: list) -> list:
+        """The recipes that can carry the data's transport: the spectral estimate's shift (cells)
+        within ``depth × reach`` (a stable explicit step moves data at most its reach per layer).
+        The others are reported as skipped, unless none can: then all are kept."""
+        p = self.problem
+        if p.estimate is None:
+            return recipes
+        cells = max(abs(b) / h for b, h in zip(p.estimate.velocity, p.spacing))
+        able = [r for r in recipes if r.depth * KINDS[r.kind].reach(r) >= cells]
+        if not able:
+            return recipes
+        for r in recipes:
+            if r not in able:
+                self._entry(r, "skipped", time.perf_counter(),
+                            note=f"reach: the data move ~{cells:.3g} cells, {r.depth} layers at most "
+                                 f"{r.depth * KINDS[r.kind].reach(r):g}")
+        return able
+
     # ------------------------------------------------------------------ the walk
     def run(self):
         """``(best Fit, report)``; raises RuntimeError if no recipe could be fitted."""
@@ -234,7 +254,7 @@ class Search:
         families = self.space.families
         ranked: list = []
         for s, family in enumerate(families):
-            recipes = (self.space.initial() if s == 0
+            recipes = (self._reachable(self.space.initial()) if s == 0
                        else self.space.promote(family, [f.recipe for f in ranked[:PROMOTE]]))
             later = sum(PROMOTE * STAGE_WEIGHTS.get(f, 1.0) for f in families[s + 1:])
             stage_fits = []
