@@ -28,6 +28,7 @@ from ..runtime.network import NonFiniteError
 from ..runtime.tape import Tape
 from .apply import DENSE_LIMIT, DenseOperator, FFTOperator, StencilOperator
 from .sample import box_offsets, max_reach, sampled_moments
+from .sweeps import Sweeps
 
 __all__ = ["NonlocalNetwork"]
 
@@ -36,7 +37,7 @@ _SHAPES = {"homogeneous": lambda grid, L: (), "heterogeneous": lambda grid, L: t
            "time-dependent": lambda grid, L: (L, *grid)}
 
 
-class NonlocalNetwork:
+class NonlocalNetwork(Sweeps):
     """Made by :meth:`NonlocalPDE.compile <npdegen.integral.layer.NonlocalPDE.compile>`; the surface of
     :class:`npdegen.runtime.network.Network` that training uses (``init_params``, ``check_params``,
     ``forward``, ``vjp``, ``backward``, ``loss_and_grad``, ``layer_losses``, ``step``, ``step_vjp``)."""
@@ -205,72 +206,6 @@ class NonlocalNetwork:
             raise NonFiniteError(f"{what}: non-finite values in {', '.join(bad)}; the layer is unstable for these "
                                  "parameters (omega, the kernel's mass W_0) or the input is too large")
 
-    # ------------------------------------------------------------------ sweeps
-    def _step(self, plan, t, z, theta, omega, keep, out=None):
-        """``z_{t+1}`` (into ``out``), what the operator keeps for the backward, and ``f′(Z_t)``."""
-        act = self.layer.activation
-        operator, (prepared, _) = plan.op, plan.layer(t)
-        Z, saved = operator.forward(prepared, z)
-        b = self._bias(theta, t)
-        if b is not None:
-            Z -= b
-        slope = act.slope(Z) if keep and not act.linear else None
-        fz = act.value(Z)                  # may be Z itself: Z is not needed any more
-        fz *= omega
-        out = np.empty_like(z) if out is None else out
-        np.multiply(z, 1 - omega, out=out)
-        out += fz
-        return out, saved, slope
-
-    def _run(self, x2d, theta, keep=True):
-        plan = self.plan(theta)
-        omega = self._omega(theta)
-        traj = np.empty((self.layers + 1, *x2d.shape), self.dtype)
-        traj[0] = x2d
-        saved, slopes = [], []
-        for t in range(self.layers):
-            _, s, slope = self._step(plan, t, traj[t], theta, omega, keep, out=traj[t + 1])
-            saved.append(s if keep else None)
-            slopes.append(slope)
-        return traj, (plan, saved, slopes)
-
-    def _adjoint(self, traj, aux, lam, theta, first: int = 0):
-        """Backward over the steps in ``aux`` (step ``i`` is layer ``first + i``, from ``traj[i]``)."""
-        plan, saved, slopes = aux
-        omega = self._omega(theta)
-        grads = {k: np.zeros(s, np.float64) for k, s in self.shapes.items()}
-        want = bool(self.kernel_names)
-        for i in reversed(range(len(saved))):
-            t = first + i
-            mu = lam * omega
-            if slopes[i] is not None:
-                mu *= slopes[i]
-            if self.train_omega:
-                grads["omega"] += float(np.vdot(lam, traj[i + 1] - traj[i])) / omega
-            if "b" in self.families:
-                self._reduce(grads, "b", t, -np.sum(mu, axis=0, dtype=np.float64))
-            prepared, dws = plan.layer(t)
-            dz, corr = plan.op.backward(prepared, mu, traj[i], saved[i], want)
-            for k, dw in dws.items():
-                if plan.op.name == "fft":
-                    self._reduce(grads, k, t, np.vdot(dw, corr))
-                elif corr.ndim == 1:
-                    self._reduce(grads, k, t, np.dot(dw, corr))
-                else:
-                    self._reduce(grads, k, t, np.sum(dw * corr, axis=-1))
-            lam *= 1 - omega              # lam is owned by this sweep
-            lam += dz
-        return lam, {k: g.astype(self.dtype) for k, g in grads.items()}
-
-    def _reduce(self, grads, k, t, site_values):
-        fam = self.families[k]
-        if fam == "homogeneous":
-            grads[k] += np.sum(site_values)
-        elif fam == "heterogeneous":
-            grads[k] += site_values
-        else:
-            grads[k][t] += site_values
-
     # ------------------------------------------------------------------ public
     def forward(self, x, theta, trajectory: bool = False, keep: bool = False):
         """``z_L`` (or ``z_0 … z_L`` with ``trajectory``); ``keep=True`` returns a tape for :meth:`backward`."""
@@ -278,14 +213,14 @@ class NonlocalNetwork:
         theta = self.check_params(theta)
         if keep and trajectory:
             raise ValueError("keep=True returns a tape; ask for trajectory=True separately")
-        traj, aux = self._run(x2d, theta, keep=keep)
-        self._finite("forward", output=traj[-1])
+        last, traj, aux = self._run(x2d, theta, keep=keep, trajectory=trajectory)
+        self._finite("forward", output=last)
         if keep:
-            return Tape(net=self, output=traj[-1][0] if single else traj[-1].copy(), stored=(traj, aux),
+            return Tape(net=self, output=last[0] if single else last.copy(), stored=aux,
                         theta=theta, single=single, shape=tuple(x2d.shape))
         if trajectory:
             return traj[:, 0] if single else traj
-        return traj[-1][0] if single else traj[-1]
+        return last[0] if single else last
 
     def backward(self, tape, cotangent):
         """``(dx, grads)`` for a tape of ``forward(..., keep=True)`` and the cotangent of its output."""
@@ -294,8 +229,7 @@ class NonlocalNetwork:
         lam, _ = self._states(cotangent, "cotangent")
         if lam.shape != tape.shape:
             raise ValueError(f"cotangent has shape {np.shape(cotangent)}, the tape's output {np.shape(tape.output)}")
-        traj, aux = tape.stored
-        dx, grads = self._adjoint(traj, aux, lam.copy(), tape.theta)
+        dx, grads = self._adjoint(tape.stored, lam.copy(), tape.theta)
         self._finite("backward", input_gradient=dx, gradients=grads)
         return (dx[0] if tape.single else dx), grads
 
@@ -310,11 +244,11 @@ class NonlocalNetwork:
         if y2d.shape != x2d.shape:
             raise ValueError(f"y has shape {np.shape(y)}, expected the shape of x, {np.shape(x)}")
         theta = self.check_params(theta)
-        traj, aux = self._run(x2d, theta)
-        lam = traj[-1] - y2d
+        last, _, aux = self._run(x2d, theta)
+        lam = last - y2d
         loss = 0.5 * float(np.einsum("i,i->", lam.reshape(-1), lam.reshape(-1), dtype=np.float64))
-        self._finite("loss_and_grad", output=traj[-1], loss=np.asarray(loss))
-        dx, grads = self._adjoint(traj, aux, lam, theta)
+        self._finite("loss_and_grad", output=last, loss=np.asarray(loss))
+        dx, grads = self._adjoint(aux, lam, theta)
         self._finite("loss_and_grad", gradients=grads, **({"input_gradient": dx} if input_grad else {}))
         if input_grad:
             grads["x"] = dx[0] if single else dx
@@ -345,7 +279,7 @@ class NonlocalNetwork:
         self._check_layer(layer)
         plan, omega = self.plan(theta), self._omega(theta)
         nxt, saved, slope = self._step(plan, layer, z2d, theta, omega, True)
-        dx, grads = self._adjoint(np.stack([z2d, nxt]), (plan, [saved], [slope]), lam.copy(), theta, first=layer)
+        dx, grads = self._layer_adjoint(plan, np.stack([z2d, nxt]), [saved], [slope], lam.copy(), theta, first=layer)
         self._finite(f"step_vjp (layer {layer})", input_gradient=dx, gradients=grads)
         return (dx[0] if single else dx), grads
 

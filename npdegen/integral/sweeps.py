@@ -1,0 +1,134 @@
+"""The forward and adjoint sweeps of :class:`~npdegen.integral.network.NonlocalNetwork` (a mixin).
+
+Layer by layer (any activation, boundary and method; :mod:`.network` states the equations), or, for a
+linear network with a homogeneous kernel on a periodic grid and the FFT method, all layers at once
+in Fourier space (:mod:`.spectral`): the same operator, ``4L`` transforms replaced by four.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .spectral import SpectralLinear
+
+__all__ = ["Sweeps"]
+
+
+class Sweeps:
+    """``_run`` → ``(z_L, trajectory or None, aux)``; ``_adjoint(aux, λ, θ)`` → ``(∂/∂x, grads)``."""
+
+    def _step(self, plan, t, z, theta, omega, keep, out=None):
+        """``z_{t+1}`` (into ``out``), what the operator keeps for the backward, and ``f′(Z_t)``."""
+        act = self.layer.activation
+        operator, (prepared, _) = plan.op, plan.layer(t)
+        Z, saved = operator.forward(prepared, z)
+        b = self._bias(theta, t)
+        if b is not None:
+            Z -= b
+        slope = act.slope(Z) if keep and not act.linear else None
+        fz = act.value(Z)                  # may be Z itself: Z is not needed any more
+        fz *= omega
+        out = np.empty_like(z) if out is None else out
+        np.multiply(z, 1 - omega, out=out)
+        out += fz
+        return out, saved, slope
+
+    def _spectral(self, plan) -> bool:
+        return (plan.op.name == "fft" and self.layer.activation.linear
+                and all(b == "periodic" for b in self.boundaries))
+
+    def _run(self, x2d, theta, keep=True, trajectory=False):
+        plan = self.plan(theta)
+        omega = self._omega(theta)
+        if self._spectral(plan):
+            return self._run_spectral(plan, x2d, theta, omega, trajectory)
+        traj = np.empty((self.layers + 1, *x2d.shape), self.dtype)
+        traj[0] = x2d
+        saved, slopes = [], []
+        for t in range(self.layers):
+            _, s, slope = self._step(plan, t, traj[t], theta, omega, keep, out=traj[t + 1])
+            saved.append(s if keep else None)
+            slopes.append(slope)
+        return traj[-1], traj, ("layers", plan, traj, saved, slopes)
+
+    def _adjoint(self, aux, lam, theta):
+        """``(∂loss/∂x, grads)`` from what ``_run`` kept and ``λ = ∂loss/∂z_L`` (consumed)."""
+        if aux[0] == "spectral":
+            return self._adjoint_spectral(aux, lam, theta)
+        _, plan, traj, saved, slopes = aux
+        return self._layer_adjoint(plan, traj, saved, slopes, lam, theta)
+
+    def _layer_adjoint(self, plan, traj, saved, slopes, lam, theta, first: int = 0):
+        """Backward over ``len(saved)`` steps; step ``i`` is layer ``first + i``, from ``traj[i]``."""
+        omega = self._omega(theta)
+        grads = {k: np.zeros(s, np.float64) for k, s in self.shapes.items()}
+        want = bool(self.kernel_names)
+        for i in reversed(range(len(saved))):
+            t = first + i
+            mu = lam * omega
+            if slopes[i] is not None:
+                mu *= slopes[i]
+            if self.train_omega:
+                grads["omega"] += float(np.vdot(lam, traj[i + 1] - traj[i])) / omega
+            if "b" in self.families:
+                self._reduce(grads, "b", t, -np.sum(mu, axis=0, dtype=np.float64))
+            prepared, dws = plan.layer(t)
+            dz, corr = plan.op.backward(prepared, mu, traj[i], saved[i], want)
+            for k, dw in dws.items():
+                if plan.op.name == "fft":
+                    self._reduce(grads, k, t, np.vdot(dw, corr))
+                elif corr.ndim == 1:
+                    self._reduce(grads, k, t, np.dot(dw, corr))
+                else:
+                    self._reduce(grads, k, t, np.sum(dw * corr, axis=-1))
+            lam *= 1 - omega              # lam is owned by this sweep
+            lam += dz
+        return lam, {k: g.astype(self.dtype) for k, g in grads.items()}
+
+    def _reduce(self, grads, k, t, site_values):
+        fam = self.families[k]
+        if fam == "homogeneous":
+            grads[k] += np.sum(site_values)
+        elif fam == "heterogeneous":
+            grads[k] += site_values
+        else:
+            grads[k][t] += site_values
+
+
+    # ------------------------------------------------------------------ linear, periodic: Fourier space
+    def _spectral_engine(self, op) -> SpectralLinear:
+        engine = getattr(op, "_spectral_engine", None)
+        if engine is None:
+            engine = op._spectral_engine = SpectralLinear(op)
+        return engine
+
+    def _bias_spectra(self, engine, theta):
+        """``t -> b̂_t`` (computed once per row), or a function returning ``None`` without bias."""
+        if "b" not in self.families:
+            return lambda t: None
+        family, cache = self.families["b"], {}
+
+        def bias_hat(t):
+            key = t if family == "time-dependent" else 0
+            if key not in cache:
+                cache[key] = engine.rfft(np.broadcast_to(self._bias(theta, t), self.grid).astype(self.dtype))
+            return cache[key]
+        return bias_hat
+
+    def _run_spectral(self, plan, x2d, theta, omega, trajectory):
+        engine = self._spectral_engine(plan.op)
+        (khat, khat_conj), _ = plan.layer(0)
+        bias_hat = self._bias_spectra(engine, theta)
+        zhat = engine.forward(khat_conj, x2d, bias_hat, omega, self.layers)
+        last = engine.irfft(zhat[-1]).astype(self.dtype, copy=False)
+        traj = np.stack([engine.irfft(z) for z in zhat]).astype(self.dtype, copy=False) if trajectory else None
+        return last, traj, ("spectral", plan, zhat, bias_hat)
+
+    def _adjoint_spectral(self, aux, lam, theta):
+        _, plan, zhat, bias_hat = aux
+        engine = self._spectral_engine(plan.op)
+        (khat, khat_conj), dws = plan.layer(0)
+        dkhat = {k: engine.rfft(dw) for k, dw in dws.items()}
+        dx, parts = engine.adjoint(khat, khat_conj, zhat, lam, self._omega(theta), bias_hat, dkhat,
+                                   (self.families.get("b"), self.train_omega))
+        grads = {k: np.asarray(parts[k], np.float64).reshape(self.shapes[k]).astype(self.dtype) for k in self.shapes}
+        return dx.astype(self.dtype, copy=False), grads
