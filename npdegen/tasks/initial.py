@@ -89,15 +89,18 @@ class SineSum:
         lengths = (1.0,) * dims if lengths is None else tuple(check_positive("length", v) for v in lengths)
         if len(lengths) != dims:
             raise ValueError(f"lengths must hold {dims} side length(s), got {lengths!r}")
-        amplitude = rng.uniform(0.0, 1.0, (samples, modes))
-        mode = rng.integers(1, max_mode + 1, (samples, modes, dims))
-        if dims > 1:
-            mode[..., 1:] *= rng.choice([-1, 1], (samples, modes, dims - 1))
-        phase = rng.uniform(0.0, 2 * np.pi, (samples, modes))
-        absolute = rng.uniform(size=samples) < p_abs
-        sign = np.where(rng.uniform(size=samples) < p_flip, -1.0, 1.0)
-        edges = np.stack([rng.uniform(0.1, 0.45, (samples, dims)), rng.uniform(0.55, 0.9, (samples, dims))], -1)
-        window = np.where((rng.uniform(size=samples) < p_window)[:, None, None], edges, np.nan)
+        amplitude, mode, phase = np.empty((samples, modes)), np.empty((samples, modes, dims), int), np.empty((samples, modes))
+        absolute, sign, window = np.empty(samples, bool), np.empty(samples), np.full((samples, dims, 2), np.nan)
+        for s in range(samples):          # sample by sample: the first k samples do not depend on ``samples``
+            amplitude[s] = rng.uniform(0.0, 1.0, modes)
+            mode[s] = rng.integers(1, max_mode + 1, (modes, dims))
+            mode[s, :, 1:] *= rng.choice([-1, 1], (modes, dims - 1))
+            phase[s] = rng.uniform(0.0, 2 * np.pi, modes)
+            u = rng.uniform(size=3)
+            absolute[s], sign[s] = u[0] < p_abs, -1.0 if u[1] < p_flip else 1.0
+            edges = np.stack([rng.uniform(0.1, 0.45, dims), rng.uniform(0.55, 0.9, dims)], -1)
+            if u[2] < p_window:
+                window[s] = edges
         return cls(amplitude, mode, phase, absolute, sign, window, lengths, check_positive("delta", delta))
 
     @property
