@@ -28,6 +28,10 @@ The advection tasks shift by :math:`βT \in \{0.05, 0.2, 0.5, 0.8, 2\}`: ``advec
 ``advection-beta1-T2`` is the identity (two periods) — kept because they complete PDEBench's grid of
 settings and make good sanity checks for a learner.
 
+Under ``burgers-nu0.1`` a sample whose two modes are both high decays to almost nothing by
+:math:`T = 1` (mode 8: :math:`e^{-(ν/π)(16π)^2} ≈ e^{-80}`), so its own nRMSE is ill-conditioned:
+report the pooled nRMSE (:meth:`Task.nrmse` with ``pooled=True``) next to the per-sample mean.
+
 "PDEBench sine sums": two modes with wave numbers 1…8, and ``|u|``, a sign flip and a smooth
 window each with probability 0.1 (:mod:`npdegen.tasks.initial`). 1-D tasks default to
 ``n = 256`` cells, 2-D tasks to ``64 × 64``. Every grid is periodic with cell centres
