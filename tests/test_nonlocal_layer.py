@@ -269,6 +269,27 @@ def test_gradients_of_site_dependent_families(method):
     fd_check(net, x, y, theta, ["ell", "A", "b"])
 
 
+@pytest.mark.parametrize("family", ["homogeneous", "heterogeneous", "time-dependent"])
+def test_activation_parameters_logistic_reaction(family):
+    """f(x) = x + rho x (1 - x) with a trainable rho: forward against the direct sum, gradients by FD."""
+    n, L, dx, s = 20, 3, 0.1, 0.2
+    rho = sp.Symbol("rho")
+    xs = sp.Symbol("X")
+    layer = NonlocalPDE(gaussian(sigma), z1, activation=xs + rho * xs * (1 - xs),
+                        params={sigma: "homogeneous", rho: family})
+    net = layer.compile(n, spacing=dx, layers=L, omega=0.9, boundary="neumann", reach=8)
+    rng = np.random.default_rng(16)
+    x, y = rng.random((2, n)), rng.random((2, n))
+    theta = {"sigma": np.array(s), "rho": 0.3 + 0.05 * rng.standard_normal(net.shapes["rho"])}
+    zt = x.copy()
+    for t in range(L):
+        r_t = theta["rho"][t] if family == "time-dependent" else theta["rho"]
+        Z = direct_1d(zt, lambda i, j: dx * gauss(j * dx, s), 8, "neumann")
+        zt = 0.1 * zt + 0.9 * (Z + r_t * Z * (1 - Z))
+    np.testing.assert_allclose(net.forward(x, theta), zt, rtol=0, atol=1e-12)
+    fd_check(net, x, y, theta, ["sigma", "rho"])
+
+
 def test_gradients_2d_fft():
     layer = NonlocalPDE(gaussian(sigma, dim=2), z2, activation="softplus", params={sigma: "homogeneous"},
                         bias="homogeneous")
@@ -369,7 +390,7 @@ def test_bad_input_raises_clear_errors():
         NonlocalPDE(gaussian(sigma), z1, params={sigma: "homogeneous"}).compile(5000, method="dense", reach=2)
     with pytest.raises(ValueError, match="need a family"):
         NonlocalPDE(gaussian(sigma), z1)
-    with pytest.raises(ValueError, match="not parameters of the kernel"):
+    with pytest.raises(ValueError, match="neither parameters of the kernel"):
         NonlocalPDE(gaussian(0.2), z1, params={"tau": "homogeneous"})
     with pytest.raises(ValueError, match="coordinate"):
         NonlocalPDE(gaussian(0.2), z2)

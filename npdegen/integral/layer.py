@@ -37,22 +37,30 @@ DTYPES = ("float32", "float64")
 
 
 class Activation:
-    """``f`` and ``f′`` of the step, lambdified once from npdegen's SymPy definitions."""
+    """``f``, ``f′`` and ``∂f/∂ρ`` (trainable activation parameters ``ρ``) of the step, lambdified once
+    from npdegen's SymPy definitions (:mod:`npdegen.spec.activations`)."""
 
-    def __init__(self, activation):
-        self.name, self.expr = resolve_activation(activation)
+    def __init__(self, activation, parameters=()):
+        self.name, self.expr = resolve_activation(activation, parameters)
         x = ACTIVATION_SYMBOL
+        self.params = tuple(sorted(self.expr.free_symbols - {x}, key=lambda p: p.name))
+        self.names = tuple(p.name for p in self.params)
         self.linear = self.expr == x
-        self._f = sp.lambdify(x, self.expr, modules="numpy", cse=True)
-        self._df = sp.lambdify(x, sp.diff(self.expr, x), modules="numpy", cse=True)
+        args = (x, *self.params)
+        self._f = sp.lambdify(args, self.expr, modules="numpy", cse=True)
+        self._df = sp.lambdify(args, sp.diff(self.expr, x), modules="numpy", cse=True)
+        self._dp = {p.name: sp.lambdify(args, sp.diff(self.expr, p), modules="numpy", cse=True) for p in self.params}
 
-    def value(self, z):
+    def value(self, z, args=()):
         if self.linear:
             return z
-        return np.asarray(self._f(z)).astype(z.dtype, copy=False)
+        return np.asarray(self._f(z, *args)).astype(z.dtype, copy=False)
 
-    def slope(self, z):
-        return np.broadcast_to(np.asarray(self._df(z)), z.shape).astype(z.dtype)
+    def slope(self, z, args=()):
+        return np.broadcast_to(np.asarray(self._df(z, *args)), z.shape).astype(z.dtype)
+
+    def dparam(self, name, z, args=()):
+        return np.broadcast_to(np.asarray(self._dp[name](z, *args)), z.shape).astype(z.dtype)
 
 
 class NonlocalPDE:
@@ -64,8 +72,9 @@ class NonlocalPDE:
     field : the field as an applied function, ``sympy.Function("z")(q)`` (N-D: ``z(x, y)``), with
         one argument per axis of the kernel's ``r``.
     activation : ``"identity" | "tanh" | "sigmoid" | "relu" | "softplus" | "square"`` or a SymPy
-        expression of one symbol (npdegen's activations).
-    params : ``{symbol or name: family}`` for every kernel parameter, family one of
+        expression of one symbol and, optionally, trainable parameters listed in ``params``
+        (``x + rho*x*(1 - x)``: a logistic reaction), as for :class:`npdegen.NeuralPDE`.
+    params : ``{symbol or name: family}`` for every kernel and activation parameter, family one of
         ``"homogeneous"`` (one value), ``"heterogeneous"`` (one per site: the kernel row varies with
         the site, ``W(r; θ_i)``) or ``"time-dependent"`` (per layer and site).
     bias : ``None`` or the family of ``b``.
@@ -83,7 +92,8 @@ class NonlocalPDE:
             raise ValueError(f"name must be an identifier, got {name!r}")
         self.kernel, self.field, self.name = kernel, field, name
         self.coordinates = tuple(field.args)
-        self.activation = Activation(activation)
+        symbols = [k for k in (params or {}) if isinstance(k, sp.Symbol) and k not in kernel.params]
+        self.activation = Activation(activation, symbols)
         self.families = self._families(params, bias)
         self.sampler = KernelSampler(kernel)
 
@@ -97,15 +107,15 @@ class NonlocalPDE:
             if family not in FAMILIES:
                 raise ValueError(f"params[{name!r}] = {family!r}: choose one of {', '.join(FAMILIES)}")
             by_name[name] = family
-        wanted = {p.name for p in self.kernel.params}
+        wanted = {p.name for p in self.kernel.params} | set(self.activation.names)
         missing, extra = wanted - set(by_name), set(by_name) - wanted
         if missing:
-            raise ValueError(f"kernel parameter(s) {', '.join(sorted(missing))} need a family in params, e.g. "
+            raise ValueError(f"parameter(s) {', '.join(sorted(missing))} need a family in params, e.g. "
                              f"params={{{sorted(missing)[0]}: 'homogeneous'}}")
         if extra:
-            raise ValueError(f"params {', '.join(sorted(extra))} are not parameters of the kernel "
-                             f"({', '.join(sorted(wanted)) or 'it has none'})")
-        families = {p.name: by_name[p.name] for p in self.kernel.params}
+            raise ValueError(f"params {', '.join(sorted(extra))} are neither parameters of the kernel nor of the "
+                             f"activation ({', '.join(sorted(wanted)) or 'there are none'})")
+        families = {p: by_name[p] for p in [*(q.name for q in self.kernel.params), *self.activation.names]}
         if bias is not None:
             if bias not in FAMILIES:
                 raise ValueError(f"bias = {bias!r}: choose None or one of {', '.join(FAMILIES)}")

@@ -60,6 +60,7 @@ class NonlocalNetwork(Sweeps):
         if train_omega:
             self.shapes["omega"] = ()
         self.kernel_names = tuple(p.name for p in layer.kernel.params)
+        self.activation_names = layer.activation.names
         self._site = layer.kernel.heterogeneous or any(self.families[k] != "homogeneous" for k in self.kernel_names)
         self._time = any(self.families[k] == "time-dependent" for k in self.kernel_names)
         self._positions = None
@@ -278,8 +279,8 @@ class NonlocalNetwork(Sweeps):
         theta = self.check_params(theta)
         self._check_layer(layer)
         plan, omega = self.plan(theta), self._omega(theta)
-        nxt, saved, slope = self._step(plan, layer, z2d, theta, omega, True)
-        dx, grads = self._layer_adjoint(plan, np.stack([z2d, nxt]), [saved], [slope], lam.copy(), theta, first=layer)
+        nxt, saved, pre = self._step(plan, layer, z2d, theta, omega, True)
+        dx, grads = self._layer_adjoint(plan, np.stack([z2d, nxt]), [saved], [pre], lam.copy(), theta, first=layer)
         self._finite(f"step_vjp (layer {layer})", input_gradient=dx, gradients=grads)
         return (dx[0] if single else dx), grads
 

@@ -16,21 +16,27 @@ __all__ = ["Sweeps"]
 class Sweeps:
     """``_run`` → ``(z_L, trajectory or None, aux)``; ``_adjoint(aux, λ, θ)`` → ``(∂/∂x, grads)``."""
 
+    def _act_args(self, theta, t) -> tuple:
+        """Activation parameter values of step ``t`` (scalars or grid arrays)."""
+        return tuple(theta[k][t] if self.families[k] == "time-dependent" else theta[k]
+                     for k in self.layer.activation.names)
+
     def _step(self, plan, t, z, theta, omega, keep, out=None):
-        """``z_{t+1}`` (into ``out``), what the operator keeps for the backward, and ``f′(Z_t)``."""
+        """``z_{t+1}`` (into ``out``), what the operator keeps for the backward, and ``Z_t`` (kept for
+        ``f′`` when ``f`` is nonlinear)."""
         act = self.layer.activation
         operator, (prepared, _) = plan.op, plan.layer(t)
         Z, saved = operator.forward(prepared, z)
         b = self._bias(theta, t)
         if b is not None:
             Z -= b
-        slope = act.slope(Z) if keep and not act.linear else None
-        fz = act.value(Z)                  # may be Z itself: Z is not needed any more
+        pre = Z if keep and not act.linear else None
+        fz = act.value(Z, self._act_args(theta, t))     # Z itself when linear: not needed any more
         fz *= omega
         out = np.empty_like(z) if out is None else out
         np.multiply(z, 1 - omega, out=out)
         out += fz
-        return out, saved, slope
+        return out, saved, pre
 
     def _spectral(self, plan) -> bool:
         return (plan.op.name == "fft" and self.layer.activation.linear
@@ -43,21 +49,21 @@ class Sweeps:
             return self._run_spectral(plan, x2d, theta, omega, trajectory)
         traj = np.empty((self.layers + 1, *x2d.shape), self.dtype)
         traj[0] = x2d
-        saved, slopes = [], []
+        saved, pres = [], []
         for t in range(self.layers):
-            _, s, slope = self._step(plan, t, traj[t], theta, omega, keep, out=traj[t + 1])
+            _, s, pre = self._step(plan, t, traj[t], theta, omega, keep, out=traj[t + 1])
             saved.append(s if keep else None)
-            slopes.append(slope)
-        return traj[-1], traj, ("layers", plan, traj, saved, slopes)
+            pres.append(pre)
+        return traj[-1], traj, ("layers", plan, traj, saved, pres)
 
     def _adjoint(self, aux, lam, theta):
         """``(∂loss/∂x, grads)`` from what ``_run`` kept and ``λ = ∂loss/∂z_L`` (consumed)."""
         if aux[0] == "spectral":
             return self._adjoint_spectral(aux, lam, theta)
-        _, plan, traj, saved, slopes = aux
-        return self._layer_adjoint(plan, traj, saved, slopes, lam, theta)
+        _, plan, traj, saved, pres = aux
+        return self._layer_adjoint(plan, traj, saved, pres, lam, theta)
 
-    def _layer_adjoint(self, plan, traj, saved, slopes, lam, theta, first: int = 0):
+    def _layer_adjoint(self, plan, traj, saved, pres, lam, theta, first: int = 0):
         """Backward over ``len(saved)`` steps; step ``i`` is layer ``first + i``, from ``traj[i]``."""
         omega = self._omega(theta)
         grads = {k: np.zeros(s, np.float64) for k, s in self.shapes.items()}
@@ -65,8 +71,12 @@ class Sweeps:
         for i in reversed(range(len(saved))):
             t = first + i
             mu = lam * omega
-            if slopes[i] is not None:
-                mu *= slopes[i]
+            if pres[i] is not None:           # the kept pre-activation Z_t
+                args = self._act_args(theta, t)
+                for k in self.layer.activation.names:
+                    self._reduce(grads, k, t, np.sum(mu * self.layer.activation.dparam(k, pres[i], args), axis=0,
+                                                     dtype=np.float64))
+                mu *= self.layer.activation.slope(pres[i], args)
             if self.train_omega:
                 grads["omega"] += float(np.vdot(lam, traj[i + 1] - traj[i])) / omega
             if "b" in self.families:
