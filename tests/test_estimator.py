@@ -10,6 +10,8 @@ import time
 import numpy as np
 import pytest
 import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("sklearn")
 from sklearn.base import clone  # noqa: E402
@@ -223,6 +225,26 @@ def test_learnable_reaction_and_dirichlet_boundary():
     assert tried["moments/homogeneous/w3/L8/identity"]["val_nrmse"] > 100 * est.validation_nrmse_
 
 
+def test_nrmse_and_score_formulas(homogeneous_fit, homogeneous_data):
+    """nRMSE by a plain loop; a zero target is normalised by the RMS norm; weighted scores."""
+    rng = np.random.default_rng(13)
+    y, p = rng.standard_normal((5, 7)), rng.standard_normal((5, 7))
+    y[2] = 0.0
+    norms = [np.sqrt(sum(v * v for v in row)) for row in y]
+    rms = np.sqrt(sum(n * n for n in norms) / 5)
+    want = sum(np.sqrt(sum((a - b) ** 2 for a, b in zip(pr, yr))) / (n or rms) for pr, yr, n in zip(p, y, norms)) / 5
+    assert nrmse(p, y) == pytest.approx(want, rel=1e-13)
+    assert nrmse(p, y, pooled=True) == pytest.approx(np.sqrt(np.sum((p - y) ** 2) / np.sum(y * y)), rel=1e-13)
+    _, _, x_test, y_test = homogeneous_data
+    est = homogeneous_fit
+    pred = est.predict(x_test)
+    w = np.arange(1.0, len(x_test) + 1)
+    per = np.sqrt(np.sum((pred - y_test) ** 2, axis=1)) / np.sqrt(np.sum(y_test ** 2, axis=1))
+    assert est.score(x_test, y_test, sample_weight=w) == pytest.approx(1 - np.sum(w * per) / np.sum(w), abs=1e-15)
+    with pytest.raises(ValueError, match="sample_weight"):
+        est.score(x_test, y_test, sample_weight=-w)
+
+
 def test_spectral_estimate_closed_form():
     """Data made by the exact multiplier exp(r − i b·κ − κᵀCκ) give back r, b and C."""
     for grid, spacing, b, C in [((64,), (1 / 64,), [0.07], [[2e-3]]),
@@ -239,6 +261,19 @@ def test_spectral_estimate_closed_form():
         assert est.reaction == pytest.approx(-0.1, abs=1e-9)
         np.testing.assert_allclose(est.velocity, b, atol=1e-9)
         np.testing.assert_allclose(est.diffusion, C, atol=1e-9)
+
+
+@settings(derandomize=True, max_examples=12, deadline=None)
+@given(b=st.floats(-0.45, 0.45), c=st.floats(0.0, 5e-3), r=st.floats(-1.0, 1.0))
+def test_spectral_estimate_any_shift_within_half_the_period(b, c, r):
+    n = 48
+    x = np.random.default_rng(14).standard_normal((8, n))
+    k = 2 * np.pi * np.fft.fftfreq(n, d=1 / n)
+    y = np.real(np.fft.ifft(np.fft.fft(x, axis=1) * np.exp(r - 1j * b * k - c * k * k), axis=1))
+    est = spectral_estimate(x, y, (1 / n,))
+    assert est.velocity[0] == pytest.approx(b, abs=1e-8)
+    assert est.diffusion[0, 0] == pytest.approx(c, abs=1e-9)
+    assert est.reaction == pytest.approx(r, abs=1e-8)
 
 
 def test_moment_layers_have_their_moments():

@@ -237,7 +237,7 @@ class Search:
         if p.estimate is None:
             return recipes
         cells = max(abs(b) / h for b, h in zip(p.estimate.velocity, p.spacing))
-        able = [r for r in recipes if r.depth * KINDS[r.kind].reach(r) >= cells]
+        able = [r for r in recipes if r.depth * KINDS[r.kind].reach(r) >= cells - 0.5]     # half a cell: estimate
         if not able:
             return recipes
         for r in recipes:

@@ -8,7 +8,8 @@ least-squares transfer function over the samples is
 
 The advection–diffusion–reaction PDE ``z_t = r z − u·∇z + ∇·(C∇z)`` run for unit time has
 ``Ĝ(κ) = exp(r − i b·κ − κᵀCκ)`` (here ``b = u`` and everything is the total over the map). So
-``log|Ĝ| = r − κᵀCκ`` (weighted least squares over the modes that carry energy) and the phase along
+``log|Ĝ| = r − κᵀCκ`` (least squares over the modes that carry energy, weighted by the output's
+amplitude ``|Ŷ| ∝ |Ĝ|·‖X̂‖``, to which rounding is relative) and the phase along
 axis ``a`` is ``−b_a κ_a`` (unwrapped from the lowest mode up; a shift is known modulo the period).
 The layer kinds turn these totals into per-layer starting values
 (:meth:`~npdegen.estimator.recipes.LayerKind.data_start`); for nonlinear maps it is only a start.
@@ -51,7 +52,8 @@ def spectral_estimate(X, Y, spacing, max_fraction: float = 0.25) -> SpectralEsti
     low = np.all([np.abs(m) <= max(1, int(max_fraction * n)) for m, n in zip(index, grid)], axis=0)
     ok = low & (energy > 1e-10 * energy.max()) if energy.max() > 0 else np.zeros(grid, bool)
     G = np.where(ok, cross / np.where(ok, energy, 1.0), 0.0)
-    ok &= np.abs(G) > 1e-12
+    if ok.any():                                   # modes damped down to rounding carry no phase
+        ok &= np.abs(G) > 1e-8 * np.abs(G).max()
     velocity = np.zeros(dim)
     for a in range(dim):                        # phase along axis a: modes m e_a, m = 1, 2, …
         phases, ks, ws = [], [], []
@@ -61,7 +63,7 @@ def spectral_estimate(X, Y, spacing, max_fraction: float = 0.25) -> SpectralEsti
                 break
             phases.append(np.angle(G[at]))
             ks.append(kappa[a][m])
-            ws.append(energy[at])
+            ws.append(energy[at] * abs(G[at]) ** 2)
         if phases:
             phi = np.unwrap(np.concatenate([[0.0], phases]))[1:]
             ks, ws = np.asarray(ks), np.asarray(ws)
@@ -74,7 +76,8 @@ def spectral_estimate(X, Y, spacing, max_fraction: float = 0.25) -> SpectralEsti
     for i, j in pairs:
         rows.append(-(1.0 if i == j else 2.0) * (K[i] * K[j])[ok])
     A = np.stack(rows, axis=1)
-    w = np.sqrt(energy[ok] / energy[ok].max())
+    w = np.sqrt(energy[ok]) * np.abs(G[ok])        # the output's amplitude: rounding is relative to it
+    w = w / w.max()
     b = np.log(np.abs(G[ok]))
     coef, *_ = np.linalg.lstsq(A * w[:, None], b * w, rcond=None)
     if not np.all(np.isfinite(coef)):
