@@ -1,5 +1,6 @@
 """npdegen.tasks: the registry, reproducibility, the on-disk cache, initial conditions and the command line."""
 import os
+import pickle
 import zipfile
 
 import numpy as np
@@ -77,6 +78,17 @@ def test_varcoef_task_truth_is_the_network_profiles():
     x = cell_centres(32)
     np.testing.assert_allclose(t.truth["D"], 0.25 + 0.1 * np.cos(2 * np.pi * x))
     assert set(t.truth) == {"U", "D", "R"}
+
+
+def test_task_pickles():
+    t = small("varcoef-adr")
+    back = pickle.loads(pickle.dumps(t))
+    np.testing.assert_array_equal(back.y_train, t.y_train)
+    np.testing.assert_array_equal(back.truth["U"], t.truth["U"])
+    assert back.settings == t.settings and back.name == t.name and back.spacing == t.spacing
+    assert not back.x_train.flags.writeable and not back.truth["D"].flags.writeable
+    with pytest.raises(TypeError):
+        back.settings["nu"] = 1.0
 
 
 def test_nrmse():

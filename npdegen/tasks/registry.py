@@ -149,6 +149,13 @@ class Task:
     boundary: str = "periodic"
     equation: str = field(default="")
 
+    def __reduce__(self):
+        """Pickle as plain fields (a ``mappingproxy`` does not pickle); unpickling restores the read-only views."""
+        state = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        state["settings"] = dict(self.settings)
+        state["truth"] = None if self.truth is None else dict(self.truth)
+        return (_task_from_fields, (state,))
+
     @property
     def n(self) -> tuple:
         """Cells per axis."""
@@ -171,6 +178,17 @@ class Task:
             return float(np.linalg.norm(p - y) / np.linalg.norm(y))
         axes = tuple(range(1, y.ndim))
         return float(np.mean(np.sqrt(((p - y) ** 2).sum(axes)) / np.sqrt((y ** 2).sum(axes))))
+
+
+def _task_from_fields(state: dict) -> Task:
+    state = dict(state)
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        state[key] = _read_only(state[key])
+    state["grid"] = tuple(_read_only(g) for g in state["grid"])
+    state["settings"] = MappingProxyType(state["settings"])
+    if state["truth"] is not None:
+        state["truth"] = MappingProxyType({k: _read_only(v) for k, v in state["truth"].items()})
+    return Task(**state)
 
 
 def _count(name, value, lo, hi):
