@@ -193,6 +193,27 @@ def test_vjp_and_the_mean_loss(block):
         np.testing.assert_allclose(np.asarray(gm[k]), 2 * s0[k] / X.size, **TOL, err_msg=k)
 
 
+def test_worker_threads_reuse_their_chunk_networks():
+    """A second call on the same thread reuses the compiled chunk networks (and their buffers) and
+    gives the same numbers; at most _KEEP networks are kept per thread."""
+    from npdegen.distributed import domain
+    net = burgers_2d().compile(n=(12, 9), layers=2, omega=0.8, boundary="dirichlet")
+    theta = params(net)
+    X, Y = data(net, batch=1)
+    with dask.config.set(scheduler="sync"):
+        xd = da.from_array(X, chunks=(1, 6, (4, 5)))         # 2 extended shapes: (8, 6), (8, 7)
+        first = loss_and_grad_domain(net, xd, Y, theta)
+        kept = dict(domain._LOCAL.nets)
+        again = loss_and_grad_domain(net, xd, Y, theta)
+        assert {k[1] for k in kept if k[0] == next(iter(kept))[0]} >= {(8, 6), (8, 7)}
+        assert all(domain._LOCAL.nets[k] is v for k, v in kept.items())
+        loss_and_grad_domain(net, da.from_array(X, chunks=(1, 4, (4, 5))), Y, theta)   # 6 shapes
+        assert len(domain._LOCAL.nets) == domain._KEEP
+    assert again[0] == first[0]
+    for k in first[1]:
+        np.testing.assert_array_equal(again[1][k], first[1][k])
+
+
 # ---------------------------------------------------------------------------------- the halo plan
 def _reference_indices(chunks, depth, periodic, j):
     """Grid indices of extended block j along one axis, written out directly."""
