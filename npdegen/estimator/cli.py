@@ -99,7 +99,8 @@ def _json(est, report_rows) -> str:
         "train_nrmse": best.get("train_nrmse"), "validation_nrmse": est.validation_nrmse_,
         "fit_seconds": est.fit_seconds_, "settings": {k: (list(v) if isinstance(v, tuple) else v)
                                                        for k, v in est.get_params().items()},
-        "physics": est.physics_.rows(),
+        "physics": est.physics_.rows() if hasattr(est.physics_, "rows") and callable(est.physics_.rows)
+        else str(est.physics_),
         "search": report_rows,
     }
     return json.dumps(doc, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o)) + "\n"
@@ -148,8 +149,8 @@ def _plots(est, X, Y, out: Path) -> list:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     save(fig, "search.png")
-    if est.recipe_["family"] != "homogeneous" and X.ndim == 2:
-        coeffs = est.physics_.coefficients
+    coeffs = getattr(est.physics_, "coefficients", None)
+    if est.recipe_["family"] != "homogeneous" and X.ndim == 2 and coeffs:
         fig = Figure(figsize=(5 * len(coeffs), 3.2), layout="constrained")
         for i, (order, values) in enumerate(coeffs.items()):
             ax = fig.add_subplot(1, len(coeffs), i + 1)

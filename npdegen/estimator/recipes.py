@@ -32,9 +32,11 @@ activations     ``identity``; ``tanh``; ``reaction``: the learnable polynomial r
 ==============  ==========================================================================
 
 New layer kinds (flux form, nonlocal kernels, soft-min layers) subclass :class:`LayerKind`
-(``layer``, ``bounds``, ``random_starts``; optionally ``data_start`` and ``rescale_depth``) and
-:func:`register` themselves; the estimator's ``kinds`` then names them. The search loop
-(:mod:`npdegen.estimator.search`) only calls this interface.
+(``layer``, ``bounds``, ``random_starts``; optionally ``data_start``, ``rescale_depth``, ``reach``,
+and ``families``/``dims`` when they support fewer) and :func:`register` themselves; the estimator's
+``kinds`` then names them. The search loop (:mod:`npdegen.estimator.search`) only calls this
+interface: a kind's recipes join the first stage, and each later family promotes the best fits of
+every kind that supports it (from the latest stage that fitted that kind).
 """
 from __future__ import annotations
 
@@ -102,8 +104,10 @@ class LayerKind:
     """What the search needs of a kind of layer. Subclasses set ``name`` and implement
     :meth:`layer`, :meth:`bounds` and :meth:`random_starts`; the rest has working defaults."""
     name = ""
-    #: boundaries and grid dimensions the kind supports
+    #: grid dimensions the kind supports
     dims = (1, 2, 3)
+    #: parameter families the kind supports (a flux-form layer, for one, has no per-site family)
+    families = FAMILIES
 
     def layer(self, recipe: Recipe, dim: int):
         """The :class:`~npdegen.NeuralPDE` of ``recipe`` on a ``dim``-axis grid."""
@@ -125,6 +129,12 @@ class LayerKind:
     def rescale_depth(self, name: str, value, ratio: float, omega: float):
         """A parameter of a ``L``-layer fit as a start for ``L' = L/ratio`` layers (default: as is)."""
         return value
+
+    def physics(self, layer, theta: dict, spacing):
+        """What the fitted layer means (default: :func:`~npdegen.estimator.physics.fitted_physics`,
+        the explain table with the fitted moments)."""
+        from .physics import fitted_physics
+        return fitted_physics(layer, theta, spacing)
 
     def reach(self, recipe: Recipe) -> float:
         """Cells one layer can move data along an axis (a stable explicit step moves at most its
@@ -315,6 +325,8 @@ class RecipeSpace:
         out = []
         family = self.families[0]
         for kind, L, w, act in product(self.kinds, self.depths, self.widths, self.activations):
+            if family not in KINDS[kind].families:
+                continue
             warm = []
             i = self.depths.index(L)
             if i:
@@ -327,12 +339,23 @@ class RecipeSpace:
             out.append(Recipe(kind, family, w, L, act, self.omega, tuple(warm)))
         return out
 
-    def promote(self, family: str, ranked: list) -> list:
-        """Recipes of ``family`` warm-started from the given fitted recipes (best first)."""
+    def promote(self, family: str, history: list, top: int) -> list:
+        """Recipes of ``family`` warm-started from fitted recipes: for every kind that supports
+        ``family``, the ``top`` best of the latest stage that fitted that kind (``history``: one list
+        of fitted recipes per stage, best first)."""
         seen, out = set(), []
-        for r in ranked:
-            new = replace(r, family=family, warm_from=(r.label,))
-            if new.label not in seen:
-                seen.add(new.label)
-                out.append(new)
+        for kind in self.kinds:
+            if family not in KINDS[kind].families:
+                continue
+            for stage in reversed(history):
+                mine = [r for r in stage if r.kind == kind]
+                if mine:
+                    break
+            else:
+                continue
+            for r in mine[:top]:
+                new = replace(r, family=family, warm_from=(r.label,))
+                if new.label not in seen:
+                    seen.add(new.label)
+                    out.append(new)
         return out

@@ -28,8 +28,7 @@ except ImportError as exc:  # pragma: no cover - scikit-learn is an optional dep
     raise ImportError("npdegen.NeuralPDERegressor needs scikit-learn: pip install 'npdegen[learn]'") from exc
 
 from .metrics import nrmse, sample_norms
-from .physics import fitted_physics
-from .recipes import ACTIVATIONS, FAMILIES, RecipeSpace
+from .recipes import ACTIVATIONS, FAMILIES, KINDS, RecipeSpace
 from .search import Problem, Search, format_report, host
 from .starts import spectral_estimate
 
@@ -65,7 +64,7 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
         :class:`~npdegen.Network` and its parameters (NumPy arrays by name).
     recipe_ : dict of the winning recipe (kind, family, width, depth, activation, omega).
     physics_ : :class:`~npdegen.estimator.physics.FittedPhysics`, the explain table of ``layer_`` with
-        the fitted moments (per site for heterogeneous layers).
+        the fitted moments (per site for heterogeneous layers; other kinds may give their own report).
     search_report_ : list of dicts, one per recipe tried: recipe, status (fitted / skipped / failed),
         n_params, train_nrmse, val_nrmse, seconds, starts, note (why skipped or failed).
     n_iter_ : L-BFGS iterations of the winning recipe (over its starts; at least 1).
@@ -190,7 +189,7 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
                                for w in dropped] + report
         self.validation_nrmse_ = best.val_nrmse
         self.n_iter_ = max(int(best.iterations), 1)
-        self.physics_ = fitted_physics(best.layer, self.theta_, spacing)
+        self.physics_ = KINDS[best.recipe.kind].physics(best.layer, self.theta_, spacing)
         self.grid_, self.spacing_ = tuple(grid), spacing
         self.n_features_in_ = int(np.prod(grid))
         self.fit_seconds_ = time.perf_counter() - started

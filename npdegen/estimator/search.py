@@ -3,13 +3,14 @@
 The families are walked in order (homogeneous → heterogeneous → time-dependent). A recipe of family
 ``f`` may use the share ``w_f / Σ w`` of the time left, the sum over the recipes still to come (the
 rest of its stage, and :data:`PROMOTE` per later stage; weights :data:`STAGE_WEIGHTS`), so time a
-recipe does not use rolls on to the next. Building a layer (SymPy, code generation) counts too.
+recipe does not use rolls on to the next (the share is taken of the time left once its layer is
+built: building, SymPy and code generation, counts against the budget but not against the share).
 The first stage skips recipes that cannot carry the data's transport (the spectral estimate's
 shift beyond ``depth × reach`` cells: the CFL limit of explicit steps). In the first stage each
 recipe runs L-BFGS (:func:`npdegen.multistart`) from its warm starts (its shallower, narrower and
 identity neighbours), the data's spectral start and random starts, ``n_starts``
-in all; each later stage promotes the :data:`PROMOTE` best recipes of the stage before, warm-started
-from their fits. Inside a recipe a callback stops L-BFGS at the recipe's deadline, evaluates the
+in all; each later stage promotes the :data:`PROMOTE` best recipes of each kind from the latest stage
+that fitted it (:meth:`~npdegen.estimator.recipes.RecipeSpace.promote`), warm-started from their fits. Inside a recipe a callback stops L-BFGS at the recipe's deadline, evaluates the
 validation nRMSE every :data:`CHECK_EVERY` iterations, keeps the best parameters seen, stops a start
 whose validation error has not improved for :data:`PATIENCE` checks, and stops the recipe once the
 validation error reaches the rounding floor :data:`FLOOR`. A recipe whose shortest
@@ -36,7 +37,7 @@ from .recipes import KINDS, Recipe, RecipeSpace
 __all__ = ["Problem", "Fit", "Search", "choose", "format_report", "STAGE_WEIGHTS", "PROMOTE"]
 
 #: Relative share of the time left that a recipe of each family gets.
-STAGE_WEIGHTS = {"homogeneous": 1.0, "heterogeneous": 6.0, "time-dependent": 6.0}
+STAGE_WEIGHTS = {"homogeneous": 1.0, "heterogeneous": 4.0, "time-dependent": 4.0}
 #: Recipes promoted from one family to the next.
 PROMOTE = 2
 #: Validation checks: every this many L-BFGS iterations; a start stops after this many without gain.
@@ -182,7 +183,8 @@ class Search:
         self.log(format_report([entry], header=False))
         return entry
 
-    def _attempt(self, recipe: Recipe, end: float, first_stage: bool):
+    def _attempt(self, recipe: Recipe, share: float, first_stage: bool):
+        """Build, time one evaluation, and train ``recipe`` for ``share`` of the time then left."""
         started = time.perf_counter()
         p = self.problem
         try:
@@ -193,6 +195,7 @@ class Search:
         except (ValueError, TypeError, NonFiniteError) as exc:
             return self._entry(recipe, "failed", started, note=" ".join(str(exc).split())[:200])
         now = time.perf_counter()
+        end = now + share * max(self.deadline - now, 0.0)
         n_params = int(sum(np.size(v) for v in zero.values()))
         needed = MIN_EVALUATIONS * (now - t0)
         if not self.fits:                       # nothing fitted yet: the first recipe always gets a short run
@@ -252,11 +255,11 @@ class Search:
         """``(best Fit, report)``; raises RuntimeError if no recipe could be fitted."""
         deadline = self.deadline = time.perf_counter() + self.budget
         families = self.space.families
-        ranked: list = []
+        history: list = []                  # fitted recipes per stage, best first
         for s, family in enumerate(families):
             recipes = (self._reachable(self.space.initial()) if s == 0
-                       else self.space.promote(family, [f.recipe for f in ranked[:PROMOTE]]))
-            later = sum(PROMOTE * STAGE_WEIGHTS.get(f, 1.0) for f in families[s + 1:])
+                       else self.space.promote(family, history, PROMOTE))
+            later = sum(PROMOTE * len(self.space.kinds) * STAGE_WEIGHTS.get(f, 1.0) for f in families[s + 1:])
             stage_fits = []
             for i, recipe in enumerate(recipes):
                 now = time.perf_counter()
@@ -264,12 +267,10 @@ class Search:
                     self._entry(recipe, "skipped", now, note="budget: no time left")
                     continue
                 pending = STAGE_WEIGHTS.get(family, 1.0) * (len(recipes) - i) + later
-                share = max(deadline - now, 0.0) * STAGE_WEIGHTS.get(family, 1.0) / pending
-                fit = self._attempt(recipe, min(deadline, now + share), s == 0)
+                fit = self._attempt(recipe, STAGE_WEIGHTS.get(family, 1.0) / pending, s == 0)
                 if isinstance(fit, Fit):
                     stage_fits.append(fit)
-            if stage_fits:
-                ranked = sorted(stage_fits, key=lambda f: f.val_nrmse)
+            history.append([f.recipe for f in sorted(stage_fits, key=lambda f: f.val_nrmse)])
         if not self.fits:
             raise RuntimeError("no recipe could be fitted within the budget:\n" + format_report(self.report))
         return choose(list(self.fits.values())), self.report
