@@ -170,6 +170,6 @@ def sampled_moments(weights, offsets, spacing, max_order: int) -> dict:
         factor = np.ones(len(offsets))
         for k, a in enumerate(alpha):
             factor = factor * r[:, k] ** a
-        out[alpha if d > 1 else alpha[0]] = float(np.dot(factor, weights))
+        out[alpha if d > 1 else alpha[0]] = float(np.einsum("i,i->", factor, weights))
     return out
 

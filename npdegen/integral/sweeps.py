@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .apply import dot
 from .spectral import SpectralLinear
 
 __all__ = ["Sweeps"]
@@ -78,16 +79,16 @@ class Sweeps:
                                                      dtype=np.float64))
                 mu *= self.layer.activation.slope(pres[i], args)
             if self.train_omega:
-                grads["omega"] += float(np.vdot(lam, traj[i + 1] - traj[i])) / omega
+                grads["omega"] += dot(lam, traj[i + 1] - traj[i]) / omega
             if "b" in self.families:
                 self._reduce(grads, "b", t, -np.sum(mu, axis=0, dtype=np.float64))
             prepared, dws = plan.layer(t)
             dz, corr = plan.op.backward(prepared, mu, traj[i], saved[i], want)
             for k, dw in dws.items():
                 if plan.op.name == "fft":
-                    self._reduce(grads, k, t, np.vdot(dw, corr))
+                    self._reduce(grads, k, t, dot(dw, corr))
                 elif corr.ndim == 1:
-                    self._reduce(grads, k, t, np.dot(dw, corr))
+                    self._reduce(grads, k, t, dot(dw, corr))
                 else:
                     self._reduce(grads, k, t, np.sum(dw * corr, axis=-1))
             lam *= 1 - omega              # lam is owned by this sweep
@@ -120,25 +121,23 @@ class Sweeps:
         def bias_hat(t):
             key = t if family == "time-dependent" else 0
             if key not in cache:
-                cache[key] = engine.rfft(np.broadcast_to(self._bias(theta, t), self.grid).astype(self.dtype))
+                cache[key] = engine.rfft(np.broadcast_to(self._bias(theta, t), self.grid).astype(np.float64))
             return cache[key]
         return bias_hat
 
     def _run_spectral(self, plan, x2d, theta, omega, trajectory):
         engine = self._spectral_engine(plan.op)
-        (khat, khat_conj), _ = plan.layer(0)
-        bias_hat = self._bias_spectra(engine, theta)
-        zhat = engine.forward(khat_conj, x2d, bias_hat, omega, self.layers)
-        last = engine.irfft(zhat[-1]).astype(self.dtype, copy=False)
-        traj = np.stack([engine.irfft(z) for z in zhat]).astype(self.dtype, copy=False) if trajectory else None
-        return last, traj, ("spectral", plan, zhat, bias_hat)
+        (_, khat_conj), _ = plan.layer(0)
+        last, traj, saved = engine.forward(khat_conj, x2d, self._bias_spectra(engine, theta), omega, self.layers,
+                                           trajectory)
+        return last, traj, ("spectral", plan, saved)
 
     def _adjoint_spectral(self, aux, lam, theta):
-        _, plan, zhat, bias_hat = aux
+        _, plan, saved = aux
         engine = self._spectral_engine(plan.op)
-        (khat, khat_conj), dws = plan.layer(0)
+        (_, khat_conj), dws = plan.layer(0)
         dkhat = {k: engine.rfft(dw) for k, dw in dws.items()}
-        dx, parts = engine.adjoint(khat, khat_conj, zhat, lam, self._omega(theta), bias_hat, dkhat,
-                                   (self.families.get("b"), self.train_omega))
+        dx, parts = engine.adjoint(khat_conj, saved, lam, self._omega(theta), dkhat, self.families.get("b"),
+                                   self.train_omega)
         grads = {k: np.asarray(parts[k], np.float64).reshape(self.shapes[k]).astype(self.dtype) for k in self.shapes}
-        return dx.astype(self.dtype, copy=False), grads
+        return dx, grads
