@@ -124,8 +124,9 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"random_state must be None or an integer seed, got {self.random_state!r}")
         if self.dtype not in ("float64", "float32"):
             raise ValueError(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
-        bounds = (self.boundary,) if isinstance(self.boundary, str) else tuple(self.boundary)
-        if len(bounds) not in (1, len(grid)) or any(b not in _BOUNDARIES for b in bounds):
+        bounds = (self.boundary,) if isinstance(self.boundary, str) else self.boundary
+        if (not isinstance(bounds, (tuple, list)) or len(bounds) not in (1, len(grid))
+                or any(b not in _BOUNDARIES for b in bounds)):
             raise ValueError(f"boundary must be one of {', '.join(_BOUNDARIES)} or one per grid axis "
                              f"({len(grid)}), got {self.boundary!r}")
         if self.spacing is None:
@@ -148,7 +149,7 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
         space = RecipeSpace(kinds=self.kinds, families=self.families, widths=widths,
                             depths=(self.depths,) if isinstance(self.depths, numbers.Integral) else self.depths,
                             activations=self.activations, omega=self.omega).validate(len(grid), grid)
-        return space, spacing, bounds[0] if len(bounds) == 1 else bounds, dropped
+        return space, spacing, bounds[0] if len(bounds) == 1 else tuple(bounds), dropped
 
     def _split(self, n: int):
         rng = np.random.default_rng(self.random_state)
@@ -179,7 +180,7 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
                           spectral_estimate(X[train], Y[train], spacing) if periodic else None)
         log = (lambda line: print(line, flush=True)) if self.verbose else None
         seed = 0 if self.random_state is None else int(self.random_state)
-        search = Search(problem, space, self.budget, self.n_starts, self.max_iter, seed, log)
+        search = Search(problem, space, self.budget, self.n_starts, self.max_iter, seed, log, started=started)
         best, report = search.run()
         self.layer_, self.network_ = best.layer, best.net
         self.theta_ = {k: host(v).copy() for k, v in best.theta.items()}

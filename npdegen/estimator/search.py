@@ -129,11 +129,12 @@ class _Monitor(Callback):
 
 
 class Search:
-    """Walks the recipe space within ``budget`` seconds; :meth:`run` returns ``(best fit, report)``."""
+    """Walks the recipe space within ``budget`` seconds from ``started`` (a ``time.perf_counter()``
+    value; default: when :meth:`run` begins); :meth:`run` returns ``(best fit, report)``."""
 
     def __init__(self, problem: Problem, space: RecipeSpace, budget: float, n_starts: int = 4,
-                 max_iter: int = 300, seed: int = 0, log=None):
-        self.problem, self.space, self.budget = problem, space, float(budget)
+                 max_iter: int = 300, seed: int = 0, log=None, started: float | None = None):
+        self.problem, self.space, self.budget, self.started = problem, space, float(budget), started
         self.n_starts, self.max_iter, self.seed = n_starts, max_iter, seed
         self.log = log or (lambda message: None)
         self.fits: dict = {}
@@ -253,7 +254,7 @@ class Search:
     # ------------------------------------------------------------------ the walk
     def run(self):
         """``(best Fit, report)``; raises RuntimeError if no recipe could be fitted."""
-        deadline = self.deadline = time.perf_counter() + self.budget
+        deadline = self.deadline = (self.started or time.perf_counter()) + self.budget
         families = self.space.families
         history: list = []                  # fitted recipes per stage, best first
         for s, family in enumerate(families):
