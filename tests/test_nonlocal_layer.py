@@ -135,6 +135,26 @@ def test_compact_and_heterogeneous_kernels_equal_direct_sum():
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("method", ["stencil", "dense"])
+def test_heterogeneous_2d_equals_direct_sum(method):
+    n, dx = (7, 6), (0.2, 0.25)
+    rng = np.random.default_rng(18)
+    sig = 0.25 + 0.1 * rng.random(n)
+    layer = NonlocalPDE(gaussian(sigma, dim=2), z2, params={sigma: "heterogeneous"})
+    x = rng.standard_normal((2, *n))
+    got, _ = one_application(layer, n, dx, ("neumann", "dirichlet"), method, (3, 2), {"sigma": sig}, x)
+    want = np.zeros_like(x)
+    for i in range(n[0]):
+        for k in range(n[1]):
+            for a in range(-3, 4):
+                for b in range(-2, 3):
+                    p, s = reflect(i + a, n[0], "neumann"), reflect(k + b, n[1], "dirichlet")
+                    if s is not None:
+                        w = dx[0] * dx[1] * gauss(a * dx[0], sig[i, k]) * gauss(b * dx[1], sig[i, k])
+                        want[:, i, k] += w * x[:, p, s]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
 def test_auto_reach_and_method_choice():
     n, dx = 256, 1.0
     x = np.random.default_rng(5).standard_normal((2, n))
@@ -173,7 +193,7 @@ def test_operator_adjoint_dot_product(n, reach, kind, op, site, seed):
     assert abs(np.vdot(Ku, v) - np.vdot(u, Ktv)) <= 1e-12 * max(1.0, np.abs(Ku).sum() * np.abs(v).max())
     # the correlation C contracts with the weights to <v, K u> as well
     if op == "fft":
-        total = np.vdot(K.wrap(w), corr)
+        total = K.parseval(K.wrap(w), corr)
     else:
         total = np.sum(np.broadcast_to(w, np.shape(corr)) * corr) if np.ndim(corr) > 1 or not site else None
     assert total == pytest.approx(np.vdot(Ku, v), rel=1e-12, abs=1e-12)
@@ -368,6 +388,23 @@ def test_layerwise_training_and_step_vjp():
     assert np.all(grads["A"][[0, 2]] == 0) and np.any(grads["A"][1] != 0)
     theta, hist = npdegen.train(net, x, 0.5 * x, theta, steps=5, lr=1e-2, method="layerwise", progress=False)
     assert len(hist.loss) == 5 * L and hist.loss[4] < hist.loss[0]       # layer 0's five steps
+
+
+def test_pickle_round_trip_and_explain():
+    import pickle
+    layer = NonlocalPDE(A * gaussian(sigma), z1, activation="tanh", params={sigma: "homogeneous", A: "homogeneous"},
+                        bias="homogeneous")
+    net = layer.compile(32, spacing=0.1, layers=2, omega=0.5, boundary="neumann")
+    theta = {"sigma": np.array(0.3), "A": np.array(1.2), "b": np.array(0.1)}
+    x = np.random.default_rng(17).standard_normal((2, 32))
+    again = pickle.loads(pickle.dumps(net))
+    np.testing.assert_array_equal(again.forward(x, theta), net.forward(x, theta))
+    assert same_moment(net.moments(2)[2], A * sigma**2)
+    assert [row.process for row in net.explain(2)] == ["reaction", "advection", "diffusion"]
+
+
+def same_moment(a, b):
+    return sp.simplify(a - b) == 0
 
 
 def test_truncation_report_states_sampling_error():

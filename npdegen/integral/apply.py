@@ -215,8 +215,21 @@ class FFTOperator(_Operator):
         out = irfftn(prod, self.periods, self.workers)
         return self._restrict(out), zhat
 
+    def parseval(self, dk, chat) -> float:
+        """``Σ_r dk_r C_r`` from the wrapped weights ``dk`` and the half spectrum ``Ĉ`` of the
+        correlation (Parseval for real arrays: weights 2 on the half spectrum, 1 at ``f = 0`` and at
+        the Nyquist frequency of the last axis), so ``C`` is never transformed back."""
+        last = self.periods[-1]
+        c = np.full(last // 2 + 1, 2.0)
+        c[0] = 1.0
+        if last % 2 == 0:
+            c[-1] = 1.0
+        dkhat = rfftn(np.asarray(dk, np.float64), self.periods, self.workers)
+        return float(np.sum(c * np.real(np.conj(dkhat) * chat))) / float(np.prod(self.periods))
+
     def backward(self, plan, mu, z, zhat, want: bool):
-        """``(Kᵀ μ, C)`` with ``C`` the lag correlation on the period (``None`` unless ``want``)."""
+        """``(Kᵀ μ, Ĉ)`` with ``Ĉ = Σ_b conj(μ̂_b) ẑ_b`` the half spectrum of the lag correlation on
+        the period (``None`` unless ``want``); :meth:`parseval` contracts it with ``∂k/∂θ``."""
         khat, _ = plan
         muhat = rfftn(mu, self.periods, self.workers)
         prod = np.multiply(muhat, khat, out=self._scratch(muhat.shape, muhat.dtype))
@@ -227,9 +240,7 @@ class FFTOperator(_Operator):
             zhat = rfftn(self._extend(z), self.periods, self.workers)
         np.conjugate(muhat, out=muhat)
         muhat *= zhat
-        chat = muhat.reshape(-1, *muhat.shape[muhat.ndim - self.d:]).sum(axis=0, dtype=np.complex128)
-        corr = irfftn(chat, self.periods, self.workers)
-        return dz, corr
+        return dz, muhat.reshape(-1, *muhat.shape[muhat.ndim - self.d:]).sum(axis=0, dtype=np.complex128)
 
 
 class DenseOperator(_Operator):

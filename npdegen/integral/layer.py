@@ -90,6 +90,7 @@ class NonlocalPDE:
             raise ValueError(f"field {field} has {len(field.args)} coordinate(s); the kernel's r has {kernel.dim}")
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(f"name must be an identifier, got {name!r}")
+        self._args = dict(kernel=kernel, field=field, activation=activation, params=params, bias=bias, name=name)
         self.kernel, self.field, self.name = kernel, field, name
         self.coordinates = tuple(field.args)
         symbols = [k for k in (params or {}) if isinstance(k, sp.Symbol) and k not in kernel.params]
@@ -177,12 +178,22 @@ class NonlocalPDE:
             reach = tuple(int(k) for k in reach)
         net = NonlocalNetwork(self, grid, tuple(float(v) for v in spacings), layers, float(omega), boundaries,
                               dtype, method, reach, train_omega, threads)
+        net.recipe = dict(n=n, spacing=spacing, layers=layers, omega=omega, boundary=boundary, dtype=dtype,
+                          method=method, reach=reach, train_omega=train_omega, threads=threads,
+                          allow_unstable=allow_unstable)
         if method == "fft" and net._site:
             raise ValueError("method='fft' applies one kernel to every site (a convolution); this kernel varies with "
                              "the site (heterogeneous/time-dependent parameters or W(q, r)): use 'stencil' or 'dense'")
         if reach is not None and method in ("stencil", "dense"):
             net._operator(method, net._reach({}))       # reach or size errors now, not at the first call
         return net
+
+    def __getstate__(self):
+        """A layer pickles as its arguments (the lambdified functions are made again on load)."""
+        return {"args": self._args}
+
+    def __setstate__(self, state):
+        self.__init__(**state["args"])
 
     def __repr__(self):
         bias = " - b" if "b" in self.families else ""

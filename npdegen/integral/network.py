@@ -70,6 +70,7 @@ class NonlocalNetwork(Sweeps):
             axes = [np.arange(n) * dk for n, dk in zip(self.grid, self.spacing)]
             self._positions = np.meshgrid(*axes, indexing="ij")
         self._operators: dict = {}
+        self.recipe = None                 # compile options, set by NonlocalPDE.compile (pickling)
         self.tolerance = float(np.finfo(self.dtype).eps)
 
     # ------------------------------------------------------------------ parameters
@@ -311,9 +312,27 @@ class NonlocalNetwork(Sweeps):
             out[order] = (e, sampled[order], sampled[order] - e)
         return out
 
+    def moments(self, max_order: int = 4):
+        """The kernel's exact moments (:meth:`NonlocalPDE.moments`); :meth:`truncation` compares the sampled ones."""
+        return self.layer.moments(max_order)
+
+    def explain(self, max_order: int = 4):
+        """The physics table of the kernel (:meth:`NonlocalPDE.explain`)."""
+        return self.layer.explain(max_order)
+
+    def __reduce__(self):
+        """Pickles as (layer, compile options): compiled again on load (e.g. on a Dask worker)."""
+        if self.recipe is None:
+            raise TypeError("this NonlocalNetwork was not made by NonlocalPDE.compile and cannot be pickled")
+        return (_compile, (self.layer, self.recipe))
+
     def __repr__(self):
         return (f"NonlocalNetwork({self.layer.name!r}, n={self.n}, layers={self.layers}, spacing={self.spacing}, "
                 f"omega={self.omega}, boundary={self.boundaries}, dtype={self.dtype.name!r}, method={self.method!r})")
+
+
+def _compile(layer, options):
+    return layer.compile(**options)
 
 
 class _Plan:

@@ -69,6 +69,7 @@ class Sweeps:
         omega = self._omega(theta)
         grads = {k: np.zeros(s, np.float64) for k, s in self.shapes.items()}
         want = bool(self.kernel_names)
+        spectrum = None                   # FFT: Σ_t Ĉ_t, contracted once (the kernel is the same in every layer)
         for i in reversed(range(len(saved))):
             t = first + i
             mu = lam * omega
@@ -84,15 +85,19 @@ class Sweeps:
                 self._reduce(grads, "b", t, -np.sum(mu, axis=0, dtype=np.float64))
             prepared, dws = plan.layer(t)
             dz, corr = plan.op.backward(prepared, mu, traj[i], saved[i], want)
+            if plan.op.name == "fft" and want:
+                spectrum = corr if spectrum is None else spectrum + corr
+                dws = {}
             for k, dw in dws.items():
-                if plan.op.name == "fft":
-                    self._reduce(grads, k, t, dot(dw, corr))
-                elif corr.ndim == 1:
+                if corr.ndim == 1:
                     self._reduce(grads, k, t, dot(dw, corr))
                 else:
                     self._reduce(grads, k, t, np.sum(dw * corr, axis=-1))
             lam *= 1 - omega              # lam is owned by this sweep
             lam += dz
+        if spectrum is not None:
+            for k, dw in plan.layer(first)[1].items():
+                grads[k] += plan.op.parseval(dw, spectrum)
         return lam, {k: g.astype(self.dtype) for k, g in grads.items()}
 
     def _reduce(self, grads, k, t, site_values):
