@@ -157,7 +157,8 @@ class FFTOperator(_Operator):
 
     def __init__(self, grid, boundaries, reach, dtype, workers=1):
         super().__init__(grid, boundaries, reach, dtype, workers)
-        self.periods = tuple(n if b == "periodic" else 2 * n if b == "neumann" else sfft.next_fast_len(n + min(k, n - 1), real=True)
+        self.periods = tuple(n if b == "periodic" else 2 * n if b == "neumann"
+                             else sfft.next_fast_len(n + min(k, n - 1), real=True)
                              for n, b, k in zip(self.grid, self.boundaries, self.reach))
         self._wrapped = tuple((self.offsets[:, a] % p) for a, p in enumerate(self.periods))
         self._complex = np.result_type(self.dtype, np.complex64)

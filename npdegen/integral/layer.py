@@ -197,4 +197,5 @@ class NonlocalPDE:
 
     def __repr__(self):
         bias = " - b" if "b" in self.families else ""
-        return f"NonlocalPDE({self.name!r}: Z = ∫ W z dr{bias}, W = {self.kernel.density}, f = {self.activation.name})"
+        return (f"NonlocalPDE({self.name!r}: Z = ∫ W z dr{bias}, W = {self.kernel.density}, "
+                f"f = {self.activation.name})")

@@ -105,7 +105,8 @@ class KernelMoments(Mapping):
 
     def __str__(self) -> str:
         name = (lambda k: f"W_{k}") if self.dim == 1 else (lambda a: "W_(" + ",".join(map(str, a)) + ")")
-        lines = [f"{name(k)} = {sp.sstr(v)}" + (f"   (if {sp.sstr(self.conditions[k])})" if k in self.conditions else "")
+        lines = [f"{name(k)} = {sp.sstr(v)}"
+                 + (f"   (if {sp.sstr(self.conditions[k])})" if k in self.conditions else "")
                  + ("   (undecided: SymPy could not integrate)" if k in self.undecided else "")
                  for k, v in self.finite.items()]
         if self.divergent:

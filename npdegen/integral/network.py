@@ -9,8 +9,13 @@ with ``w_{i,o} = (Π_k Δ_k) W(q_i, oΔ; θ)`` the kernel sampled on the grid (:
 ``z̃`` the boundary extension (:mod:`.apply`): the rectangle rule for ``∫ W(q, r) z(q + r) dr``.
 ``loss = 0.5 Σ (z_L − y)²``. The backward sweep, with ``μ_t = ω f′(Z_t) λ_{t+1}``:
 
-.. math::  λ_t = (1 − ω) λ_{t+1} + Kᵀ μ_t, \quad ∂/∂θ = Σ_t Σ_{i,o} ∂w_{i,o}/∂θ\, Σ_b μ_t[i]\, z̃_t[i+o],
-           \quad ∂/∂b = −Σ μ_t, \quad ∂/∂ω = Σ_t ⟨λ_{t+1}, f(Z_t) − z_t⟩ .
+.. math::  λ_t = (1 − ω) λ_{t+1} + Kᵀ μ_t,
+           \quad ∂/∂θ = Σ_t Σ_{i,o} ∂w_{i,o}/∂θ\, Σ_b μ_t[i]\, z̃_t[i+o],
+           \quad ∂/∂b = −Σ μ_t, \quad ∂/∂ω = Σ_t ⟨λ_{t+1}, f(Z_t) − z_t⟩,
+           \quad ∂/∂ρ = Σ_t ω λ_{t+1} ∂f/∂ρ(Z_t)  \ (\text{activation parameters}).
+
+A linear network (``f`` the identity) with a homogeneous kernel on a periodic grid runs all layers in
+Fourier space instead (:mod:`.spectral`): the same operator, four FFTs of the batch instead of ``4L``.
 
 Parameter families as for npdegen's layers: ``homogeneous`` ``()``, ``heterogeneous`` ``grid``,
 ``time-dependent`` ``(L, *grid)`` (row ``t`` acts in the step ``t → t + 1``). A kernel whose
