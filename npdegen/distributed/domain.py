@@ -214,16 +214,18 @@ def _adjoint_task(recipe, spec, theta, parts, target, kind):
 
 
 def _accumulate(families, layers, rows, grads):
-    """One grid block's extended gradients summed over batch blocks and rounds (fixed order,
-    float64); time-dependent rows go to their layers ``rows[i] = (t0, t1)``."""
+    """One grid block's extended gradients summed over batch blocks and rounds in a fixed order, in
+    the network's dtype (as its kernels sum); time-dependent rows go to their layers
+    ``rows[i] = (t0, t1)``. Task results are never modified in place."""
     acc = {}
     for (t0, t1), entry in zip(rows, grads):
         for k, g in entry.items():
-            g = np.asarray(g, np.float64)
-            if families[k] == "time-dependent":
-                acc.setdefault(k, np.zeros((layers, *g.shape[1:])))[t0:t1] += g
+            if families[k] == "time-dependent" and (t0, t1) != (0, layers):
+                if k not in acc:
+                    acc[k] = np.zeros((layers, *g.shape[1:]), g.dtype)
+                acc[k][t0:t1] += g
             else:
-                acc[k] = acc[k] + g if k in acc else g.copy()
+                acc[k] = acc[k] + g if k in acc else g
     return acc
 
 
@@ -408,14 +410,16 @@ def _gradients(net, x, target, theta, kind, want_dx, block, threads):
     summary = run.name("summary")
     run.graph[summary] = (tuple, [losses, acc])
     if want_dx:
-        dx, result = dask.persist(run.collection(run.fold(dz), single), run.collection(key=summary))
+        # one graph, not optimised per collection: dask would fuse a chunk's adjoint into each user
+        dx, result = dask.persist(run.collection(run.fold(dz), single), run.collection(key=summary),
+                                  optimize_graph=False)
         parts, acc = result.compute()
     else:
         dx, (parts, acc) = None, run.collection(key=summary).compute()
     loss = 0.0
     for part in parts:                         # fixed order: batch blocks, then grid blocks (C order)
         loss += part
-    out = {k: np.zeros(net.shapes[k]) for k in theta}
+    out = {k: np.zeros(net.shapes[k], np.float64 if families[k] == "homogeneous" else net.dtype) for k in theta}
     for idx, a in zip(plan.blocks, acc):       # fixed order; per-site gradients folded to their owners
         for k, g in out.items():
             if families[k] == "homogeneous":
@@ -424,13 +428,13 @@ def _gradients(net, x, target, theta, kind, want_dx, block, threads):
                 plan.fold_into(g, a[k], idx)
     if kind == "mean":
         count = float(np.prod(x.shape))
-        loss, out = loss / count, {k: g / count for k, g in out.items()}
+        loss, out = loss / count, {k: (g / count).astype(g.dtype, copy=False) for k, g in out.items()}
         dx = None if dx is None else dx / count
     if not (np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in out.values())):
         from ..runtime.network import NonFiniteError
         raise NonFiniteError("the loss or gradients of the chunked field are not finite: the scheme is unstable "
                              "for these parameters or the input is too large (npdegen.stability)")
-    return loss, {k: g.astype(net.dtype) for k, g in out.items()}, dx
+    return loss, {k: g.astype(net.dtype, copy=False) for k, g in out.items()}, dx
 
 
 # ---------------------------------------------------------------------------------- public
