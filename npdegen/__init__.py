@@ -31,6 +31,34 @@ from . import optim
 from .runtime.multistart import homogeneous_fit, multistart
 from .spec.parse import SpecSyntaxError, parse_expression
 
-__all__ = ["__version__", "NeuralPDE", "ConservationLaw", "conservation_law", "markov_chain", "kushner_logits", "lse", "DenseLSE", "MaxPlus", "Network", "train", "TrainHistory", "TrainingDiverged", "stencil_weights",
-           "SPACING", "spacing_symbols", "ops", "parse_expression", "SpecSyntaxError", "load_spec", "kernel_moments", "stability",
-           "optim", "multistart", "homogeneous_fit"]
+#: Names served on first use (module ``__getattr__``, PEP 562), so that ``import npdegen`` loads neither
+#: SciPy nor scikit-learn nor Dask: ``name -> "module:attribute"`` (``module`` alone for a subpackage).
+_LAZY = {
+    "NonlocalPDE": "npdegen.integral:NonlocalPDE", "kernel": "npdegen.integral:kernel",
+    "gaussian": "npdegen.integral:gaussian", "exponential": "npdegen.integral:exponential",
+    "power_law": "npdegen.integral:power_law", "top_hat": "npdegen.integral:top_hat",
+    "epanechnikov": "npdegen.integral:epanechnikov", "integral": "npdegen.integral",
+    "NeuralPDERegressor": "npdegen.estimator:NeuralPDERegressor", "tasks": "npdegen.tasks",
+    "distributed": "npdegen.distributed",
+}
+
+__all__ = ["__version__", "NeuralPDE", "ConservationLaw", "conservation_law", "markov_chain", "kushner_logits",
+           "lse", "DenseLSE", "MaxPlus", "Network", "train", "TrainHistory", "TrainingDiverged", "stencil_weights",
+           "SPACING", "spacing_symbols", "ops", "parse_expression", "SpecSyntaxError", "load_spec", "kernel_moments",
+           "stability", "optim", "multistart", "homogeneous_fit", *_LAZY]
+
+
+def __getattr__(name):
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'npdegen' has no attribute {name!r}")
+    import importlib
+    module, _, attribute = target.partition(":")
+    value = importlib.import_module(module)
+    value = getattr(value, attribute) if attribute else value
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
