@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="info: folder, files and corrupt entries; clear: delete npdegen's files")
     from .inspect.cli import add_parser as add_inspect
     add_inspect(sub, parents=[common])
+    from .estimator.cli import add_parser as add_fit
+    add_fit(sub, parents=[common])
     return parser
 
 
