@@ -20,13 +20,14 @@ coefficients; references in ``references_nd.py``):
     (flux CFL number ≈ 0.75), batch 64, n 4096, L 32; references in ``references_flux.py``. Same
     implementations as (b).
 
-Reported per workload: median / min time over ``--repeat`` interleaved rounds after one warm-up,
-ratios to ``numpy_buffered`` and ``torch_eager``, "minimal traffic" bandwidth (as bench_core: per
-layer read + write z forward, read z_t and λ + write λ backward; plus x, y, the coefficients read
-and their gradients written) as a fraction of the np.copyto bandwidth, peak extra memory
-(tracemalloc; NumPy-allocated memory only: numpy_buffered with a cold workspace, npdegen on the
-first call of a freshly compiled network, so the buffers it keeps count) and that peak beyond the
-stored trajectory, in MiB and in units of batch·grid values; agreement of every loss and gradient
+Reported per workload: median / min wall time and median CPU time (``time.process_time``, all
+threads of the process: on a loaded machine it excludes the waits for a CPU) over ``--repeat``
+interleaved rounds after one warm-up, ratios to ``numpy_buffered`` and ``torch_eager``, "minimal
+traffic" bandwidth (as bench_core: per layer read + write z forward, read z_t and λ + write λ
+backward; plus x, y, the coefficients read and their gradients written) as a fraction of the
+np.copyto bandwidth, peak extra memory (tracemalloc; NumPy-allocated memory only: numpy_buffered
+with a cold workspace, npdegen on the first call of a freshly compiled network, so the buffers it
+keeps count) and that peak beyond the stored trajectory, in MiB and in units of batch·grid values; agreement of every loss and gradient
 with ``numpy_buffered`` at the benchmark size (float32) and, separately, on a small size in float64
 (all implementations, 1e-9). The 1-D fast path (bench_core's ADR at 64×4096×32, numba) is timed in
 the same run for the bandwidth comparison. Ends with the issue's targets, met or not, and a
@@ -216,10 +217,17 @@ def implementations(workload, args):
 
 # ---------------------------------------------------------------------------- measurement
 def _timed(fn, *a):
+    return _timed_cpu(fn, *a)[0]
+
+
+def _timed_cpu(fn, *a):
+    """Wall time and the process's CPU time (all its threads) of one call. On a loaded machine the
+    wall time includes the time the process waits for a CPU; the CPU time does not (for one-thread
+    implementations it is the wall time a quiet machine would show, up to cache effects)."""
     gc.collect()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fn(*a)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def clear_workspaces():
@@ -318,12 +326,14 @@ def bench_workload(workload, args, bandwidth, report):
             except Exception as exc:  # pragma: no cover
                 print(f"  {im.name}: memory measurement failed: {exc}")
         ready[im.name] = fn
-        results[im.name] = dict(res=res, warm=warm, mem=mem, times=[])
+        results[im.name] = dict(res=res, warm=warm, mem=mem, times=[], cpu=[])
         print(f"  {im.name}: setup + warm-up {warm:.2f} s", flush=True)
     labels = list(ready)
     for r in range(args.repeat if labels else 0):              # interleaved rounds, order rotated
         for label in labels[r % len(labels):] + labels[:r % len(labels)]:
-            results[label]["times"].append(_timed(ready[label], *data))
+            wall, cpu = _timed_cpu(ready[label], *data)
+            results[label]["times"].append(wall)
+            results[label]["cpu"].append(cpu)
 
     ref_res = results.get(BUFFERED, {}).get("res")
     failures, rows = [], []
@@ -332,8 +342,10 @@ def bench_workload(workload, args, bandwidth, report):
             rows.append(dict(name=label, error=r["error"]))
             continue
         r["med"], r["min"] = statistics.median(r["times"]), min(r["times"])
+        r["cpu_med"] = statistics.median(r["cpu"])
     bmed = results.get(BUFFERED, {}).get("med")
     emed = results.get(EAGER, {}).get("med")
+    ecpu = results.get(EAGER, {}).get("cpu_med")
     for label, r in results.items():
         if "error" in r:
             continue
@@ -349,12 +361,14 @@ def bench_workload(workload, args, bandwidth, report):
             elif not gerr <= 1e-2:
                 print(f"  WARNING: {label} gradients differ from numpy_buffered (max rel err {gerr:.2e})")
         extra = None if r["mem"] is None else r["mem"] - traj_bytes
-        rows.append(dict(name=label, med=r["med"], min=r["min"], x_buf=r["med"] / bmed if bmed else None,
+        rows.append(dict(name=label, med=r["med"], min=r["min"], cpu=r["cpu_med"],
+                         cpu_x_eager=r["cpu_med"] / ecpu if ecpu else None, x_buf=r["med"] / bmed if bmed else None,
                          x_eager=r["med"] / emed if emed else None, mem=r["mem"], extra=extra,
                          extra_bg=None if extra is None else extra / bg_bytes,
                          gbs=traffic / r["med"] / 1e9, frac=traffic / r["med"] / bandwidth,
                          lerr=lerr, gerr=gerr, warm=r["warm"]))
         print(f"  {label:18s} median {1e3 * r['med']:10.2f} ms   min {1e3 * r['min']:10.2f} ms   "
+              f"CPU {1e3 * r['cpu_med']:10.2f} ms   "
               f"{100 * traffic / r['med'] / bandwidth:5.1f} % of copy bw"
               + ("" if lerr is None else f"   loss rel err {lerr:.1e}, grad {gerr:.1e}"), flush=True)
     f64_size, f64 = check_float64(workload, impls, args)
@@ -435,8 +449,9 @@ def targets(report, fast1d):
         for name in ("npdegen_numba", "npdegen_numba_1t"):
             if name in b and EAGER in b:
                 ratio = b[EAGER]["med"] / b[name]["med"]
+                cpu = b[EAGER]["cpu"] / b[name]["cpu"]
                 out.append(f"{wl}: {name} {ratio:.1f}× faster than torch_eager (target ≥ {TARGET_EAGER:.0f}×: "
-                           f"{'met' if ratio >= TARGET_EAGER else 'NOT met'})")
+                           f"{'met' if ratio >= TARGET_EAGER else 'NOT met'}); CPU time {cpu:.1f}× less")
     return out
 
 
@@ -452,20 +467,22 @@ def markdown(meta, report, fast1d, verdicts):
     for rep in report:
         lines += [f"**{rep['workload']}** {rep['size']} (trajectory {rep['traj'] / 2**20:.1f} MiB, batch·grid "
                   f"{rep['bg'] / 2**20:.1f} MiB, minimal traffic {rep['traffic'] / 2**20:.1f} MiB)", "",
-                  "| implementation | median ms | min ms | × numpy_buffered | × torch_eager | traffic GB/s "
+                  "| implementation | median ms | min ms | median CPU ms (× eager's) | × numpy_buffered "
+                  "| × torch_eager | traffic GB/s "
                   "| % of copy bw | peak extra MiB | beyond trajectory | loss vs buffered | grad rel err "
                   "| float64 loss / grad |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rep["rows"]:
             if "error" in r:
-                lines.append(f"| {r['name']} | failed: {r['error']} | | | | | | | | | | |")
+                lines.append(f"| {r['name']} | failed: {r['error']} | | | | | | | | | | | |")
                 continue
             mem = "n/a" if r["mem"] is None else f"{r['mem'] / 2**20:.1f}"
             extra = "n/a" if r["extra"] is None else f"{r['extra'] / 2**20:.1f} MiB ({r['extra_bg']:.2f} bg)"
             f = rep["f64"].get(r["name"])
             f64 = "–" if f is None else ("failed" if f[0] == "failed" else f"{f[0]:.0e} / {f[1]:.0e}")
             lines.append(
-                f"| {r['name']} | {1e3 * r['med']:.1f} | {1e3 * r['min']:.1f} | {fmt(r['x_buf'], '.2f')} | "
+                f"| {r['name']} | {1e3 * r['med']:.1f} | {1e3 * r['min']:.1f} | {1e3 * r['cpu']:.1f} "
+                f"({fmt(r['cpu_x_eager'], '.2f')}) | {fmt(r['x_buf'], '.2f')} | "
                 f"{fmt(r['x_eager'], '.2f')} | {r['gbs']:.2f} | {100 * r['frac']:.1f} % | {mem} | {extra} | "
                 f"{fmt(r['lerr'], '.0e')} | {fmt(r['gerr'], '.0e')} | {f64} |")
         for name, why in rep["unavailable"]:
