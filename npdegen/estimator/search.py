@@ -5,9 +5,11 @@ The families are walked in order (homogeneous → heterogeneous → time-depende
 rest of its stage, and :data:`PROMOTE` per later stage; weights :data:`STAGE_WEIGHTS`), so time a
 recipe does not use rolls on to the next (the share is taken of the time left once its layer is
 built: building, SymPy and code generation, counts against the budget but not against the share).
-The first stage skips recipes that cannot carry the data's transport (the spectral estimate's
-shift beyond ``depth × reach`` cells: the CFL limit of explicit steps). In the first stage each
-recipe runs L-BFGS (:func:`npdegen.multistart`) from its warm starts (its shallower, narrower and
+The first stage skips recipes that cannot carry the data's transport or spread (the spectral
+estimate's shift beyond ``depth × reach`` cells, its variance beyond ``depth × reach²`` cells²: the
+CFL limits of explicit steps; :meth:`Search._reachable`). In the first stage each
+recipe runs L-BFGS (``npdegen.train(optimizer="lbfgs")``, one start after the other while its time
+lasts) from its warm starts (its shallower, narrower and
 identity neighbours), the data's spectral start and random starts, ``n_starts``
 in all; each later stage promotes the :data:`PROMOTE` best recipes of each kind from the latest stage
 that fitted it (:meth:`~npdegen.estimator.recipes.RecipeSpace.promote`), warm-started from their fits. Inside a recipe a callback stops L-BFGS at the recipe's deadline, evaluates the
@@ -28,20 +30,20 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..runtime.callbacks import Callback
-from ..runtime.multistart import multistart
 from ..runtime.network import NonFiniteError
-from ..runtime.train import TrainingDiverged
+from ..runtime.train import TrainingDiverged, train
 from .metrics import nrmse
 from .recipes import KINDS, Recipe, RecipeSpace
 
 __all__ = ["Problem", "Fit", "Search", "choose", "format_report", "STAGE_WEIGHTS", "PROMOTE"]
 
 #: Relative share of the time left that a recipe of each family gets.
-STAGE_WEIGHTS = {"homogeneous": 1.0, "heterogeneous": 4.0, "time-dependent": 4.0}
+STAGE_WEIGHTS = {"homogeneous": 1.0, "heterogeneous": 6.0, "time-dependent": 6.0}
 #: Recipes promoted from one family to the next.
 PROMOTE = 2
-#: Validation checks: every this many L-BFGS iterations; a start stops after this many without gain.
-CHECK_EVERY, PATIENCE = 5, 6
+#: Validation checks: every CHECK_EVERY L-BFGS iterations; a start stops after PATIENCE checks that
+#: did not lower its validation nRMSE by the relative GAIN.
+CHECK_EVERY, PATIENCE, GAIN = 5, 5, 1e-3
 #: Validation nRMSE at which a recipe stops: the data are matched to the dtype's rounding.
 FLOOR = {"float64": 1e-12, "float32": 1e-5}
 #: A richer fit must beat a simpler one's validation nRMSE by more than this (relative) to win.
@@ -101,6 +103,7 @@ class _Monitor(Callback):
 
     def __init__(self, evaluate, end: float, starts: int, floor: float = 0.0):
         self.evaluate, self.end, self.left, self.floor = evaluate, end, max(starts, 1), floor
+        self.stop_at = end
         self.best, self.best_theta, self.iterations = math.inf, None, 0
 
     def on_train_begin(self, info):
@@ -119,7 +122,7 @@ class _Monitor(Callback):
         self.iterations += 1
         if (step + 1) % CHECK_EVERY == 0:
             value = self.consider(theta)
-            if value < self.own * (1 - 1e-4):
+            if value < self.own * (1 - GAIN):
                 self.own, self.waited = value, 0
             else:
                 self.waited += 1
@@ -139,6 +142,7 @@ class Search:
         self.log = log or (lambda message: None)
         self.fits: dict = {}
         self.report: list = []
+        self._notes: dict = {}                   # recipe label -> why it is expected to fall short
 
     # ------------------------------------------------------------------ pieces
     def _build(self, recipe: Recipe):
@@ -180,6 +184,8 @@ class Search:
                  "seconds": round(time.perf_counter() - started, 4), "n_params": None,
                  "train_nrmse": None, "val_nrmse": None, "starts": 0, "iterations": 0, "note": ""}
         entry.update(extra)
+        if recipe.label in self._notes and status != "skipped":
+            entry["note"] = "; ".join(filter(None, (entry["note"], self._notes[recipe.label])))
         self.report.append(entry)
         self.log(format_report([entry], header=False))
         return entry
@@ -210,45 +216,58 @@ class Search:
         floor = FLOOR[str(net.dtype)]
         monitor = _Monitor(lambda th: self._error(net, th, p.x_val, p.y_val), end, len(starts), floor)
         bounds = KINDS[recipe.kind].bounds(recipe, len(p.grid)) or None
-        try:
-            result = multistart(net, p.x_train, p.y_train, starts, steps=self.max_iter, optimizer="lbfgs",
-                                loss="mean", bounds=bounds, callbacks=[monitor], progress=False,
-                                ftol=0.0, gtol=0.0)          # the budget and the validation checks stop it
-            runs = result.runs
-        except (TrainingDiverged, FloatingPointError, ValueError):     # every start diverged, or overflowed
-            runs = []
-        for run in runs:
-            if run["theta"] is not None:
-                monitor.consider(run["theta"])
-        diverged = sum(1 for r in runs if r["error"]) if runs else len(starts)
+        diverged, ran = 0, 0
+        for i, start in enumerate(starts):
+            if (i and time.perf_counter() >= end) or monitor.best <= floor:
+                break                            # the recipe's time is spent (or the data are matched)
+            ran += 1
+            try:
+                theta, _ = train(net, p.x_train, p.y_train, start, steps=self.max_iter, optimizer="lbfgs",
+                                 loss="mean", bounds=bounds, callbacks=[monitor], progress=False,
+                                 ftol=0.0, gtol=0.0)       # the budget and the validation checks stop it
+                monitor.consider(theta)
+            except (TrainingDiverged, FloatingPointError, ValueError):    # diverged, or overflowed at the start
+                diverged += 1
         if monitor.best_theta is None:
-            return self._entry(recipe, "failed", started, n_params=n_params, starts=len(starts),
-                               note=f"every start diverged ({diverged} of {len(starts)})")
+            return self._entry(recipe, "failed", started, n_params=n_params, starts=ran,
+                               note=f"every start diverged ({diverged} of {ran})")
         theta = monitor.best_theta
         fit = Fit(recipe, layer, net, theta, self._error(net, theta, p.x_train, p.y_train), monitor.best,
                   time.perf_counter() - started, monitor.iterations)
         self.fits[recipe.label] = fit
-        note = f"{diverged} of {len(starts)} starts diverged" if diverged else ""
+        note = f"{diverged} of {ran} starts diverged" if diverged else ""
         self._entry(recipe, "fitted", started, n_params=fit.n_params, train_nrmse=fit.train_nrmse,
-                    val_nrmse=fit.val_nrmse, starts=len(starts), iterations=fit.iterations, note=note)
+                    val_nrmse=fit.val_nrmse, starts=ran, iterations=fit.iterations, note=note)
         return fit
 
     def _reachable(self, recipes: list) -> list:
-        """The recipes that can carry the data's transport: the spectral estimate's shift (cells)
-        within ``depth × reach`` (a stable explicit step moves data at most its reach per layer).
-        The others are reported as skipped, unless none can: then all are kept."""
+        """The recipes that can carry the data's transport and spread (spectral estimate, in cells):
+        a stable explicit step of reach ``h`` moves data at most ``h`` cells and spreads it by a
+        variance of at most ``h²`` cells² per layer, so ``L`` layers need ``L·h ≥ |b|/Δ`` and
+        ``L·h² ≥ 2C/Δ²`` (half a cell of slack). The others are reported as skipped; when none can,
+        all are kept and their report says why they fall short."""
         p = self.problem
         if p.estimate is None:
             return recipes
-        cells = max(abs(b) / h for b, h in zip(p.estimate.velocity, p.spacing))
-        able = [r for r in recipes if r.depth * KINDS[r.kind].reach(r) >= cells - 0.5]     # half a cell: estimate
+        shift = max(abs(b) / h for b, h in zip(p.estimate.velocity, p.spacing))
+        spread = max(2 * p.estimate.diffusion[a, a] / h**2 for a, h in enumerate(p.spacing))
+
+        def short(r):
+            h = KINDS[r.kind].reach(r)
+            if r.depth * h < shift - 0.5:
+                return f"reach: the data move ~{shift:.3g} cells, {r.depth} layers at most {r.depth * h:g}"
+            if r.depth * h * h < spread - 0.5:
+                return (f"reach: the data spread ~{spread:.3g} cells², {r.depth} layers at most "
+                        f"{r.depth * h * h:g}")
+            return ""
+        notes = {r.label: short(r) for r in recipes}
+        able = [r for r in recipes if not notes[r.label]]
         if not able:
+            self._notes.update(notes)
             return recipes
         for r in recipes:
-            if r not in able:
-                self._entry(r, "skipped", time.perf_counter(),
-                            note=f"reach: the data move ~{cells:.3g} cells, {r.depth} layers at most "
-                                 f"{r.depth * KINDS[r.kind].reach(r):g}")
+            if notes[r.label]:
+                self._entry(r, "skipped", time.perf_counter(), note=notes[r.label])
         return able
 
     # ------------------------------------------------------------------ the walk
