@@ -38,7 +38,8 @@ Y, Y_test = net.forward(X, truth), net.forward(X_test, truth)
 est = NeuralPDERegressor(budget=budget, depths=(8, 16), widths=(3, 5), activations=("identity", "tanh"))
 est.fit(X, Y)
 print(est.report())
-print(f"\ntest score (1 - nRMSE): {est.score(X_test, Y_test):.8f}; predict keeps the shape: {est.predict(X_test).shape}")
+print(f"\ntest score (1 - nRMSE): {est.score(X_test, Y_test):.8f}; "
+      f"predict keeps the shape: {est.predict(X_test).shape}")
 if est.recipe_["family"] != "homogeneous" and est.recipe_["width"] == 3 and est.recipe_["depth"] == 16:
     D_fit = np.mean(np.atleast_2d(est.theta_["D"]), axis=0)
     print(f"recovered D(q): relative error {np.linalg.norm(D_fit - truth['D']) / np.linalg.norm(truth['D']):.2e}")

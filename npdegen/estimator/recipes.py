@@ -13,16 +13,17 @@ PDE coefficients of ::
     N-D:  Z = u + R u − U_x u_x − U_y u_y + D_xx u_xx + 2 D_xy u_xy + D_yy u_yy + C_xxx u_xxx + …
 
 (``D`` the diffusion tensor, ``W_α = 2 D`` for ``|α| = 2``; other orders' parameters are the
-coefficients of their derivatives, ``W_α = α!·C``) with every multi-index ``|α| ≤ w − 1`` that the ``w``-point box fixes (1-D: all ``w`` moments, so the
-layer is exactly the free ``w``-point stencil, reparametrised by the invertible Vandermonde map; width
-3 is the neural ADR layer). :meth:`npdegen.NeuralPDE.from_moments` solves the moment system.
+coefficients of their derivatives, ``W_α = α!·C``) with every multi-index ``|α| ≤ w − 1`` that the
+``w``-point box fixes (1-D: all ``w`` moments, so the layer is exactly the free ``w``-point
+stencil, reparametrised by the invertible Vandermonde map; width 3 is the neural ADR layer).
+:meth:`npdegen.NeuralPDE.from_moments` solves the moment system.
 
 ==============  ==========================================================================
 families        ``homogeneous`` (one value per parameter), ``heterogeneous`` (one per site),
                 ``time-dependent`` (one per layer and site); searched in this order, each
                 family warm-started from the best fits of the one before
-widths          odd stencil widths per axis: 1 (reaction only: a local ODE), 3 (ADR), 5 (+ dispersion,
-                hyper-diffusion), …
+widths          odd stencil widths per axis: 1 (reaction only: a local ODE), 3 (ADR),
+                5 (+ dispersion, hyper-diffusion), …
 depths          numbers of layers ``L``; a deeper homogeneous fit starts from the shallower one
                 rescaled (the generator per layer ∝ 1/L)
 activations     ``identity``; ``tanh``; ``reaction``: the learnable polynomial reaction
@@ -293,7 +294,8 @@ class RecipeSpace:
                 raise ValueError(f"{what} must not be empty")
             return out
         kinds, families = seq(self.kinds, "kinds"), seq(self.families, "families")
-        widths, depths, acts = seq(self.widths, "widths"), seq(self.depths, "depths"), seq(self.activations, "activations")
+        widths, depths = seq(self.widths, "widths"), seq(self.depths, "depths")
+        acts = seq(self.activations, "activations")
         for what, values, known in (("kinds", kinds, tuple(KINDS)), ("families", families, FAMILIES),
                                     ("activations", acts, ACTIVATIONS)):
             bad = [v for v in values if v not in known]

@@ -1,24 +1,25 @@
 """The budgeted search over the recipe space, and its report.
 
-The families are walked in order (homogeneous → heterogeneous → time-dependent). A recipe of family
-``f`` may use the share ``w_f / Σ w`` of the time left, the sum over the recipes still to come (the
-rest of its stage, and :data:`PROMOTE` per later stage; weights :data:`STAGE_WEIGHTS`), so time a
-recipe does not use rolls on to the next (the share is taken of the time left once its layer is
-built: building, SymPy and code generation, counts against the budget but not against the share).
-The first stage skips recipes that cannot carry the data's transport or spread (the spectral
-estimate's shift beyond ``depth × reach`` cells, its variance beyond ``depth × reach²`` cells²: the
-CFL limits of explicit steps; :meth:`Search._reachable`). In the first stage each
-recipe runs L-BFGS (``npdegen.train(optimizer="lbfgs")``, one start after the other while its time
-lasts) from its warm starts (its shallower, narrower and
-identity neighbours), the data's spectral start and random starts, ``n_starts``
-in all; each later stage promotes the :data:`PROMOTE` best recipes of each kind from the latest stage
-that fitted it (:meth:`~npdegen.estimator.recipes.RecipeSpace.promote`), warm-started from their fits. Inside a recipe a callback stops L-BFGS at the recipe's deadline, evaluates the
-validation nRMSE every :data:`CHECK_EVERY` iterations, keeps the best parameters seen, stops a start
-whose validation error has not improved for :data:`PATIENCE` checks, and stops the recipe once the
-validation error reaches the rounding floor :data:`FLOOR`. A recipe whose shortest
-useful run (:data:`MIN_EVALUATIONS` loss evaluations, timed on the data) does not fit in its time is
-skipped, and the report says so. The winner is the fit with the fewest parameters among those
-within :data:`SIMPLER_WITHIN` of the least validation nRMSE (:func:`choose`).
+* **Order.** The families are walked in order (homogeneous → heterogeneous → time-dependent). The
+  first stage fits every recipe of :meth:`~npdegen.estimator.recipes.RecipeSpace.initial`; each
+  later stage promotes the :data:`PROMOTE` best recipes of each kind from the latest stage that
+  fitted it (:meth:`~npdegen.estimator.recipes.RecipeSpace.promote`), warm-started from their fits.
+* **Reach.** The first stage skips recipes that cannot carry the data's transport or spread: the
+  spectral estimate's shift beyond ``depth × reach`` cells or its variance beyond
+  ``depth × reach²`` cells² (the CFL limits of explicit steps; :meth:`Search._reachable`).
+* **Time.** A recipe of family ``f`` may use the share ``w_f / Σ w`` of the time left (the sum over
+  the recipes still to come: the rest of its stage and :data:`PROMOTE` per kind and later stage;
+  weights :data:`STAGE_WEIGHTS`), taken once its layer is built (building counts against the
+  budget, not the share), so time a recipe does not use rolls on. A recipe whose shortest useful
+  run (:data:`MIN_EVALUATIONS` loss evaluations, timed on the data) does not fit is skipped.
+* **Fitting.** L-BFGS (``npdegen.train(optimizer="lbfgs")``) from each start in turn while the
+  recipe's time lasts: warm starts (shallower, narrower and identity neighbours), the data's
+  spectral start and random starts, ``n_starts`` in all (later stages: the one warm start). A
+  callback stops at the deadline, evaluates the validation nRMSE every :data:`CHECK_EVERY`
+  iterations, keeps the best parameters seen, stops a start that gained less than :data:`GAIN` in
+  :data:`PATIENCE` checks, and the recipe once the rounding floor :data:`FLOOR` is reached.
+* **Winner.** The fewest parameters among the fits within :data:`SIMPLER_WITHIN` of the least
+  validation nRMSE (:func:`choose`). Every recipe tried, skipped or failed is in the report.
 """
 from __future__ import annotations
 
