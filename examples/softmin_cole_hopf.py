@@ -1,9 +1,9 @@
 """Soft-min stencil layers: the Cole–Hopf image of the heat step, viscous Hamilton–Jacobi, min-plus limit.
 
 Layer: Z_i = −ε log Σ_j w_j exp(−z_{i+j}/ε) with the heat stencil w = (d, 1 − 2d, d) of φ_t = ε φ_qq
-(d = ε Δt/Δ²). With u = −ε log φ it steps the viscous Hamilton–Jacobi equation u_t + u_q² = ε u_qq
+(d = ε Δt/Δ²). With z = −ε log φ it steps the viscous Hamilton–Jacobi equation z_t + z_q² = ε z_qq
 exactly as the linear layer steps φ, and as ε → 0 (costs c_j = −ε log w_j fixed) it becomes the
-min-plus layer z = min_j (z_{i+j} + c_j). Here: the identity with the linear layer, second-order
+min-plus layer Z_i = min_j (z_{i+j} + c_j). Here: the identity with the linear layer, second-order
 convergence to the exact Hopf–Cole solution, the ε → 0 limit, attribution entropy, and a fit of
 ε and the log-weights from data. ``NPDEGEN_EXAMPLE_STEPS`` caps the training steps.
 """
@@ -42,7 +42,7 @@ dt = 0.4 * h * h / eps
 steps = int(np.ceil(T / dt))
 dt = T / steps
 layer = softmin_layer(heat, eps=eps, spacing=h, values={"D": eps * dt})
-print(layer.explain(), "\n")
+print(layer.explain(spacing=h), "\n")
 
 # 2. Cole-Hopf: the soft-min network equals -eps log of the linear network on exp(-u/eps)
 x = np.arange(n) * h
@@ -51,7 +51,7 @@ linear = heat.compile(n=n, spacing=h, layers=steps).forward(cole_hopf(u0(x), eps
 print(f"Cole-Hopf identity over {steps} layers: max |Z - (-eps log L[phi])| = "
       f"{np.max(np.abs(soft - inverse_cole_hopf(linear, eps))):.2e}")
 
-# 3. convergence to the exact viscous Hamilton-Jacobi solution u_t + u_q^2 = eps u_qq
+# 3. convergence to the exact viscous Hamilton-Jacobi solution z_t + z_q^2 = eps z_qq
 errors = []
 for m in (32, 64, 128):
     hm = 1 / m

@@ -190,10 +190,11 @@ class SoftminLayer(NeuralPDE):
         params = {s: fam for s, fam in self.spec.params if s in used}
         return MinPlusLayer(self.costs, field=self.spec.field, params=params, name=name or f"{self.spec.name}_limit")
 
-    def explain(self, max_order=None):
-        """The viscous Hamilton–Jacobi step this layer takes (:func:`npdegen.inspect.softmin.hamilton_jacobi`)."""
+    def explain(self, max_order=None, spacing=None):
+        """The viscous Hamilton–Jacobi step this layer takes (:func:`npdegen.inspect.softmin.hamilton_jacobi`;
+        ``spacing`` gives ``Delta`` a value)."""
         from .inspect.softmin import hamilton_jacobi
-        return hamilton_jacobi(self)
+        return hamilton_jacobi(self, spacing)
 
     def __repr__(self):
         ws = ", ".join(f"{o if len(o) > 1 else o[0]}: {sp.sstr(w)}" for o, w in self.weights.items())

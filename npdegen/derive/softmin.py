@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import sympy as sp
 from sympy.core.expr import Expr
@@ -68,7 +68,6 @@ class _Opaque(sp.UnevaluatedExpr):
         if args[0].is_Number:
             return args[0]
         return Expr.__new__(cls, *args)
-
 
     def doit(self, **hints):
         return self

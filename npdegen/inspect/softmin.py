@@ -203,12 +203,13 @@ class _Reading:
         return "\n".join(f"{a:<{width}}  {b}" for a, b in self.rows)
 
 
-def hamilton_jacobi(layer) -> _Reading:
-    """The viscous Hamilton–Jacobi step of a soft-min layer (module docstring), from its stencil moments."""
+def hamilton_jacobi(layer, spacing=None) -> _Reading:
+    """The viscous Hamilton–Jacobi step of a soft-min layer (module docstring), from its stencil moments
+    (``spacing``: numbers for ``Delta``, as for :meth:`~npdegen.NeuralPDE.moments`; ``None`` keeps symbols)."""
     if _is_minplus(layer):
         return hopf_lax_reading(layer)
     dim = layer.dim
-    moments = layer.moments(2)
+    moments = layer.moments(2, spacing=spacing)
     key = (lambda a: a[0]) if dim == 1 else (lambda a: a)
     unit = [tuple(int(k == j) for k in range(dim)) for j in range(dim)]
     w0 = sp.simplify(moments[key((0,) * dim)])
