@@ -62,20 +62,24 @@ def recover(n, layers, steps, batch=32):
 
 
 def test_lbfgs_recovers_heterogeneous_coefficients_small():
-    theta, hist, truth = recover(32, 16, 300)
+    """n = 64, L = 32 (the single-level L-BFGS of before reached 1.7e-3 in 300 iterations)."""
+    theta, hist, truth = recover(64, 32, 200)
     errors = relative_errors(theta, truth)
     assert max(errors.values()) <= 1e-3, errors
-    assert hist.info["iterations"] <= 300 and hist.info["overflows"] == 0
+    assert hist.info["iterations"] <= 200
     assert len(hist.loss) == hist.info["iterations"] + 1
-    assert hist.final_loss < 1e-6 * hist.loss[0]
+    assert hist.final_loss < 1e-8 * hist.loss[0]
     assert np.all(theta["D"] >= 0)
+    levels = hist.info["levels"]                  # coarse to fine: 1, 2, 4, ..., 64 knots
+    assert [lv["knots"]["D"] for lv in levels] == [[2 ** j] for j in range(7)]
+    assert sum(lv["iterations"] for lv in levels) == hist.info["iterations"]
+    assert all(a["loss"] >= b["loss"] for a, b in zip(levels, levels[1:]))
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="open: at n = 256, L = 128 L-BFGS from a flat start reaches only 13-30 % "
-                          "(low-passed) in 500 iterations (measured); the small size reaches 1e-6", strict=False)
 def test_lbfgs_recovers_heterogeneous_coefficients_issue_size():
-    """The issue's size: n = 256, L = 128, at most 500 iterations."""
+    """The issue's size: n = 256, L = 128, at most 500 iterations, to 1e-3 (low-passed).
+    Measured (numba, 8 data sets): 1.9e-4 … 6.4e-4; the single-level L-BFGS of before: 70-115 %."""
     theta, hist, truth = recover(256, 128, 500)
     errors = relative_errors(theta, truth)
     assert max(errors.values()) <= 1e-3, (errors, hist.info)
@@ -98,8 +102,9 @@ def test_lbfgs_treats_an_overflowing_trial_point_as_a_huge_loss():
     truth = {"U": np.array(0.3), "D": np.array(0.4)}
     y = net.forward(x, truth)
     _guarded(net)
+    # unscaled: L-BFGS's first step (unit length) crosses the wall
     theta, hist = npdegen.train(net, x, y, {"U": np.array(0.0), "D": np.array(0.1)}, steps=100,
-                                optimizer="lbfgs", progress=False)
+                                optimizer="lbfgs", progress=False, precondition=False)
     assert hist.info["overflows"] >= 1, hist.info          # the line search did step into the wall
     for k in truth:
         assert abs(float(theta[k]) - float(truth[k])) <= 1e-6
@@ -149,8 +154,7 @@ def test_multistart_finds_the_advection_basin_a_single_start_misses():
     report = str(result)
     assert "best" in report and report.count("\n") == 8
     # given starts (and the same answer from the right one)
-    again = npdegen.multistart(net, x, y, [zero, {"U": np.array(0.75), "D": np.array(0.4)}], steps=100,
-                               bounds={"D": (0, None)})
+    again = npdegen.multistart(net, x, y, [zero, {"U": np.array(0.75), "D": np.array(0.4)}], steps=100, **plain)
     assert again.best == 1 and abs(float(again.theta["U"]) - 0.8) < 1e-6
 
 

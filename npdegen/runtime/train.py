@@ -15,52 +15,18 @@ import contextlib
 import copy
 import sys
 import time
-import warnings
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from .callbacks import Progress, call
 from .checkpoint import check_resume, load_checkpoint, save_checkpoint
 from .constraints import Box, compose
 from .data import LOSSES, as_batches, evaluate, loss_and_grad
+from .history import TrainHistory, TrainingDiverged, restore_best, run_monitor
 from .network import Network, NonFiniteError
 from .optim import make_optimizer
+from .train_lbfgs import train_lbfgs
 
 __all__ = ["TrainHistory", "TrainingDiverged", "train"]
-
-
-class TrainingDiverged(FloatingPointError):
-    """Training met a non-finite value. ``step`` and ``where`` say when; ``theta`` holds the last
-    finite parameters (for a diagnosis, e.g. their stability certificate)."""
-
-    def __init__(self, message: str, step: int, where: str, theta: dict | None):
-        super().__init__(message)
-        self.step, self.where, self.theta = step, where, theta
-
-
-@dataclass
-class TrainHistory:
-    """``loss``: one value per optimizer step (for layerwise: the current layer's loss; for
-    L-BFGS: per iteration, the first value at the start); ``layer_loss``: ``0.5 Σ (z_t − y)²``
-    for t = 0 … L with the trained parameters (None for an iterable data source); ``val_loss``:
-    the validation loss at the end of each epoch; ``backoffs``: the steps at which a divergence
-    was backed off; ``stopped``: the step after which a callback stopped training;
-    ``info``: optimizer details (L-BFGS: iterations, evaluations, overflows, message);
-    ``seconds``: wall time."""
-    method: str
-    loss: list = field(default_factory=list)
-    layer_loss: np.ndarray | None = None
-    seconds: float = 0.0
-    val_loss: list = field(default_factory=list)
-    backoffs: list = field(default_factory=list)
-    stopped: int | None = None
-    info: dict = field(default_factory=dict)
-
-    @property
-    def final_loss(self) -> float:
-        """``0.5 Σ (z_L − y)²`` of the returned parameters (the last step's loss without ``layer_loss``)."""
-        return float(self.layer_loss[-1]) if self.layer_loss is not None else float(self.loss[-1])
 
 
 def _trainable(net: Network, method: str, trainable) -> list[str]:
@@ -103,13 +69,6 @@ def _diverged(step: int, where: str, theta: dict):
         raise TrainingDiverged(f"training diverged at step {step} ({where}): {exc}", step, where, theta) from None
 
 
-def _monitor(monitor, theta):
-    if monitor is not None:
-        message = monitor(theta)
-        if message:
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
-
-
 def _constraint(net, bounds, constraint):
     if constraint not in (None, "stable") and not callable(constraint):
         raise ValueError(f"constraint must be None, 'stable' or a callable (previous, theta) -> theta, got {constraint!r}")
@@ -117,6 +76,19 @@ def _constraint(net, bounds, constraint):
         raise ValueError("constraint='stable' needs the stability certificate: call npdegen.train (which supplies "
                          "it), or pass StableRegion(certify) with your own certify(theta) -> bool")
     return compose(Box(bounds, net.shapes) if bounds else None, constraint)
+
+
+def _lbfgs_applies(method, full, constraint, backoff):
+    """Refuse what L-BFGS cannot do (npdegen.runtime.train_lbfgs explains why)."""
+    if method != "full" or not full:
+        raise ValueError("optimizer='lbfgs' trains the whole network on the whole data set (method='full', "
+                         "arrays without batch_size): its line search needs one deterministic loss")
+    if constraint is not None:
+        raise ValueError("optimizer='lbfgs' does not support constraint (a projection inside the line search "
+                         "breaks its sufficient-decrease test): use bounds for sign and box constraints")
+    if backoff:
+        raise ValueError("optimizer='lbfgs' does not take backoff: its line search already backs off from "
+                         "trial points that overflow")
 
 
 def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer="adam", lr: float = 1e-2,
@@ -128,8 +100,10 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer="adam", l
 
     The input ``theta`` is not modified. ``optimizer``: ``"adam"``, ``"adamw"``, ``"sgd"``, an
     optimizer object from :mod:`npdegen.optim` (with its schedule and clipping), or ``"lbfgs"``
-    (SciPy's L-BFGS-B on the flattened parameters, full batch; ``steps`` iterations; options
-    ``memory``, ``ftol``, ``gtol``, ``tied``). Other keywords (``momentum``, ``betas``,
+    (SciPy's L-BFGS-B on the flattened parameters, full batch, coarse to fine and scaled by the
+    Gauss–Newton diagonal; ``steps`` iterations in all; options ``levels``, ``precondition``,
+    ``probes``, ``memory``, ``ftol``, ``gtol``, ``tied``, ``max_evaluations``; checkpoints,
+    validation and callbacks as below: :mod:`npdegen.runtime.train_lbfgs`). Other keywords (``momentum``, ``betas``,
     ``weight_decay``, ``schedule``, ``clip_norm``, ``clip_value``) go to the optimizer.
     ``steps`` is the number of optimizer steps (per layer for ``method="layerwise"``);
     ``trainable`` restricts which keys of ``theta`` change.
@@ -153,7 +127,8 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer="adam", l
     give a callable ``(previous, theta) -> theta``.
 
     ``checkpoint`` (a path) saves parameters, optimizer state and progress every
-    ``checkpoint_every`` steps and at the end; ``resume`` (a path) continues such a run, with the
+    ``checkpoint_every`` steps and at the end (L-BFGS: also at the end of every level, and its
+    memory restarts at every checkpoint); ``resume`` (a path) continues such a run, with the
     same arguments, exactly where it stopped (callbacks' own state is not saved).
 
     ``monitor``: optional callable ``theta -> str | None`` run after every update, e.g.
@@ -188,8 +163,10 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer="adam", l
         raise ValueError("method='layerwise' trains on the whole data set: give arrays without batch_size")
     project = _constraint(net, bounds, constraint)
     if optimizer == "lbfgs":
-        return _train_lbfgs(net, x2d if full else None, y2d if full else None, theta, keys, steps, loss, bounds,
-                            constraint, callbacks, method, (checkpoint, resume, validation), optimizer_options)
+        _lbfgs_applies(method, full, constraint, backoff)
+        return train_lbfgs(net, x2d, y2d, theta, keys, steps, loss=loss, bounds=bounds, callbacks=callbacks,
+                           monitor=monitor, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+                           validation=validation, batch_size=batch_size, seed=seed, options=optimizer_options)
     proto = make_optimizer(optimizer, lr, **optimizer_options)
     opt = copy.deepcopy(proto)
     history = TrainHistory(method)
@@ -246,7 +223,7 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer="adam", l
                 if project is not None:
                     theta = project(previous, theta)
                 _check_finite(i, f"layer {t}, after the update", last_theta=previous, parameters=theta)
-                _monitor(monitor, theta)
+                run_monitor(monitor, theta)
                 done += 1
                 stop = call(callbacks, "on_step", done - 1, value, theta)
                 if checkpoint_every and done % checkpoint_every == 0:
@@ -258,9 +235,7 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer="adam", l
                 break
             with _diverged(steps, f"layer {t}, output", theta):
                 z = net.step(z, theta, t)
-    for cb in callbacks:                         # early stopping: the best parameters seen
-        if getattr(cb, "restore_best", False) and getattr(cb, "stopped_epoch", None) is not None and cb.best_theta:
-            theta = cb.best_theta
+    theta = restore_best(callbacks, theta)       # early stopping: the best parameters seen
     save(theta, done)
     if full:
         history.layer_loss = net.layer_losses(x2d, y2d, theta)
@@ -269,47 +244,6 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer="adam", l
     history.seconds = time.perf_counter() - start
     call(callbacks, "on_train_end", history)
     return theta, history
-
-
-def _train_lbfgs(net, x2d, y2d, theta, keys, steps, loss, bounds, constraint, callbacks, method, unsupported,
-                 options):
-    """``optimizer="lbfgs"``: SciPy's L-BFGS-B on the flattened parameters (full batch)."""
-    from .lbfgs import minimize
-    if method != "full" or x2d is None:
-        raise ValueError("optimizer='lbfgs' trains the whole network on the whole data set (method='full', "
-                         "arrays without batch_size)")
-    named = dict(zip(("checkpoint", "resume", "validation"), unsupported))
-    given = [k for k, v in named.items() if v is not None] + (["constraint"] if constraint is not None else [])
-    if given:
-        raise ValueError(f"optimizer='lbfgs' does not support {', '.join(given)} (use bounds for sign constraints)")
-    allowed = {"memory", "ftol", "gtol", "tied", "max_evaluations", "precondition"}
-    if set(options) - allowed:
-        raise ValueError(f"optimizer='lbfgs' takes the options {sorted(allowed)}, got {sorted(set(options) - allowed)}")
-    if bounds:
-        Box(bounds, net.shapes)                        # validates the bounds
-    history = TrainHistory(method)
-    call(callbacks, "on_train_begin", {"steps": steps, "done": 0, "keys": keys, "optimizer": "lbfgs", "per_epoch": 1})
-    start = time.perf_counter()
-
-    def on_iteration(i, value, th):
-        stop = call(callbacks, "on_step", i, value, th)
-        return call(callbacks, "on_epoch_end", i, {"loss": value, "step": i + 1}) or stop
-
-    try:
-        result = minimize(net, x2d, y2d, theta, keys, steps, loss=loss, bounds=bounds, on_iteration=on_iteration,
-                          **options)
-    except NonFiniteError as exc:
-        raise TrainingDiverged(f"training diverged at step 0 (L-BFGS start): {exc}", 0, "L-BFGS start",
-                               None) from None
-    history.loss = result.loss
-    history.info = {"iterations": result.iterations, "evaluations": result.evaluations,
-                    "overflows": result.overflows, "message": result.message, "success": result.success}
-    if result.iterations < steps and len(result.loss) - 1 < steps and "StopIteration" in result.message:
-        history.stopped = result.iterations
-    history.layer_loss = net.layer_losses(x2d, y2d, result.theta)
-    history.seconds = time.perf_counter() - start
-    call(callbacks, "on_train_end", history)
-    return result.theta, history
 
 
 class _Full:
@@ -398,7 +332,7 @@ class _Full:
             self.history.loss.append(value)
             snapshots.append((theta, before, current))
             theta = new
-            _monitor(self.monitor, theta)
+            run_monitor(self.monitor, theta)
             i, current = i + 1, None
             stop = call(self.callbacks, "on_step", i - 1, value, theta)
             if per_epoch and i % per_epoch == 0:
