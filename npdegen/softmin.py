@@ -117,7 +117,7 @@ def _from_linear(layer: NeuralPDE, spacing, values) -> tuple[dict, sp.Expr, dict
     subs = {}
     for s, _fam in spec.params:
         if s.name in values:
-            subs[s] = sm._number(values.pop(s.name), f"values[{s.name!r}]")
+            subs[s] = sm.as_number(values.pop(s.name), f"values[{s.name!r}]")
     if values:
         raise ValueError(f"values given for unknown parameter(s) {sorted(values)} of layer {spec.name!r}")
     weights = {o: w.xreplace(subs) for o, w in stencil.items()}
@@ -147,7 +147,8 @@ class SoftminLayer(NeuralPDE):
 
     def __init__(self, weights, eps, field=None, params=None, family="homogeneous", activation="identity",
                  bias=None, name="softmin", spacing=None, values=None):
-        if isinstance(weights, NeuralPDE):
+        linear = isinstance(weights, NeuralPDE)
+        if linear:
             if field is not None:
                 raise ValueError("field comes from the linear layer; do not pass it")
             weights, field, layer_params = _from_linear(weights, spacing, values)
@@ -156,8 +157,14 @@ class SoftminLayer(NeuralPDE):
             raise TypeError("spacing and values apply to a linear layer given as weights")
         keys = list(weights) if isinstance(weights, (Mapping, Sequence)) and not isinstance(weights, str) else []
         field = _field(field, _offset_dim(keys))
-        self.weights, params = _per_offset(weights, field, params, family, sm.positive_weight,
-                                           lambda o: (sp.exp(sm.log_weight_symbol(o)), sm.log_weight_symbol(o)))
+        try:
+            self.weights, params = _per_offset(weights, field, params, family, sm.positive_weight,
+                                               lambda o: (sp.exp(sm.log_weight_symbol(o)), sm.log_weight_symbol(o)))
+        except ValueError as exc:
+            if not linear:
+                raise
+            raise ValueError(f"{exc} (the linear layer's stencil: give spacing= and values={{parameter: number}} "
+                             "to fix it, or parametrise the layer positively)") from None
         self.offsets = tuple(self.weights)
         self.eps = sm.temperature(eps, set(_names(params)), {s.name for s in spacing_symbols(field.args)})
         self.costs = {o: sm.cost_of_weight(w, self.eps) for o, w in self.weights.items()}

@@ -244,6 +244,26 @@ def test_attribution_is_the_jacobian_and_entropy_is_minus_dz_deps():
     assert np.all(hard.entropy == 0) and np.all(hard.weights.sum(axis=-1) == 1)
 
 
+def test_attribution_of_a_time_dependent_layer_is_its_linearised_kernel():
+    """Per-layer log-weights: π at layer t equals the step's Jacobian at t and npdegen.inspect.linearised_kernel."""
+    from npdegen.inspect import linearised_kernel
+    n, L = 9, 3
+    layer = trainable("time-dependent")
+    rng = np.random.default_rng(15)
+    theta = {"logeps": np.array(np.log(0.3)), **{k: rng.uniform(-1, 1, (L, n)) for k in ("lw_m1", "lw_0", "lw_p1")}}
+    u = rng.uniform(-1, 1, (1, n))
+    net = layer.compile(n=n, layers=L, boundary="dirichlet")
+    att = attribution(layer, u, theta, boundary="dirichlet", layer_index=2)
+    lin = linearised_kernel(layer, u[0], theta, boundary="dirichlet", layer_index=2)
+    for k, j in enumerate((-1, 0, 1)):
+        np.testing.assert_allclose(lin.weights[(j,)], att.weights[0, :, k], rtol=0, atol=1e-14)
+    i = 4
+    lam = np.zeros((1, n))
+    lam[0, i] = 1.0
+    dz, _ = net.step_vjp(u, theta, lam, layer=2)
+    np.testing.assert_allclose(dz[0, i - 1:i + 2], att.weights[0, i], rtol=0, atol=1e-14)
+
+
 def test_site_hessian_equals_finite_differences_and_the_dense_lse_hessian():
     from npdegen.lse import DenseLSE
     n, eps = 8, 0.3

@@ -46,7 +46,7 @@ from sympy.core.expr import Expr
 from .discretise import access_name
 from ..spec.spacing import spacing_symbols
 
-__all__ = ["Gap", "Shift", "FirstMin", "first_min", "normalise_offsets", "positive_weight", "temperature",
+__all__ = ["Gap", "Shift", "FirstMin", "first_min", "normalise_offsets", "as_number", "positive_weight", "temperature",
            "real_cost", "cost_of_weight", "softmin_site", "minplus_site", "shifted_access", "log_weight_symbol",
            "cost_symbol"]
 
@@ -140,7 +140,7 @@ def normalise_offsets(offsets, dim: int) -> tuple:
     return tuple(sorted(out))
 
 
-def _number(value, what: str):
+def as_number(value, what: str) -> sp.Expr:
     """A finite real Python number as an exact or floating SymPy number (no text)."""
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{what} is text ({value!r:.40}); pass a number or a SymPy expression "
@@ -164,7 +164,7 @@ def _expression(value, what: str, names: set, spacing: set) -> sp.Expr:
     if isinstance(value, sp.Basic) and not isinstance(value, sp.Expr):
         raise TypeError(f"{what} must be a SymPy expression, got {type(value).__name__}")
     if not isinstance(value, sp.Expr):
-        return _number(value, what)
+        return as_number(value, what)
     if value.atoms(sp.core.function.AppliedUndef):
         raise ValueError(f"{what} = {value} contains a function of the field; it must be an expression of "
                          "parameters, spacings and numbers")
