@@ -14,8 +14,9 @@
   run (:data:`MIN_EVALUATIONS` loss evaluations, timed on the data) does not fit is skipped.
 * **Fitting.** L-BFGS (``npdegen.train(optimizer="lbfgs")``) from each start in turn while the
   recipe's time lasts: warm starts (shallower, narrower and identity neighbours), the data's
-  spectral start and random starts, ``n_starts`` in all (later stages: the one warm start). A
-  callback stops at the deadline, evaluates the validation nRMSE every :data:`CHECK_EVERY`
+  spectral start and random starts, ``n_starts`` in all (later stages: the one warm start),
+  screened first (each start is a candidate as it is) and trained best first. A callback stops at
+  the deadline, evaluates the validation nRMSE every :data:`CHECK_EVERY`
   iterations, keeps the best parameters seen, stops a start that gained less than :data:`GAIN` in
   :data:`PATIENCE` checks, and the recipe once the rounding floor :data:`FLOOR` is reached.
 * **Winner.** The fewest parameters among the fits within :data:`SIMPLER_WITHIN` of the least
@@ -217,6 +218,9 @@ class Search:
         floor = FLOOR[str(net.dtype)]
         monitor = _Monitor(lambda th: self._error(net, th, p.x_val, p.y_val), end, len(starts), floor)
         bounds = KINDS[recipe.kind].bounds(recipe, len(p.grid)) or None
+        # every start is a candidate as it is; the most promising (least validation error) trains first
+        screened = sorted(((monitor.consider(st), i) for i, st in enumerate(starts)))
+        starts = [starts[i] for _, i in screened]
         diverged, ran = 0, 0
         for i, start in enumerate(starts):
             if (i and time.perf_counter() >= end) or monitor.best <= floor:
@@ -229,7 +233,7 @@ class Search:
                 monitor.consider(theta)
             except (TrainingDiverged, FloatingPointError, ValueError):    # diverged, or overflowed at the start
                 diverged += 1
-        if monitor.best_theta is None:
+        if not math.isfinite(monitor.best):
             return self._entry(recipe, "failed", started, n_params=n_params, starts=ran,
                                note=f"every start diverged ({diverged} of {ran})")
         theta = monitor.best_theta
