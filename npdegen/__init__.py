@@ -22,6 +22,7 @@ from .inspect import kernel_moments, stability
 from .layer import NeuralPDE, load_spec
 from .conservation import ConservationLaw, conservation_law
 from .markov import kushner_logits, markov_chain
+from .softmin import MinPlusLayer, SoftminLayer, minplus_layer, softmin_layer
 from . import lse
 from .lse import DenseLSE, MaxPlus
 from .runtime.network import Network
@@ -43,6 +44,7 @@ _LAZY = {
 }
 
 __all__ = ["__version__", "NeuralPDE", "ConservationLaw", "conservation_law", "markov_chain", "kushner_logits",
+           "SoftminLayer", "MinPlusLayer", "softmin_layer", "minplus_layer",
            "lse", "DenseLSE", "MaxPlus", "Network", "train", "TrainHistory", "TrainingDiverged", "stencil_weights",
            "SPACING", "spacing_symbols", "ops", "parse_expression", "SpecSyntaxError", "load_spec", "kernel_moments",
            "stability", "optim", "multistart", "homogeneous_fit", *_LAZY]

@@ -212,3 +212,23 @@ def test_dense_matrix_of_a_2d_layer_is_its_step(boundary):
         dz[k] = e
         col = (net.forward(z0 + dz.reshape(5, 6), theta) - net.forward(z0 - dz.reshape(5, 6), theta)).ravel() / (2 * e)
         np.testing.assert_allclose(J[:, k], col, rtol=1e-7, atol=1e-8)
+
+
+def test_a_site_with_only_a_mixed_term_compiles_and_differentiates():
+    """G = sin(a z): no coefficient splits off (the lowering's coefficient list is empty)."""
+    import numpy as np
+    import npdegen
+    q = sp.Symbol("q")
+    z = sp.Function("z")(q)
+    a = sp.Symbol("a")
+    layer = npdegen.NeuralPDE(sp.sin(a * z), z, params={a: "homogeneous"})
+    assert layer.lowered.coefficients == ()
+    x = np.random.default_rng(0).standard_normal((2, 8))
+    net = layer.compile(n=8, layers=2)
+    loss = lambda v: net.loss_and_grad(x, 0 * x, {"a": np.array(v)})[0]
+    _, grads = net.loss_and_grad(x, 0 * x, {"a": np.array(0.5)})
+    assert abs(float(grads["a"]) - (loss(0.5 + 1e-6) - loss(0.5 - 1e-6)) / 2e-6) < 1e-7
+    expected = x
+    for _ in range(2):
+        expected = np.sin(0.5 * expected)
+    np.testing.assert_allclose(net.forward(x, {"a": np.array(0.5)}), expected, atol=1e-15)
