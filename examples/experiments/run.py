@@ -9,8 +9,14 @@ For task ``T`` (``npdegen.tasks.make(T)``: pairs u(0) ↦ u(T) on a periodic gri
 * ``fno``: a 1-D Fourier Neural Operator of ~0.55 M parameters (baselines.py), Adam for the same
   wall-clock budget B (or ``--fno-epochs``);
 
-and reports test nRMSE (mean over samples of ``‖ŷ − y‖/‖y‖``), parameter counts, training seconds,
-the winning recipe and the fitted physics. Usage::
+and, where the task calls for a layer kind the estimator does not search yet (extras.py),
+
+* ``npdegen-flux`` (Burgers tasks): a Godunov flux-form layer, 2 parameters, depth from the CFL bound;
+* ``npdegen-nonlocal`` (Fisher–KPP tasks): a Gaussian-kernel layer with the logistic flow, 2 parameters;
+
+and reports test nRMSE (mean over samples of ``‖ŷ − y‖/‖y‖``, and pooled ``‖Ŷ − Y‖/‖Y‖``),
+parameter counts, training seconds, the machine's load average while each model trained, the
+winning recipe, and every npdegen model's stability (gain per layer) and physics. Usage::
 
     python examples/experiments/run.py advection-beta0.4-T0.5 --budget 120 --out results/
     python examples/experiments/run.py fisher-kpp --smoke          # tiny sizes (the CI smoke test)
@@ -38,33 +44,78 @@ import npdegen.tasks as tasks  # noqa: E402
 from npdegen.runtime.atomic import write_atomic  # noqa: E402
 
 
+MODELS = ("npdegen", "npdegen-flux", "npdegen-nonlocal", "dense-linear", "circulant-linear", "fno")
+
+
+def _load() -> float:
+    """The 1-minute load average (the number of runnable processes; this machine has os.cpu_count() cores)."""
+    try:
+        return float(os.getloadavg()[0])
+    except OSError:                                  # pragma: no cover - platforms without getloadavg
+        return float("nan")
+
+
+def _row(task, pred, seconds: float, n_params: int, load: float, **extra) -> dict:
+    return dict(nrmse=nrmse(pred, task.y_test), pooled=task.nrmse(np.reshape(pred, task.y_test.shape), pooled=True),
+                seconds=seconds, n_params=int(n_params), load=[round(load, 2), round(_load(), 2)], **extra)
+
+
+def applicable(task, models=MODELS) -> list:
+    """The models of ``models`` that run on ``task``: the flux row on Burgers, the nonlocal row on Fisher–KPP."""
+    kind = task.settings["kind"]
+    return [m for m in models if (m != "npdegen-flux" or kind == "burgers") and (m != "npdegen-nonlocal"
+                                                                               or kind == "fisher")]
+
+
 def run(name: str, budget: float, n: int, n_train: int, n_test: int, fno_epochs: int, seed: int,
-        smoke: bool) -> dict:
-    from npdegen.estimator import NeuralPDERegressor
+        smoke: bool, models=MODELS, nonlocal_depths=(16, 32, 64, 128)) -> dict:
+    import extras
     task = tasks.make(name, n=n, n_train=n_train, n_test=n_test, seed=seed, cache=not smoke)
     if task.dims != 1:
-        raise SystemExit(f"{name}: the FNO baseline here is 1-D; 2-D tasks run the estimator only (--no-baselines)")
-    rows = {}
-    t0 = time.perf_counter()
-    est = NeuralPDERegressor(budget=budget, random_state=seed,
-                             **(dict(depths=(4,), widths=(3,), n_starts=1, max_iter=20) if smoke else {}))
-    est.fit(task.x_train, task.y_train)
-    rows["npdegen"] = dict(nrmse=nrmse(est.predict(task.x_test), task.y_test), seconds=time.perf_counter() - t0,
-                           n_params=int(sum(np.size(v) for v in est.theta_.values())), recipe=est.recipe_)
-    for label, model in (("dense-linear", DenseLinear()), ("circulant-linear", CirculantLinear())):
-        t0 = time.perf_counter()
-        model.fit(task.x_train, task.y_train)
-        rows[label] = dict(nrmse=nrmse(model.predict(task.x_test), task.y_test), seconds=time.perf_counter() - t0,
-                           n_params=int(model.n_params_))
-    try:
-        fno = FNO1d(**(dict(width=8, modes=4, layers=2) if smoke else {}), seed=seed)
-        info = train_fno(fno, task.x_train, task.y_train, epochs=fno_epochs, budget=budget, seed=seed)
-        rows["fno"] = dict(nrmse=nrmse(fno_predict(fno, task.x_test), task.y_test), seconds=info["seconds"],
-                           n_params=int(info["n_params"]), epochs=info["epochs"])
-    except ImportError as exc:
-        rows["fno"] = dict(skipped=str(exc))
+        raise SystemExit(f"{name}: the FNO baseline here is 1-D; 2-D tasks are not in this experiment")
+    rows, inspect = {}, {}
+    for model in applicable(task, models):
+        load, t0 = _load(), time.perf_counter()
+        if model == "npdegen":
+            from npdegen.estimator import NeuralPDERegressor
+            est = NeuralPDERegressor(budget=budget, random_state=seed,
+                                     **(dict(depths=(4,), widths=(3,), n_starts=1, max_iter=20) if smoke else {}))
+            est.fit(task.x_train, task.y_train)
+            seconds = time.perf_counter() - t0
+            rows[model] = _row(task, est.predict(task.x_test), seconds, sum(np.size(v) for v in est.theta_.values()),
+                               load, recipe=est.recipe_, validation_nrmse=float(est.validation_nrmse_),
+                               tried=len(est.search_report_))
+            inspect[model] = extras.summary("estimator", est=est)
+        elif model in ("npdegen-flux", "npdegen-nonlocal"):
+            h = task.spacing[0]
+            if model == "npdegen-flux":
+                nu_max = 1.25 * task.settings["nu"] / np.pi      # the task's viscosity nu/pi, with a margin
+                fit = extras.fit_flux(task.x_train, task.y_train, task.settings["T"], h, budget, nu_max=nu_max,
+                                      steps=5 if smoke else 200)
+            else:
+                fit = extras.fit_nonlocal(task.x_train, task.y_train, h, budget, depths=nonlocal_depths,
+                                          steps=5 if smoke else 100)
+            rows[model] = _row(task, fit["net"].forward(task.x_test, fit["theta"]), fit["seconds"],
+                               sum(np.size(v) for v in fit["theta"].values()), load, depth=fit["depth"],
+                               iterations=fit["iterations"], train_nrmse=fit["train_nrmse"],
+                               **({"tried": fit["tried"]} if "tried" in fit else {}))
+            inspect[model] = extras.summary("flux" if model == "npdegen-flux" else "nonlocal", fit)
+        elif model in ("dense-linear", "circulant-linear"):
+            m = DenseLinear() if model == "dense-linear" else CirculantLinear()
+            m.fit(task.x_train, task.y_train)
+            rows[model] = _row(task, m.predict(task.x_test), time.perf_counter() - t0, m.n_params_, load)
+        elif model == "fno":
+            try:
+                fno = FNO1d(**(dict(width=8, modes=4, layers=2) if smoke else {}), seed=seed)
+                info = train_fno(fno, task.x_train, task.y_train, epochs=fno_epochs, budget=budget, seed=seed)
+                rows[model] = _row(task, fno_predict(fno, task.x_test), info["seconds"], info["n_params"], load,
+                                   epochs=info["epochs"])
+            except ImportError as exc:
+                rows[model] = dict(skipped=str(exc))
+        else:
+            raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
     return dict(task=name, equation=task.equation, n=task.n, n_train=n_train, n_test=n_test, seed=seed,
-                budget=budget, smoke=smoke, results=rows, physics=str(est.physics_),
+                budget=budget, smoke=smoke, results=rows, inspect=inspect,
                 machine=f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                 date=date.today().isoformat(), commit=_commit())
 
@@ -80,18 +131,58 @@ def _commit() -> str:
         return "unknown"
 
 
-def markdown(records: list) -> str:
-    lines = ["| task | model | test nRMSE | parameters | seconds | note |", "|---|---|---|---|---|---|"]
+def latest(records: list) -> dict:
+    """``{task: {model: (row, record)}}``: the latest row of every model on every task (calls that ran
+    a subset of the models, ``--models``, merge with earlier ones)."""
+    out = {}
     for rec in records:
         for model, row in rec["results"].items():
+            out.setdefault(rec["task"], {})[model] = (row, rec)
+    return out
+
+
+def _note(row: dict) -> str:
+    if "recipe" in row:
+        r = row["recipe"]
+        return f"{r['kind']}/{r['family']}/w{r['width']}/L{r['depth']}/{r['activation']}, {row.get('tried', '?')} tried"
+    if "depth" in row:
+        tried = f"; depths tried {', '.join(map(str, row['tried']))}" if isinstance(row.get("tried"), dict) else ""
+        return f"L = {row['depth']}, {row['iterations']} L-BFGS iterations / evaluations{tried}"
+    if "epochs" in row:
+        return f"{row['epochs']} epochs"
+    return ""
+
+
+def markdown(records: list) -> str:
+    """The results table (latest row per task and model) and every npdegen model's stability and physics."""
+    lines = ["| task | model | test nRMSE (mean) | pooled | parameters | seconds | load | recipe / note |",
+             "|---|---|---|---|---|---|---|---|"]
+    inspect, sources = [], []
+    for task, models in latest(records).items():
+        for model in sorted(models, key=lambda m: MODELS.index(m) if m in MODELS else len(MODELS)):
+            row, rec = models[model]
+            smoke = " (smoke)" if rec["smoke"] else ""
             if "skipped" in row:
-                lines.append(f"| {rec['task']} | {model} | – | – | – | {row['skipped']} |")
+                lines.append(f"| {task} | {model} | – | – | – | – | – | {row['skipped']} |")
                 continue
-            note = ", ".join(f"{k} {v}" for k, v in (row.get("recipe") or {}).items())
-            lines.append(f"| {rec['task']} | {model} | {row['nrmse']:.3e} | {row['n_params']:,} | "
-                         f"{row['seconds']:.1f} | {note}{' (smoke)' if rec['smoke'] else ''} |")
-    machines = sorted({f"{r['machine']} ({r['date']}, commit {r.get('commit', 'unknown')})" for r in records})
-    return "\n".join(["# Experiments", "", "Machine and date: " + "; ".join(machines), "", *lines, ""])
+            load = row.get("load")
+            load = f"{load[0]:.1f}→{load[1]:.1f}" if load else "–"
+            pooled = f"{row['pooled']:.3e}" if "pooled" in row else "–"
+            lines.append(f"| {task} | {model} | {row['nrmse']:.3e} | {pooled} | {row['n_params']:,} | "
+                         f"{row['seconds']:.1f} | {load} | {_note(row)}{smoke} |")
+            sources.append(f"{task} / {model}: {rec['date']}, commit {rec.get('commit', 'unknown')}, "
+                           f"{rec['machine']}, budget {rec['budget']:g} s, n {rec['n']}, "
+                           f"{rec['n_train']} train / {rec['n_test']} test, seed {rec['seed']}")
+            info = rec.get("inspect", {}).get(model)
+            if info:
+                inspect += [f"### {task} — {model}", "", "Stability: " + json.dumps(info.get("stability")), ""]
+                phys = info.get("physics")
+                inspect += (["```", phys, "```", ""] if isinstance(phys, str)
+                            else ["Physics: " + json.dumps(phys), ""])
+    return "\n".join(["# Experiments", "", "Load: the 1-minute load average when the model started → when it "
+                      "finished (the machine's cores are shared).", "", *lines, "", "## Runs", "",
+                      *(f"- {s}" for s in sources), "", "## Stability (gain per layer) and physics of the npdegen "
+                      "models", "", *inspect])
 
 
 def main(argv=None) -> int:
@@ -104,11 +195,16 @@ def main(argv=None) -> int:
     p.add_argument("--fno-epochs", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="examples/experiments/results")
+    p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS),
+                   help="the models to run (the flux row runs on Burgers tasks only, the nonlocal row on Fisher-KPP)")
+    p.add_argument("--nonlocal-depths", type=int, nargs="+", default=[16, 32, 64, 128],
+                   help="depths the nonlocal row tries (the best on held-out pairs is kept)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes and budgets (CI)")
     a = p.parse_args(argv)
     if a.smoke:
         a.n, a.n_train, a.n_test, a.budget, a.fno_epochs = 32, 16, 8, 15.0, 3
-    record = run(a.task, a.budget, a.n, a.n_train, a.n_test, a.fno_epochs, a.seed, a.smoke)
+    record = run(a.task, a.budget, a.n, a.n_train, a.n_test, a.fno_epochs, a.seed, a.smoke, tuple(a.models),
+                 tuple(a.nonlocal_depths))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "results.jsonl"
