@@ -17,8 +17,10 @@
   spectral start and random starts, ``n_starts`` in all (later stages: the one warm start),
   screened first (each start is a candidate as it is) and trained best first. A callback stops at
   the deadline, evaluates the validation nRMSE every :data:`CHECK_EVERY`
-  iterations, keeps the best parameters seen, stops a start that gained less than :data:`GAIN` in
-  :data:`PATIENCE` checks, and the recipe once the rounding floor :data:`FLOOR` is reached.
+  iterations, keeps the best parameters seen, stops a start of a homogeneous recipe that gained
+  less than :data:`GAIN` in :data:`PATIENCE` checks (richer families are fitted coarse to fine by
+  ``npdegen.train``, whose coarse plateaus must not end the run), and the recipe once the rounding
+  floor :data:`FLOOR` is reached.
 * **Winner.** The fewest parameters among the fits within :data:`SIMPLER_WITHIN` of the least
   validation nRMSE (:func:`choose`). Every recipe tried, skipped or failed is in the report.
 """
@@ -103,8 +105,9 @@ class Fit:
 class _Monitor(Callback):
     """Deadline per start, validation checks, best parameters across starts."""
 
-    def __init__(self, evaluate, end: float, starts: int, floor: float = 0.0):
+    def __init__(self, evaluate, end: float, starts: int, floor: float = 0.0, patience: int | None = PATIENCE):
         self.evaluate, self.end, self.left, self.floor = evaluate, end, max(starts, 1), floor
+        self.patience = patience
         self.stop_at = end
         self.best, self.best_theta, self.iterations = math.inf, None, 0
 
@@ -128,7 +131,7 @@ class _Monitor(Callback):
                 self.own, self.waited = value, 0
             else:
                 self.waited += 1
-                if self.waited >= PATIENCE:
+                if self.patience is not None and self.waited >= self.patience:
                     return True
         return self.best <= self.floor or time.perf_counter() >= self.stop_at
 
@@ -216,7 +219,11 @@ class Search:
         if not starts:
             return self._entry(recipe, "skipped", started, n_params=n_params, note="no warm start available")
         floor = FLOOR[str(net.dtype)]
-        monitor = _Monitor(lambda th: self._error(net, th, p.x_val, p.y_val), end, len(starts), floor)
+        # patience only where L-BFGS runs one level: per-site and per-layer parameters are fitted coarse
+        # to fine (npdegen.train's levels), and a coarse level's plateau must not end the run
+        single = all(shape == () for shape in net.shapes.values())
+        monitor = _Monitor(lambda th: self._error(net, th, p.x_val, p.y_val), end, len(starts), floor,
+                           PATIENCE if single else None)
         bounds = KINDS[recipe.kind].bounds(recipe, len(p.grid)) or None
         # every start is a candidate as it is; the most promising (least validation error) trains first
         screened = sorted(((monitor.consider(st), i) for i, st in enumerate(starts)))
