@@ -155,6 +155,8 @@ def test_multistart_finds_the_advection_basin_a_single_start_misses():
     assert "best" in report and report.count("\n") == 8
     # given starts (and the same answer from the right one)
     again = npdegen.multistart(net, x, y, [zero, {"U": np.array(0.75), "D": np.array(0.4)}], steps=100, **plain)
+    with pytest.raises(ValueError, match="checkpoint"):
+        npdegen.multistart(net, x, y, [zero], steps=1, checkpoint="never.npz")
     assert again.best == 1 and abs(float(again.theta["U"]) - 0.8) < 1e-6
 
 

@@ -20,9 +20,10 @@ sites, the reaction's is 10⁴× the diffusion's). The damping ``λ`` (Levenberg
 keeps a site that little signal reaches from being moved ~30× further than the others, straight
 into the scheme's unstable region (measured: without it 2 of 6 data sets failed at that size).
 
-``bounds`` (``{"D": (0, None)}``) become L-BFGS-B's box on ``v``: a knot ``j`` gets
-``lo − min base`` over the sites it touches (the rows of ``P`` are convex weights, so the box keeps
-every site of ``θ`` inside ``[lo, hi]``).
+``bounds`` (``{"D": (0, None)}``) become L-BFGS-B's box on ``v``: at full resolution the bounds
+themselves; at a coarser level, from a start ``θ0 = base + P c0`` inside them, knot ``j`` may move
+by ``δ_j ∈ [lo − min θ0, hi − max θ0]`` (over the sites it touches): the rows of ``P`` are convex
+weights, so every site of ``θ0 + P δ`` stays inside ``[lo, hi]``, and the box holds the start.
 
 A trial point ``v`` whose forward pass overflows (``NonFiniteError``) is not an error: the line
 search gets a wall, a loss ``F`` far above every loss seen (``OVERFLOW_FACTOR`` times the largest,
@@ -64,7 +65,7 @@ def _restrict(a, mats):
     return a
 
 
-def _support_min(a, mats, reduce=np.minimum):
+def _over_support(a, mats, reduce):
     """``out[j] = reduce over the sites i with P[i, j] > 0 of a[i]``, axis by axis."""
     for axis, P in enumerate(mats):
         if P is not None:
@@ -130,14 +131,14 @@ class Flat:
         if not bounds:
             return None
         out = []
-        for k, shape in zip(self.keys, self.shapes):
+        for k, shape, c0 in zip(self.keys, self.shapes, self.coarse(self.start, scaled=False)):
             lo, hi = bounds.get(k, (None, None))
-            base = self.bases[k]
             lo_c = np.full(shape, -np.inf if lo is None else float(lo))
             hi_c = np.full(shape, np.inf if hi is None else float(hi))
-            if base is not None:
-                lo_c = lo_c - _support_min(base, self.maps[k], np.minimum)
-                hi_c = hi_c - _support_min(base, self.maps[k], np.maximum)
+            if self.bases[k] is not None:        # moves c0 + δ with every site of θ0 + Pδ inside
+                value = np.asarray(self.theta[k], np.float64)
+                lo_c = c0 + np.minimum(lo_c - _over_support(value, self.maps[k], np.minimum), 0.0)
+                hi_c = c0 + np.maximum(hi_c - _over_support(value, self.maps[k], np.maximum), 0.0)
             out.append(np.stack([lo_c.ravel(), hi_c.ravel()], axis=1))
         box = np.concatenate(out) / self.scale[:, None]
         return [(None if np.isinf(lo) else lo, None if np.isinf(hi) else hi) for lo, hi in box]

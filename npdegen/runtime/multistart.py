@@ -76,8 +76,13 @@ def multistart(net, x, y, starts, steps: int = 100, optimizer="lbfgs", seed: int
 
     ``starts``: a list of ``theta`` dicts and/or ``"homogeneous"`` (the :func:`homogeneous_fit`
     from ``base``), or an int: that many :func:`random_starts` (``seed``, ``ranges``, ``base``).
-    ``kwargs`` go to :func:`npdegen.train` (``loss``, ``bounds``, ``trainable``, ``lr``, …).
+    ``kwargs`` go to :func:`npdegen.train` (``loss``, ``bounds``, ``trainable``, ``lr``, …), except
+    ``checkpoint``/``resume``: one file holds one run (checkpoint a chosen start with ``train``).
     """
+    given = [k for k in ("checkpoint", "resume") if kwargs.get(k) is not None]
+    if given:
+        raise ValueError(f"multistart does not take {' or '.join(given)}: a checkpoint holds one run; train the "
+                         "best start again with npdegen.train(..., checkpoint=...)")
     base_theta = net.check_params(base) if base is not None else net.init_params(seed=seed, scale=0.0)
     generated = isinstance(starts, int) and not isinstance(starts, bool)
     if generated:

@@ -107,7 +107,7 @@ def train_lbfgs(net, x, y, theta, keys, steps, *, loss="sum", bounds=None, callb
                 "seed": seed, "checkpoint_every": checkpoint_every,
                 **{k: opts[k] for k in ("memory", "ftol", "gtol", "tied", "precondition", "levels", "probes")}}
     history = TrainHistory("full")
-    progress = {"level": 0, "used": 0, "carry": 0, "evaluations": 0, "overflows": 0, "sweeps": 0, "levels": []}
+    progress = {"level": 0, "used": 0, "carry": 0, "evaluations": 0, "overflows": 0, "sweeps": 0, "record": []}
     if resume is not None:
         theta, progress = _resume(resume, net, theta, keys, steps, settings, len(plan), history)
     done = len(history.loss) - 1 if history.loss else 0
@@ -164,7 +164,7 @@ def train_lbfgs(net, x, y, theta, keys, steps, *, loss="sum", bounds=None, callb
                               and progress["evaluations"] >= opts["max_evaluations"])
         if r is None or r.converged or progress["used"] >= allowance or out_of_evaluations:
             knots = {k: list(v) for k, v in plan[progress["level"]].items()}
-            progress["levels"].append({"knots": knots, "iterations": progress["used"], "loss": history.loss[-1]})
+            progress["record"].append({"knots": knots, "iterations": progress["used"], "loss": history.loss[-1]})
             progress.update(level=progress["level"] + 1, carry=max(allowance - progress["used"], 0), used=0)
             if out_of_evaluations:
                 progress["level"] = len(plan)
@@ -175,7 +175,7 @@ def train_lbfgs(net, x, y, theta, keys, steps, *, loss="sum", bounds=None, callb
     save(theta)
     history.info = {"iterations": done, "evaluations": progress["evaluations"], "overflows": progress["overflows"],
                     "gauss_newton_sweeps": progress["sweeps"], "message": message, "success": not stopped and progress["level"] >= len(plan),
-                    "levels": progress["levels"]}
+                    "levels": progress["record"]}
     history.layer_loss = net.layer_losses(x, y, theta)
     history.seconds = time.perf_counter() - start
     call(callbacks, "on_train_end", history)
@@ -190,12 +190,12 @@ def _resume(path, net, like, keys, steps, settings, depth, history):
     check_resume(path, saved, state, meta, loss, like, keys, steps, "lbfgs")
     if state:
         raise ValueError(f"resume: {path}: an L-BFGS checkpoint holds no optimizer state, found {sorted(state)}")
-    progress = {k: meta.get(k) for k in ("level", "used", "carry", "evaluations", "overflows", "sweeps", "levels")}
+    progress = {k: meta.get(k) for k in ("level", "used", "carry", "evaluations", "overflows", "sweeps", "record")}
     counts = [progress[k] for k in ("level", "used", "carry", "evaluations", "overflows", "sweeps")]
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts) or progress["level"] > depth \
-            or not isinstance(progress["levels"], list) or not isinstance(meta.get("start_loss"), float):
+            or not isinstance(progress["record"], list) or not isinstance(meta.get("start_loss"), float):
         raise ValueError(f"resume: {path}: L-BFGS progress (level <= {depth}, used, carry, evaluations, overflows, "
-                         f"levels, start_loss) is damaged: {progress}")
+                         f"record, start_loss) is damaged: {progress}")
     history.loss = [meta["start_loss"], *loss]
     history.val_loss = [float(v) for v in meta.get("val_loss", [])]
     return net.check_params(saved), progress
