@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from npdegen.lse import (DenseLSE, fit_lbfgs, heat_offset, hopf_cole_solution, hopf_lax, layer_from_params,
+from npdegen.lse import (DenseLSE, MaxPlus, fit_lbfgs, heat_offset, hopf_cole_solution, hopf_lax, layer_from_params,
                          loss_and_grad)
 from npdegen.optim import Adam
 from npdegen.runtime.atomic import write_atomic
@@ -57,7 +57,7 @@ print(f"PDE u_t + |∇u|² − εΔu at eps = {eps}: max |residual| {np.max(np.a
 
 # ---- ε → 0: max-plus and Hopf–Lax; the attribution-entropy sweep -----------------------------------
 lax = hopf_lax(x, t, y, g)
-f0 = DenseLSE.from_anchors(y, g, t, 1.0).tropical()(x)
+f0 = MaxPlus.limit_of(DenseLSE.from_anchors(y, g, t, 1.0))(x)
 print(f"max-plus layer = |x|²/4t − Hopf–Lax: max error {np.max(np.abs(f0 - (quad - lax))):.1e}")
 sweep = np.logspace(-3, 1, 25)
 entropy, excess = [], []

@@ -19,7 +19,8 @@ from .spec.spacing import spacing_symbols
 from .derive.fornberg import stencil_weights
 from .derive.stencil import SPACING
 from .inspect import kernel_moments, stability
-from .layer import NeuralPDE, load_spec
+from .layer import NeuralPDE
+from .load import load_spec
 from .conservation import ConservationLaw, conservation_law
 from .markov import kushner_logits, markov_chain
 from .softmin import MinPlusLayer, SoftminLayer, minplus_layer, softmin_layer

@@ -17,7 +17,7 @@ from ._version import __version__
 
 
 def _generate(args) -> int:
-    from .layer import load_spec
+    from .load import load_spec
     layer, options = load_spec(args.spec)
     for key in ("backend", "boundary", "dtype"):
         if getattr(args, key) is not None:
@@ -31,7 +31,7 @@ def _generate(args) -> int:
 
 
 def _explain(args) -> int:
-    from .layer import load_spec
+    from .load import load_spec
     layer, _ = load_spec(args.spec)
     print(layer)
     ir = layer.step_ir

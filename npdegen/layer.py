@@ -27,9 +27,8 @@ from .runtime.cache import stamp, write_atomic
 from .constructors import free_stencil_transform, moments_transform
 from .runtime.network import Network
 from .spec.layerspec import LayerSpec, make_spec
-from .spec.specfile import read_spec_file
 
-__all__ = ["NeuralPDE", "load_spec"]
+__all__ = ["NeuralPDE"]
 
 _CODE_OPTIONS = ("backend", "boundary", "dtype", "normalise", "train_omega")
 _RUN_OPTIONS = ("n", "spacing", "layers", "omega", "alpha", "threads", "checkpoint", "activations", "allow_unstable")
@@ -321,19 +320,6 @@ class NeuralPDE:
     def __repr__(self):
         bias = " - b" if self.spec.bias else ""
         return f"NeuralPDE({self.spec.name!r}: Z = {self.spec.transform}{bias}, f = {self.spec.activation_name})"
-
-
-def load_spec(path) -> tuple[NeuralPDE, dict]:
-    """Read a TOML spec file (format: :mod:`npdegen.spec.specfile`); returns ``(layer, compile_options)``
-    (a :class:`NeuralPDE`, or a :class:`~npdegen.ConservationLaw` for ``kind = "conservation_law"``).
-
-    Expression strings are parsed by a whitelist parser: nothing in the file is evaluated.
-    """
-    spec = read_spec_file(path)
-    if spec["kind"] == "conservation_law":
-        from .conservation import ConservationLaw      # a subclass of NeuralPDE: imported on use
-        return ConservationLaw(**spec["layer"]), spec["compile"]
-    return NeuralPDE(**spec["layer"]), spec["compile"]
 
 
 def _one_size(n):

@@ -200,7 +200,7 @@ class SoftminLayer(NeuralPDE):
     def explain(self, max_order=None, spacing=None):
         """The viscous Hamilton–Jacobi step this layer takes (:func:`npdegen.inspect.softmin.hamilton_jacobi`;
         ``spacing`` gives ``Delta`` a value)."""
-        from .inspect.softmin import hamilton_jacobi
+        from .derive.softmin_physics import hamilton_jacobi
         return hamilton_jacobi(self, spacing)
 
     def __repr__(self):
@@ -252,7 +252,7 @@ class MinPlusLayer(NeuralPDE):
 
     def explain(self, max_order=None):
         """The Hopf–Lax reading of the costs (:func:`npdegen.inspect.softmin.hopf_lax_reading`)."""
-        from .inspect.softmin import hopf_lax_reading
+        from .derive.softmin_physics import hopf_lax_reading
         return hopf_lax_reading(self)
 
     def __repr__(self):

@@ -189,7 +189,7 @@ def test_eps_to_zero_rate_with_ties_and_gap():
     # lowest-index tie breaking: winners and sub-gradients
     np.testing.assert_array_equal(trop.winners(x), [int(np.flatnonzero(r == r.max())[0]) for r in s])
     np.testing.assert_array_equal(trop.gradient(x), W[trop.winners(x)])
-    assert np.all(DenseLSE(W, b, 0.5).tropical()(x) == f0)
+    assert np.all(MaxPlus.limit_of(DenseLSE(W, b, 0.5))(x) == f0)
 
 
 def test_maxplus_subgradients_away_from_ties(rng):
@@ -214,7 +214,7 @@ def test_maxplus_subgradients_away_from_ties(rng):
 def test_bounds_and_convexity(m, d, eps, seed):
     r = np.random.default_rng(seed)
     layer, x = DenseLSE(r.normal(size=(m, d)), r.normal(size=m), eps), r.normal(size=(6, d))
-    f, f0 = layer(x), layer.tropical()(x)
+    f, f0 = layer(x), MaxPlus.limit_of(layer)(x)
     tol = 1e-12 * (1 + np.abs(f0))
     assert np.all(f >= f0 - tol) and np.all(f <= f0 + eps * np.log(m) + tol)
     H = layer.attribution(x).entropy
@@ -238,7 +238,7 @@ def test_overflow_safety_with_huge_inputs():
         for arr in (f, att.weights, att.entropy, grads["x"], grads["W"], grads["b"], hess):
             assert np.all(np.isfinite(arr)) and arr.dtype == dtype
         assert np.isfinite(grads["eps"])
-        trop = layer.tropical()                            # f = max + ε log(#ties) up to e^{-gap/ε}
+        trop = MaxPlus.limit_of(layer)                            # f = max + ε log(#ties) up to e^{-gap/ε}
         np.testing.assert_allclose(f, trop(xx) + eps * np.log(trop.ties(xx)), rtol=1e-6, atol=1e-9)
     with pytest.raises(ValueError, match="overflow"):
         DenseLSE(W * 1e200, b, 0.1)(big * 1e200)

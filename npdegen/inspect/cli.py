@@ -84,7 +84,7 @@ def _trajectory(ir, params, W, b, omega, layers):
 
 
 def _inspect_spec(args) -> tuple[dict, str, dict]:
-    from ..layer import load_spec
+    from ..load import load_spec
     from .matrix import layer_bias, layer_matrix, layer_weights
     from .report import physics_report
     from .stability import stability

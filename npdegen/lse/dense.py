@@ -18,7 +18,7 @@ Derivatives (all exact; :math:`\pi_j = \operatorname{softmax}_j(s/\varepsilon)` 
 Bounds: :math:`\max_j s_j \le f \le \max_j s_j + \varepsilon\log m`; with :math:`k` exact ties at the
 maximum and the others at least :math:`\delta` below, :math:`0\le f - \max_j s_j - \varepsilon\log k \le
 \varepsilon\frac{m-k}{k}e^{-\delta/\varepsilon}`. The ε → 0 limit is the max-plus layer
-:class:`~npdegen.lse.MaxPlus` (:meth:`DenseLSE.tropical`).
+:class:`~npdegen.lse.MaxPlus` (:meth:`MaxPlus.limit_of`).
 
 With anchors (:meth:`DenseLSE.from_anchors`) the layer is :math:`|x|^2/(4t)` minus the Hopf–Cole
 solution of :math:`u_t + |\nabla u|^2 = \varepsilon\Delta u` (:mod:`npdegen.lse.hopf_cole`).
@@ -158,11 +158,6 @@ class DenseLSE:
         r"""π_j = softmax_j(s/ε) per sample and its entropy H(π) (= ∂f/∂ε)."""
         logpi = self._state(x)[4]
         return Attribution(np.exp(logpi), _entropy(logpi))
-
-    def tropical(self):
-        r"""The ε → 0 limit, the max-plus layer :math:`\max_j(W_j\cdot x + b_j)` with the same W, b."""
-        from .tropical import MaxPlus
-        return MaxPlus(self.W, self.b)
 
     # -- derivatives -----------------------------------------------------------------------------
     def gradient(self, x) -> np.ndarray:

@@ -49,6 +49,13 @@ class MaxPlus:
     def __repr__(self):
         return f"MaxPlus(m={self.n_pieces}, d={self.n_features}, dtype={np.dtype(self.dtype).name})"
 
+    @classmethod
+    def limit_of(cls, layer: DenseLSE) -> "MaxPlus":
+        r"""The ε → 0 limit of a dense LSE layer: :math:`\max_j(W_j\cdot x + b_j)` with the same W, b."""
+        if not isinstance(layer, DenseLSE):
+            raise TypeError(f"limit_of takes a DenseLSE layer, got {type(layer).__name__}")
+        return cls(layer.W, layer.b)
+
     def soften(self, eps) -> DenseLSE:
         """The dense log-sum-exp layer at temperature ε > 0 with the same pieces."""
         return DenseLSE(self.W, self.b, eps)
