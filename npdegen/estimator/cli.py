@@ -107,8 +107,13 @@ def _json(est, report_rows) -> str:
 
 
 def _stability(est) -> str:
-    from ..training import diagnose
-    return diagnose(est.network_, est.theta_)
+    """The stability certificate of the fitted network (:func:`npdegen.stability`), or why none."""
+    from ..inspect.stability import stability
+    try:
+        cert = stability(est.network_, {k: np.asarray(v) for k, v in est.theta_.items()})
+    except Exception as exc:  # noqa: BLE001 - a report line must not hide the fitted model
+        return f"stability: not available ({' '.join(str(exc).split())[:200]})"
+    return "stability of the fitted network:\n" + "\n".join("  " + line for line in str(cert).splitlines())
 
 
 def _plots(est, X, Y, out: Path) -> list:
