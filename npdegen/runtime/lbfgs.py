@@ -17,16 +17,18 @@ variables, its diagonal estimated with Rademacher probes ``ξ`` as ``E[(Pᵀ J�
 about the residual's size, which is what L-BFGS's first step (unit length) then does, and the
 per-site spread of curvature is gone (at n = 256, L = 128 the diffusion's varies 3000× over the
 sites, the reaction's is 10⁴× the diffusion's). The damping ``λ`` (Levenberg–Marquardt, per name)
-keeps a site that little signal reaches from being moved ~30× further than the others, straight
-into the scheme's unstable region (measured: without it 2 of 6 data sets failed at that size).
+keeps a site that little signal reaches from moving more than ~3× as far as a site of mean
+curvature: undamped, such a site moved 10³× as far, straight into the scheme's unstable region
+(measured at that size: with ``λ`` at 10⁻³ of the mean, 2 of 6 data sets failed; at 0.1, none of 8).
 
 ``bounds`` (``{"D": (0, None)}``) become L-BFGS-B's box on ``v``: at full resolution the bounds
 themselves; at a coarser level, from a start ``θ0 = base + P c0`` inside them, knot ``j`` may move
 by ``δ_j ∈ [lo − min θ0, hi − max θ0]`` (over the sites it touches): the rows of ``P`` are convex
 weights, so every site of ``θ0 + P δ`` stays inside ``[lo, hi]``, and the box holds the start.
 
-A trial point ``v`` whose forward pass overflows (``NonFiniteError``) is not an error: the line
-search gets a wall, a loss ``F`` far above every loss seen (``OVERFLOW_FACTOR`` times the largest,
+A trial point ``v`` whose forward pass overflows (``NonFiniteError``), or whose loss is above
+``OVERFLOW_FACTOR`` times the largest finite loss of the run (an unstable scheme's 10²⁰⁰), is not an
+error: the line search gets a wall, a loss ``F`` far above every loss seen (``OVERFLOW_FACTOR`` times the largest,
 plus one) with the gradient ``2 (F − f_ok)(v − v_ok)/‖v − v_ok‖²`` of the quadratic rising from the
 last finite point ``(v_ok, f_ok)`` to ``F``: uphill along the search line, so its interpolation
 cuts the step by orders of magnitude and carries on. (Returning ``inf`` makes the line search of
@@ -193,7 +195,8 @@ class _Stop(Exception):
 @dataclass
 class Run:
     """One L-BFGS-B run: ``theta`` at its end, ``loss`` per iteration (not the start),
-    ``start_loss``, ``evaluations``, ``overflows``, SciPy's ``message``; ``converged``: SciPy
+    ``start_loss``, ``evaluations``, ``overflows`` (trial points answered by the wall: non-finite,
+    or above ``OVERFLOW_FACTOR`` times the largest finite loss), SciPy's ``message``; ``converged``: SciPy
     stopped before ``steps`` on its own tests; ``stopped``: a callback stopped it."""
     theta: dict
     start_loss: float

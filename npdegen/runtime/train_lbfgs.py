@@ -174,8 +174,8 @@ def train_lbfgs(net, x, y, theta, keys, steps, *, loss="sum", bounds=None, callb
     theta = restore_best(callbacks, theta)
     save(theta)
     history.info = {"iterations": done, "evaluations": progress["evaluations"], "overflows": progress["overflows"],
-                    "gauss_newton_sweeps": progress["sweeps"], "message": message, "success": not stopped and progress["level"] >= len(plan),
-                    "levels": progress["record"]}
+                    "gauss_newton_sweeps": progress["sweeps"], "message": message,
+                    "success": not stopped and progress["level"] >= len(plan), "levels": progress["record"]}
     history.layer_loss = net.layer_losses(x, y, theta)
     history.seconds = time.perf_counter() - start
     call(callbacks, "on_train_end", history)
