@@ -113,10 +113,11 @@ def test_3d_smoke():
 
 # ---------------------------------------------------------------------------------- layouts
 @pytest.mark.parametrize("boundary", ["periodic", "dirichlet", ("neumann", "periodic")])
-@pytest.mark.parametrize("block", [1, 2, None])
+@pytest.mark.parametrize("block", [1, 2, 5, None])
 def test_rounds_and_halos_deeper_than_a_chunk(boundary, block):
-    """L = 5 layers on chunks of 2-4 sites: with one exchange the halo (5 sites) reaches past the
-    neighbours (and around a periodic axis more than once); with block=1 or 2 there are 5 or 3 rounds."""
+    """L = 5 layers on chunks of 2-4 sites: with one exchange (block=5) the halo (5 sites) reaches
+    past the neighbours (and around a periodic axis more than once); with block=1 or 2 (or None,
+    here 1) there are 5 or 3 rounds."""
     net = burgers_2d().compile(n=(9, 8), layers=5, omega=0.6, boundary=boundary)
     X, Y = data(net, batch=2)
     assert_matches(net, params(net), X, Y, chunks=(1, (2, 4, 3), (3, 3, 2)), block=block)
@@ -213,6 +214,16 @@ def test_worker_threads_reuse_their_chunk_networks():
     assert again[0] == first[0]
     for k in first[1]:
         np.testing.assert_array_equal(again[1][k], first[1][k])
+
+
+def test_default_block_keeps_the_halo_within_half_a_chunk():
+    from npdegen.distributed.domain import _default_block
+    assert _default_block(16, (1, 1), ((2048, 2048), (2048, 2048))) == 16      # one deep halo
+    assert _default_block(64, (1, 1), ((64,) * 4, (64,) * 4)) == 32          # 2 rounds of 32
+    assert _default_block(32, (2, 1), ((64,) * 4, (256,))) == 16               # only split axes count
+    assert _default_block(10, (1,), ((9, 8, 9),)) == 4                         # rounds of 4, 4, 2
+    assert _default_block(10, (1,), ((9, 7, 9),)) == 3                         # 3, 3, 3, 1
+    assert _default_block(5, (1,), ((1, 4),)) == 1
 
 
 # ---------------------------------------------------------------------------------- the halo plan

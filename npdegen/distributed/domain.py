@@ -30,12 +30,14 @@ gives ``(∂g_c/∂x^{ext})^T λ`` and
 keeping interiors only would drop part of its gradient. Homogeneous parameters (and a trained ω) are
 summed over chunks, in a fixed order.
 
-Rounds: ``block=B`` layers per exchange (``L/B`` rounds; ``B = L``, the default, is one deep halo).
-With ``B < L`` the chunks' states after every round are kept (as dask chunks: the trajectory stays
-distributed) and the backward pass runs the rounds in reverse: each recomputes its ``B`` layers from
-its checkpoint and folds its input cotangent ``P_c^T(·)`` into the next one. Measured on a 2-core
-machine (``benchmarks/RESULTS.md``): one deep halo is fastest whenever ``2 B r_a`` is small against
-the chunk size, the usual case (a layer step costs about as much as the copies of one exchange).
+Rounds: ``block=B`` layers per exchange, ``⌈L/B⌉`` rounds. With several rounds the chunks' states
+after every round are kept (as dask chunks: the trajectory stays distributed) and the backward pass
+runs the rounds in reverse: each recomputes its ``B`` layers from its checkpoint and folds its input
+cotangent ``P_c^T(·)`` into the next one. Measured (``benchmarks/RESULTS.md``): an exchange costs
+about ten layer steps of its chunk (copies, checks, the recomputation), so one deep halo is fastest
+until the halo is about half a chunk deep — 4× the sites of a 2-D chunk. The default ``block=None``
+is one round (``B = L``) unless ``r_a·L`` exceeds half the smallest chunk of a split axis; then the
+fewest equal rounds that keep ``r_a·B`` within it.
 
 Not decomposable: soft normalisation (``alpha > 0``) couples all sites through ``‖z‖``.
 """
@@ -230,6 +232,14 @@ def _accumulate(families, layers, rows, grads):
 
 
 # ---------------------------------------------------------------------------------- checks
+def _default_block(layers, halos, chunks):
+    """The fewest equal rounds whose halo ``r_a·B`` is at most half the smallest chunk of every
+    split axis (measured: one deep halo is fastest up to about that depth, benchmarks/RESULTS.md)."""
+    limit = min((min(c) // 2 // h for c, h in zip(chunks, halos) if len(c) > 1 and h), default=layers)
+    rounds = -(-layers // max(limit, 1))
+    return -(-layers // rounds)
+
+
 def _setup(net, x, theta, block, threads):
     import dask.array as da
     from ..grid import normalise_boundaries
@@ -255,7 +265,8 @@ def _setup(net, x, theta, block, threads):
     if any(np.isnan(c) or c == 0 for cs in x.chunks for c in cs):
         raise ValueError(f"x has chunks of unknown size or empty chunks {x.chunks}: call "
                          "x.compute_chunk_sizes() or rechunk it")
-    layers, block = net.layers, net.layers if block is None else block
+    layers = net.layers
+    block = _default_block(layers, net.halos, x.chunks[x.ndim - d:]) if block is None else block
     for v, what, top in ((block, "block (layers per halo exchange)", layers), (threads, "threads", 1 << 16)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or not 1 <= v <= top:
             raise ValueError(f"{what} must be an integer in [1, {top}], got {v!r}")
