@@ -2,6 +2,8 @@
 
 Truths are made with npdegen's own layers (ADR ``Z = z + R z − U z_q + D z_qq``, relaxed with ω = 0.5)
 or, for the spectral start, with an exact Fourier multiplier; the estimator must find them again.
+Budgets are generous where a test asserts accuracy (a fit of exact data stops at the rounding floor
+long before; the slack is for a loaded machine) and tight where it asserts the budget.
 """
 import json
 import pickle
@@ -59,7 +61,7 @@ def homogeneous_data():
 @pytest.fixture(scope="module")
 def homogeneous_fit(homogeneous_data):
     x, y, _, _ = homogeneous_data
-    return NeuralPDERegressor(budget=20, families=("homogeneous",), depths=(4, 16), **ONLY).fit(x, y)
+    return NeuralPDERegressor(budget=60, families=("homogeneous",), depths=(4, 16), **ONLY).fit(x, y)
 
 
 def test_recovers_homogeneous_adr(homogeneous_fit, homogeneous_data):
@@ -88,7 +90,7 @@ def test_heterogeneous_recipe_wins_and_beats_homogeneous():
     net = adr_network("heterogeneous")
     x, x_test = snapshots(40, 2), snapshots(12, 3)
     y, y_test = net.forward(x, HETEROGENEOUS), net.forward(x_test, HETEROGENEOUS)
-    rich = NeuralPDERegressor(budget=20, families=("homogeneous", "heterogeneous"), depths=(16,), max_iter=100,
+    rich = NeuralPDERegressor(budget=60, families=("homogeneous", "heterogeneous"), depths=(16,), max_iter=100,
                               **ONLY).fit(x, y)
     plain = clone(rich).set_params(families=("homogeneous",)).fit(x, y)
     assert rich.recipe_["family"] == "heterogeneous"
@@ -173,7 +175,7 @@ def test_bad_settings_are_refused_at_fit_not_init(params, match):
 
 def test_lists_and_float32_are_accepted(homogeneous_data):
     x, y, _, _ = homogeneous_data
-    small = dict(budget=10, families=("homogeneous",), depths=(16,), max_iter=40, **ONLY)
+    small = dict(budget=60, families=("homogeneous",), depths=(16,), max_iter=40, **ONLY)
     from_lists = NeuralPDERegressor(**small).fit(x.tolist(), y.tolist())
     from_f32 = NeuralPDERegressor(**small).fit(x.astype(np.float32), y.astype(np.float32))
     assert from_lists.score(x, y) > 1 - 1e-8
@@ -201,7 +203,7 @@ def test_two_dimensional_grid():
     rng = np.random.default_rng(8)
     x = rng.standard_normal((16, *n))
     y = net.forward(x, {k: np.array(v) for k, v in truth.items()})
-    est = NeuralPDERegressor(budget=20, families=("homogeneous",), depths=(4,), widths=(3,),
+    est = NeuralPDERegressor(budget=60, families=("homogeneous",), depths=(4,), widths=(3,),
                              activations=("identity",), spacing=h, n_starts=2).fit(x, y)
     assert est.predict(x).shape == x.shape
     for k, v in truth.items():
@@ -222,7 +224,7 @@ def test_learnable_reaction_and_dirichlet_boundary():
     truth = {"U": np.array(0.2 / n), "D": np.array(0.2 / n**2), "R": np.array(0.05), "A2": np.array(-0.3)}
     x = np.abs(snapshots(24, 11, n=n))
     y = net.forward(x, truth)
-    est = NeuralPDERegressor(budget=20, families=("homogeneous",), widths=(3,), depths=(8,), boundary="dirichlet",
+    est = NeuralPDERegressor(budget=60, families=("homogeneous",), widths=(3,), depths=(8,), boundary="dirichlet",
                              activations=("identity", "reaction"), n_starts=2).fit(x, y)
     assert est.recipe_["activation"] == "reaction"
     for k, v in truth.items():
@@ -349,7 +351,7 @@ def test_cli_writes_model_report_and_plots(tmp_path, homogeneous_data, capsys):
     np.save(tmp_path / "X.npy", x)
     np.save(tmp_path / "Y.npy", y)
     out = tmp_path / "fit"
-    status = fit_main([str(tmp_path / "X.npy"), str(tmp_path / "Y.npy"), "--budget", "15", "--out", str(out),
+    status = fit_main([str(tmp_path / "X.npy"), str(tmp_path / "Y.npy"), "--budget", "60", "--out", str(out),
                        "--seed", "1", "--families", "homogeneous,heterogeneous", "--widths", "3",
                        "--depths", "16", "--activations", "identity"])
     assert status == 0, capsys.readouterr().err
