@@ -67,7 +67,7 @@ class _Plan:
     """Chunk layout of the grid axes: per block, where its extended block comes from.
 
     ``pieces(idx)`` lists ``(source block, source slices, destination slices)`` that tile the
-    extended block of grid block ``idx`` (the gather ``P_c``); :meth:`folds` is its transpose.
+    extended block of grid block ``idx`` (the gather ``P_c``); ``folds`` is its transpose.
     """
 
     def __init__(self, chunks, depth, boundaries):
@@ -77,10 +77,11 @@ class _Plan:
         self.n = [s[-1] for s in self.starts]
         self.axes = [[self._axis_block(a, j) for j in range(len(c))] for a, c in enumerate(self.chunks)]
         self.blocks = list(product(*(range(len(c)) for c in self.chunks)))
-        self._folds = {idx: [] for idx in self.blocks}
+        #: ``folds[idx]``: ``(extended block, its slices, slices of idx)``, every place block idx was read
+        self.folds = {idx: [] for idx in self.blocks}
         for src in self.blocks:
             for owner, s_sl, d_sl in self.pieces(src):
-                self._folds[owner].append((src, d_sl, s_sl))
+                self.folds[owner].append((src, d_sl, s_sl))
 
     def _axis_block(self, a, j):
         """``(lo, hi, pieces)`` of block ``j`` on axis ``a``: halo widths and the runs it reads,
@@ -114,10 +115,6 @@ class _Plan:
         for combo in product(*(self.axes[a][j][2] for a, j in enumerate(idx))):
             yield (tuple(c[0] for c in combo), tuple(slice(c[1], c[2]) for c in combo),
                    tuple(slice(c[3], c[3] + c[2] - c[1]) for c in combo))
-
-    def folds(self, idx):
-        """``(extended block, its slices, slices of block idx)``: every place block ``idx`` was read."""
-        return self._folds[idx]
 
     def _global(self, idx):
         for owner, s_sl, d_sl in self.pieces(idx):
@@ -331,19 +328,16 @@ class _Run:
             out.append([k, v if fam == "homogeneous" else self._params[tag]])
         return out
 
-    def take(self, block_key, index):
-        """A halo strip of a block, cut by a task of its own (only the strip travels)."""
-        tag = (block_key, repr(index))
-        if tag not in self._taken:
-            key = self._taken[tag] = self.name("halo")
-            self.graph[key] = (_take, block_key, index)
-        return self._taken[tag]
-
     def _parts(self, blocks, key, entries):
+        """Graph keys and index pairs of ``entries`` ``(source block, its slices, destination
+        slices)``: a neighbour's strip is cut by a task of its own (only the strip travels)."""
         parts, pairs = [], []
         for src, s_sl, d_sl in entries:
-            own = src == key[1:]
-            parts.append(blocks[key] if own else self.take(blocks[(key[0], *src)], s_sl))
+            own, tag = src == key[1:], (blocks[(key[0], *src)], repr(s_sl))
+            if not own and tag not in self._taken:
+                self._taken[tag] = self.name("halo")
+                self.graph[self._taken[tag]] = (_take, tag[0], s_sl)
+            parts.append(blocks[key] if own else self._taken[tag])
             pairs.append((s_sl if own else None, d_sl))
         return parts, tuple(pairs)
 
@@ -363,7 +357,7 @@ class _Run:
         """``P^T ext``: each block's own extended block plus its sites in the neighbours' halos."""
         name, out = self.name("fold"), {}
         for key in self.keys:
-            parts, pairs = self._parts(ext_blocks, key, self.plan.folds(key[1:]))
+            parts, pairs = self._parts(ext_blocks, key, self.plan.folds[key[1:]])
             out[key] = (name, *key)
             self.graph[out[key]] = (_assemble, parts, _Spec(0, pairs, self.shape(key), self.dtype), True)
         return out
@@ -453,9 +447,10 @@ def forward_domain(net, x, theta, *, block: int | None = None, threads: int = 1)
     """``z_L`` for a dask array ``x`` chunked in space: a lazy dask array chunked like ``x``.
 
     Each chunk runs ``net``'s kernel on itself plus a halo of ``block·r`` sites per axis (``block``
-    layers per halo exchange; default all ``L``: one exchange) with the network's boundary at the
-    grid's edges; equal to ``net.forward(x.compute(), theta)``. ``threads``: kernel threads per
-    chunk (dask runs the chunks in parallel).
+    layers per halo exchange; ``None``: one exchange unless its halo would pass half a chunk, see
+    the module docstring) with the network's boundary at the grid's edges; equal to
+    ``net.forward(x.compute(), theta)``. ``threads``: kernel threads per chunk (dask runs the chunks
+    in parallel).
     """
     x, single, theta, plan, rounds, recipe = _setup(net, x, theta, block, threads)
     run = _Run(net, x, theta, plan, recipe)
