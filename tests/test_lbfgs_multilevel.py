@@ -66,6 +66,8 @@ def test_hierarchy_and_budgets():
     assert [lv["D"] for lv in plan] == [(1,), (2,), (4,), (8,), (16,), (32,)]
     assert [lv["K"] for lv in plan] == [(1, 1), (2, 2), (3, 4), (5, 8), (8, 16), (8, 32)]   # layers: 2^(j-1)+1
     assert all(lv["c"] == () for lv in plan)
+    loose = hierarchy({"D": (32,), "W": (3, 5)}, {"D": (True,), "W": None})     # W: not on the grid
+    assert [lv["W"] for lv in loose] == [(3, 5)] * 6
     tied = hierarchy(shapes, periodic, tied=["D", "K"])
     assert len(tied) == 1 and tied[0] == {"D": (1,), "K": (1, 1), "c": ()}
     share = budgets(500, [3 * 2 ** j for j in range(9)])

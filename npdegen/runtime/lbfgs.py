@@ -88,7 +88,7 @@ class Flat:
             value = np.asarray(theta[k], np.float64)
             shape = value.shape
             m = tuple(1 for _ in shape) if k in self.tied else tuple(knots.get(k, shape))
-            axes = periodic.get(k, (False,) * len(shape))
+            axes = periodic.get(k) or (False,) * len(shape)
             self.maps[k] = [interpolation(int(n), int(mm), bool(p)) for n, mm, p in zip(shape, m, axes)]
             c = _restrict(value, [restriction(int(n), int(mm), bool(p)) for n, mm, p in zip(shape, m, axes)])
             if k in self.tied or all(P is None for P in self.maps[k]):

@@ -84,17 +84,19 @@ def knots(n: int, level: int, periodic: bool) -> int:
 
 def hierarchy(shapes: dict, periodic: dict, tied=()) -> list[dict]:
     """Knot counts per level: a list of ``{key: (m_0, …)}``, coarsest first, the last at full
-    resolution. ``shapes[key]``: the parameter's shape; ``periodic[key]``: one bool per axis;
-    ``tied`` keys keep one knot per axis at every level (their homogeneous restriction)."""
+    resolution. ``shapes[key]``: the parameter's shape; ``periodic[key]``: one bool per axis (None:
+    the parameter is not on the grid and keeps its full shape); ``tied`` keys keep one knot per axis
+    at every level (their homogeneous restriction)."""
     def count(n, p):
         j = 0
         while knots(n, j, p) < n:
             j += 1
         return j + 1
-    depth = max([count(n, p) for k, s in shapes.items() if k not in tied for n, p in zip(s, periodic[k])] or [1])
+    grid = {k: s for k, s in shapes.items() if k not in tied and periodic.get(k) is not None}
+    depth = max([count(n, p) for k, s in grid.items() for n, p in zip(s, periodic[k])] or [1])
     return [{k: tuple(1 for _ in s) if k in tied else
-             tuple(knots(n, j, p) for n, p in zip(s, periodic[k])) for k, s in shapes.items()}
-            for j in range(depth)]
+             tuple(knots(n, j, p) for n, p in zip(s, periodic[k])) if k in grid else tuple(s)
+             for k, s in shapes.items()} for j in range(depth)]
 
 
 def budgets(total: int, sizes) -> list[int]:

@@ -79,12 +79,14 @@ def auto_memory(variables: int) -> int:
 
 
 def _periodic(net, keys) -> dict:
-    """One bool per axis of each parameter: its grid axes' boundaries; the layer axis is not periodic."""
-    sides = tuple(b == "periodic" for b in normalise_boundaries(net.options.boundary, len(net.grid)))
+    """One bool per axis of each parameter shaped like the grid or ``(layers, *grid)``: its grid
+    axes' boundaries, the layer axis not periodic; None for any other shape (never coarsened)."""
+    grid = tuple(net.grid)
+    sides = tuple(b == "periodic" for b in normalise_boundaries(net.options.boundary, len(grid)))
     out = {}
     for k in keys:
-        rank = len(net.shapes[k])
-        out[k] = sides if rank == len(sides) else (False,) + sides if rank == len(sides) + 1 else (False,) * rank
+        shape = tuple(net.shapes[k])
+        out[k] = sides if shape == grid else (False,) + sides if shape == (net.layers, *grid) else None
     return out
 
 
