@@ -1,7 +1,12 @@
 """The experiment scripts run end to end at a tiny size (their results at full size are committed in
-examples/experiments/results/ with the command, machine and date), and the baselines are right."""
+examples/experiments/results/ with the command, machine and date), and their pieces are right:
+baselines on linear maps, the flux and nonlocal rows on data of their own layers, the kernel symbol
+against the sampled Gaussian's FFT, noise and low pass against hand-written loops, the recovery
+network against the task's truth."""
 import json
+import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "experiments"))
+import extras  # noqa: E402
+import recovery  # noqa: E402
 from baselines import CirculantLinear, DenseLinear, nrmse  # noqa: E402
 
 
@@ -23,11 +30,125 @@ def test_linear_baselines_recover_linear_maps():
     assert nrmse(DenseLinear(ridge=0).fit(X, X @ A).predict(X), X @ A) < 1e-10
 
 
+def test_flux_depth_and_deadline():
+    # T (max|u|/Δ + 2ν/Δ²)/cfl by hand: 1·(2·64 + 2·0.01·64²)/0.8 = (128 + 81.92)/0.8 = 262.4 → 263
+    assert extras.flux_depth(2.0, 1.0, 1 / 64, nu_max=0.01, cfl=0.8) == 263
+    assert extras.flux_depth(1.0, 0.5, 0.1, cfl=0.5) == 10
+    for bad in (dict(amplitude=0.0), dict(T=-1.0), dict(spacing=math.nan), dict(nu_max=-1e-3), dict(cfl=1.0)):
+        args = dict(amplitude=1.0, T=1.0, spacing=0.1, nu_max=0.0, cfl=0.5) | bad
+        with pytest.raises(ValueError):
+            extras.flux_depth(**args)
+    d = extras.Deadline(0.05)
+    assert d.on_step(0, 0.0, {}) is False
+    time.sleep(0.06)
+    assert d.on_step(1, 0.0, {}) is True
+    with pytest.raises(ValueError):
+        extras.Deadline(0)
+
+
+def _smooth_inputs(n, batch, seed=0, modes=3):
+    q = (np.arange(n) + 0.5) / n
+    rng = np.random.default_rng(seed)
+    return sum(rng.uniform(-0.5, 0.5, (batch, 1)) * np.sin(2 * np.pi * m * q + rng.uniform(0, 6.3, (batch, 1)))
+               for m in range(1, modes + 1))
+
+
+def test_fit_flux_recovers_its_own_layer():
+    """Data made by the Godunov layer with c = τ, D = ν τ: the fit (which starts at D = ν_max τ/2)
+    finds them, and the certificate says CFL ≤ 1."""
+    n, T, nu = 32, 0.2, 0.01
+    x = _smooth_inputs(n, 12)
+    L = extras.flux_depth(float(np.abs(x).max()), T, 1 / n, 1.25 * nu)
+    _, net = extras.flux_network(n, 1 / n, L)
+    tau = T / L
+    truth = {"c": np.array(tau), "D": np.array(nu * tau)}
+    y = net.forward(x, truth)
+    fit = extras.fit_flux(x, y, T, 1 / n, budget=30, nu_max=1.25 * nu, steps=60)
+    assert fit["depth"] == L
+    assert abs(float(fit["theta"]["c"]) / tau - 1) < 1e-3
+    assert abs(float(fit["theta"]["D"]) / (nu * tau) - 1) < 2e-2
+    assert fit["train_nrmse"] < 1e-3
+    info = extras.summary("flux", fit)
+    assert info["stability"]["stable"] and info["stability"]["cfl"] <= 1
+    assert abs(info["physics"]["total_time_L_c"] - T) < 1e-3 * T
+
+
+def test_kernel_symbol_is_the_sampled_gaussian():
+    """|ŵ(k)| of the nonlocal layer = |FFT| of Δ·exp(−r²/2σ²)/(√(2π)σ) sampled on the periodic grid."""
+    n, h, sigma = 64, 1 / 64, 0.04
+    net = extras.fisher_layer().compile(n, spacing=h, layers=2, omega=1.0)
+    got = extras.kernel_symbol(net, {"sigma": np.array(sigma), "a": np.array(0.2)}, n)
+    r = np.minimum(np.arange(n), n - np.arange(n)) * h          # periodic distance of site 0 to each site
+    w = h * np.exp(-r ** 2 / (2 * sigma ** 2)) / (math.sqrt(2 * math.pi) * sigma)
+    np.testing.assert_allclose(got, np.abs(np.fft.rfft(w)), atol=1e-9)
+    assert extras.nonlocal_gain(net, {"sigma": np.array(sigma), "a": np.array(0.2)}, n) <= 1 + 1e-9
+
+
+def test_fit_nonlocal_recovers_its_own_layer():
+    n, h = 48, 1 / 48
+    net = extras.fisher_layer().compile(n, spacing=h, layers=4, omega=1.0)
+    truth = {"sigma": np.array(0.05), "a": np.array(0.1)}
+    x = np.clip(0.5 + _smooth_inputs(n, 16, seed=1), 0, 1)
+    y = net.forward(x, truth)
+    fit = extras.fit_nonlocal(x, y, h, budget=30, depths=(2, 4), steps=60)
+    assert fit["depth"] == 4 and set(fit["tried"]) == {2, 4}
+    assert abs(float(fit["theta"]["sigma"]) - 0.05) < 1e-5 and abs(float(fit["theta"]["a"]) - 0.1) < 1e-5
+    info = extras.summary("nonlocal", fit)
+    assert abs(info["physics"]["reaction_rho_T"] - 0.4) < 1e-4
+    assert abs(info["stability"]["reaction_slope_at_0"] - math.exp(0.1)) < 1e-4
+
+
+def test_noise_low_pass_and_errors_by_hand():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal(11)
+    hand = np.array([sum(a[(i + s) % 11] for s in range(-2, 3)) / 5 for i in range(11)])
+    np.testing.assert_allclose(recovery.low_pass(a), hand, atol=1e-15)
+    y = rng.standard_normal((400, 64)) * rng.uniform(0.1, 10, (400, 1))
+    noisy = recovery.add_noise(y, 1e-2, np.random.default_rng(0))
+    ratio = np.linalg.norm(noisy - y, axis=1) / np.linalg.norm(y, axis=1)
+    assert abs(ratio.mean() - 1e-2) < 1e-3                       # σ = level · rms per sample
+    assert np.array_equal(recovery.add_noise(y, 0.0, rng), y)
+    with pytest.raises(ValueError):
+        recovery.add_noise(y, -1.0, rng)
+    truth = {"U": np.sin(np.arange(8.0)) + 2}
+    assert recovery.relative_errors(truth, truth) == {"U": 0.0}
+    off = {"U": truth["U"] * 1.01}
+    assert abs(recovery.relative_errors(off, truth, smooth=False)["U"] - 0.01) < 1e-12
+
+
+def test_recovery_network_is_the_task_truth():
+    import npdegen.tasks as tasks
+    task = tasks.make("varcoef-adr", n=32, n_train=4, n_test=0, cache=False)
+    _, net = recovery.adr_network(32, "heterogeneous")
+    pred = net.forward(task.x_train, {k: np.asarray(v) for k, v in task.truth.items()})
+    np.testing.assert_allclose(pred, task.y_train, rtol=0, atol=1e-12 * np.abs(task.y_train).max())
+
+
+def test_recovery_smoke(tmp_path):
+    assert recovery.main(["--smoke", "--noise", "0", "0.01", "--out", str(tmp_path)]) == 0
+    rec = json.loads((tmp_path / "recovery.json").read_text())
+    assert [r["noise"] for r in rec["rows"]] == [0.0, 0.01]
+    assert all(np.isfinite(list(r["errors"].values())).all() for r in rec["rows"])
+    assert "| 0.01 |" in (tmp_path / "recovery.md").read_text()
+
+
 def test_experiment_smoke(tmp_path):
     pytest.importorskip("sklearn")
     import run
     assert run.main(["advection-beta0.4-T0.5", "--smoke", "--out", str(tmp_path)]) == 0
-    record = json.loads((tmp_path / "results.jsonl").read_text().splitlines()[-1])
-    assert set(record["results"]) == {"npdegen", "dense-linear", "circulant-linear", "fno"}
-    assert all(np.isfinite(r["nrmse"]) for r in record["results"].values() if "nrmse" in r)
-    assert "| advection-beta0.4-T0.5 | npdegen |" in (tmp_path / "results.md").read_text()
+    assert run.main(["fisher-kpp", "--smoke", "--models", "npdegen-nonlocal", "dense-linear",
+                     "--nonlocal-depths", "2", "--out", str(tmp_path)]) == 0
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert set(records[0]["results"]) == {"npdegen", "dense-linear", "circulant-linear", "fno"}
+    assert set(records[1]["results"]) == {"npdegen-nonlocal", "dense-linear"}
+    for rec in records:
+        assert all(np.isfinite(r["nrmse"]) and np.isfinite(r["pooled"]) for r in rec["results"].values()
+                   if "nrmse" in r)
+    assert "stability" in records[0]["inspect"]["npdegen"] and "physics" in records[1]["inspect"]["npdegen-nonlocal"]
+    md = (tmp_path / "results.md").read_text()
+    assert "| advection-beta0.4-T0.5 | npdegen |" in md and "| fisher-kpp | npdegen-nonlocal |" in md
+    # a later call's row replaces the earlier one of the same task and model (latest wins)
+    rows = run.latest(records + [dict(records[1], results={"dense-linear": dict(records[1]["results"]["dense-linear"],
+                                                                                 nrmse=-1.0)})])
+    assert rows["fisher-kpp"]["dense-linear"][0]["nrmse"] == -1.0
+    assert set(rows) == {"advection-beta0.4-T0.5", "fisher-kpp"}

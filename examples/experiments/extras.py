@@ -31,7 +31,8 @@ import numpy as np
 import scipy.optimize
 import sympy as sp
 
-__all__ = ["Deadline", "flux_depth", "fit_flux", "fit_nonlocal", "nonlocal_gain", "summary"]
+__all__ = ["Deadline", "flux_depth", "flux_network", "fit_flux", "fit_nonlocal", "fisher_layer", "kernel_symbol", "nonlocal_gain",
+           "summary"]
 
 q = sp.Symbol("q")
 z = sp.Function("z")(q)
@@ -67,6 +68,15 @@ def _nrmse(pred, y) -> float:
     return float(np.mean(np.linalg.norm(pred - y, axis=1) / np.linalg.norm(y, axis=1)))
 
 
+def flux_network(n: int, spacing: float, layers: int):
+    """``(layer, network)``: Godunov's flux of ``c z²/2`` with diffusion ``D`` (homogeneous), ``layers`` deep."""
+    import npdegen
+    c, D = sp.Symbol("c", positive=True), sp.Symbol("D")
+    layer = npdegen.conservation_law(c * z ** 2 / 2, z, diffusion=D, params={c: "homogeneous", D: "homogeneous"},
+                                     numerical_flux="godunov", name="burgers_godunov")
+    return layer, layer.compile(n=n, spacing=spacing, layers=layers)
+
+
 def _subsample(x, y, max_samples: int | None, seed: int = 0):
     """At most ``max_samples`` training pairs (drawn without replacement): two or three parameters
     need few samples, and each L-BFGS evaluation costs one forward and one adjoint pass over them."""
@@ -87,11 +97,8 @@ def fit_flux(x, y, T: float, spacing: float, budget: float, nu_max: float = 0.0,
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     xs, ys = _subsample(x, y, max_samples, seed)
     amplitude = float(np.abs(x).max())
-    L = flux_depth(amplitude, T, spacing, nu_max, cfl)
-    c, D = sp.Symbol("c", positive=True), sp.Symbol("D")
-    layer = npdegen.conservation_law(c * z ** 2 / 2, z, diffusion=D, params={c: "homogeneous", D: "homogeneous"},
-                                     numerical_flux="godunov", name="burgers_godunov")
-    net = layer.compile(n=x.shape[1], spacing=spacing, layers=L)
+    layer, net = flux_network(x.shape[1], spacing, flux_depth(amplitude, T, spacing, nu_max, cfl))
+    L = net.layers
     tau = T / L
     # c·amplitude/Δ + 2D/Δ² ≤ 1 for every admissible value (c ≤ 1.1 τ; D up to what is left), which
     # leaves room above D = ν_max τ (flux_depth); the start: c = τ and half of ν_max
@@ -167,18 +174,22 @@ def fit_nonlocal(x, y, spacing: float, budget: float, depths=(16, 32, 64, 128), 
             "train_nrmse": _nrmse(best["net"].forward(x, best["theta"]), y)}
 
 
-def nonlocal_gain(net, theta, n: int) -> float:
-    """Largest ``|ŵ(k)|`` of one layer's sampled kernel over the Fourier modes of ``n`` sites: the
-    impulse response of the same layer with the identity activation, one layer, transformed."""
+def kernel_symbol(net, theta, n: int) -> np.ndarray:
+    """``|ŵ(k)|`` for the ``n//2 + 1`` Fourier modes of ``n`` sites: the amplification of one layer's
+    kernel (the impulse response of the same kernel with the identity activation, one layer)."""
     from npdegen.integral import NonlocalPDE
     layer = net.layer
-    linear = NonlocalPDE(layer.kernel, layer.field, activation="identity",
-                         params={p.name: "homogeneous" for p in layer.kernel.params})
+    names = [p.name for p in layer.kernel.params]
+    linear = NonlocalPDE(layer.kernel, layer.field, activation="identity", params={k: "homogeneous" for k in names})
     one = linear.compile(n, spacing=net.spacing[0], layers=1, omega=1.0, boundary="periodic")
     impulse = np.zeros((1, n))
     impulse[0, 0] = 1.0
-    row = one.forward(impulse, {k: theta[k] for k in one.check_params({k: theta[k] for k in ("sigma",)})})
-    return float(np.abs(np.fft.rfft(row[0])).max())
+    return np.abs(np.fft.rfft(one.forward(impulse, {k: theta[k] for k in names})[0]))
+
+
+def nonlocal_gain(net, theta, n: int) -> float:
+    """The largest ``|ŵ(k)|`` (:func:`kernel_symbol`): the gain per layer of the linear part."""
+    return float(kernel_symbol(net, theta, n).max())
 
 
 def _json(v):

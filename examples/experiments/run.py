@@ -109,7 +109,7 @@ def run(name: str, budget: float, n: int, n_train: int, n_test: int, fno_epochs:
                 fno = FNO1d(**(dict(width=8, modes=4, layers=2) if smoke else {}), seed=seed)
                 info = train_fno(fno, task.x_train, task.y_train, epochs=fno_epochs, budget=budget, seed=seed)
                 rows[model] = _row(task, fno_predict(fno, task.x_test), info["seconds"], info["n_params"], load,
-                                   epochs=info["epochs"])
+                                   epochs=info["epochs"], threads=info["threads"])
             except ImportError as exc:
                 rows[model] = dict(skipped=str(exc))
         else:
@@ -149,7 +149,7 @@ def _note(row: dict) -> str:
         tried = f"; depths tried {', '.join(map(str, row['tried']))}" if isinstance(row.get("tried"), dict) else ""
         return f"L = {row['depth']}, {row['iterations']} L-BFGS iterations / evaluations{tried}"
     if "epochs" in row:
-        return f"{row['epochs']} epochs"
+        return f"{row['epochs']} epochs" + (f", {row['threads']} thread(s)" if "threads" in row else ", 2 threads")
     return ""
 
 
@@ -202,7 +202,7 @@ def main(argv=None) -> int:
     p.add_argument("--smoke", action="store_true", help="tiny sizes and budgets (CI)")
     a = p.parse_args(argv)
     if a.smoke:
-        a.n, a.n_train, a.n_test, a.budget, a.fno_epochs = 32, 16, 8, 15.0, 3
+        a.n, a.n_train, a.n_test, a.budget, a.fno_epochs = 32, 16, 8, 10.0, 3
     record = run(a.task, a.budget, a.n, a.n_train, a.n_test, a.fno_epochs, a.seed, a.smoke, tuple(a.models),
                  tuple(a.nonlocal_depths))
     out = Path(a.out)
