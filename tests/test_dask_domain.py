@@ -8,10 +8,12 @@ test; halos deeper than a chunk, irregular and batch chunks, several rounds (``b
 plan is checked against index arithmetic written out here (``np.ix_`` with wrapped or clipped
 ranges) and against ``dask.array.overlap``; its fold is the exact transpose (dot-product test).
 """
+import functools
+
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 da = pytest.importorskip("dask.array", reason="dask is not installed (pip install npdegen[dask])")
 import dask  # noqa: E402
@@ -123,6 +125,27 @@ def test_rounds_and_halos_deeper_than_a_chunk(boundary, block):
     assert_matches(net, params(net), X, Y, chunks=(1, (2, 4, 3), (3, 3, 2)), block=block)
 
 
+@functools.lru_cache(maxsize=None)
+def _burgers_1d():
+    return npdegen.NeuralPDE(z1 - U * z1 * z1.diff(q) + nu * z1.diff(q, 2), z1, activation="tanh",
+                             params={nu: "heterogeneous", U: "homogeneous"}, bias="time-dependent")
+
+
+@settings(derandomize=True, max_examples=12, deadline=None)
+@given(st.lists(st.integers(1, 6), min_size=2, max_size=6), st.sampled_from(BOUNDARIES_1D),
+       st.integers(1, 4), st.integers(1, 4))
+def test_any_1d_chunking_matches_unchunked(chunks, boundary, layers, block):
+    """Random chunkings (single sites included), boundaries, depths and rounds."""
+    n = sum(chunks)
+    assume(n > 2)
+    net = _burgers_1d().compile(n=n, layers=layers, omega=0.7, boundary=boundary)
+    X, Y = data(net, batch=2)
+    try:
+        assert_matches(net, params(net), X, Y, chunks=(1, tuple(chunks)), block=min(block, layers))
+    except ValueError as exc:                  # a one-site chunk at a cut edge, one-layer rounds
+        assert "larger chunks" in str(exc) and boundary != "periodic"
+
+
 def test_unbatched_field_threads_train_omega_and_checkpoints():
     net = burgers_2d().compile(n=(10, 8), layers=4, omega=0.8, train_omega=True, checkpoint=2)
     theta = params(net)
@@ -134,6 +157,16 @@ def test_unbatched_field_threads_train_omega_and_checkpoints():
     assert l1 == pytest.approx(l0, rel=1e-12) and g1["x"].shape == X[0].shape
     for k in g0:
         np.testing.assert_allclose(np.asarray(g1[k]), g0[k], **TOL, err_msg=k)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("boundary", ["periodic", ("neumann", "dirichlet")])
+def test_numba_backend(boundary):
+    """The compiled kernels (slow: numba compiles them on first use)."""
+    pytest.importorskip("numba")
+    net = burgers_2d().compile(n=(12, 10), layers=3, omega=0.8, boundary=boundary, backend="numba")
+    X, Y = data(net)
+    assert_matches(net, params(net), X, Y, chunks=(2, 6, (4, 6)))
 
 
 def test_without_input_gradient_and_float32():
