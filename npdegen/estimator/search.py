@@ -17,7 +17,8 @@
   spectral start and random starts, ``n_starts`` in all (later stages: the one warm start),
   screened first (each start is a candidate as it is) and trained best first. A callback stops at
   the deadline, evaluates the validation nRMSE every :data:`CHECK_EVERY`
-  iterations, keeps the best parameters seen, stops a start of a homogeneous recipe that gained
+  iterations, keeps the best parameters seen (per-site and per-layer fits get as many iterations
+  as their time affords, :func:`_affordable`), stops a start of a homogeneous recipe that gained
   less than :data:`GAIN` in :data:`PATIENCE` checks (richer families are fitted coarse to fine by
   ``npdegen.train``, whose coarse plateaus must not end the run), and the recipe once the rounding
   floor :data:`FLOOR` is reached.
@@ -50,6 +51,8 @@ PROMOTE = 2
 CHECK_EVERY, PATIENCE, GAIN = 5, 5, 1e-3
 #: Validation nRMSE at which a recipe stops: the data are matched to the dtype's rounding.
 FLOOR = {"float64": 1e-12, "float32": 1e-5}
+#: Cost model of a coarse-to-fine L-BFGS fit (see :func:`_affordable`).
+EVALUATIONS_PER_ITERATION, PROBES = 1.5, 8
 #: A richer fit must beat a simpler one's validation nRMSE by more than this (relative) to win.
 SIMPLER_WITHIN = 0.02
 #: A recipe is skipped when fewer than this many loss evaluations fit in its time.
@@ -209,7 +212,8 @@ class Search:
         now = time.perf_counter()
         end = now + share * max(self.deadline - now, 0.0)
         n_params = int(sum(np.size(v) for v in zero.values()))
-        needed = MIN_EVALUATIONS * (now - t0)
+        evaluation = now - t0
+        needed = MIN_EVALUATIONS * evaluation
         if not self.fits:                       # nothing fitted yet: the first recipe always gets a short run
             end = max(end, min(now + needed, self.deadline))
         if end - now < needed:
@@ -233,8 +237,10 @@ class Search:
             if (i and time.perf_counter() >= end) or monitor.best <= floor:
                 break                            # the recipe's time is spent (or the data are matched)
             ran += 1
+            steps = self.max_iter if single else _affordable(net, (end - time.perf_counter()) / (len(starts) - i),
+                                                             evaluation, self.max_iter)
             try:
-                theta, _ = train(net, p.x_train, p.y_train, start, steps=self.max_iter, optimizer="lbfgs",
+                theta, _ = train(net, p.x_train, p.y_train, start, steps=steps, optimizer="lbfgs",
                                  loss="mean", bounds=bounds, callbacks=[monitor], progress=False,
                                  ftol=0.0, gtol=0.0)       # the budget and the validation checks stop it
                 monitor.consider(theta)
@@ -306,6 +312,17 @@ class Search:
         if not self.fits:
             raise RuntimeError("no recipe could be fitted within the budget:\n" + format_report(self.report))
         return choose(list(self.fits.values())), self.report
+
+
+def _affordable(net, seconds: float, evaluation: float, most: int) -> int:
+    """L-BFGS iterations that fit in ``seconds`` for a coarse-to-fine fit (``npdegen.train`` splits
+    its iterations over the levels, so they must be sized to the time, or the time ends on a coarse
+    level): about :data:`EVALUATIONS_PER_ITERATION` loss evaluations per iteration, plus
+    :data:`PROBES` Gauss–Newton probes per level (``1 + ⌈log₂ n⌉`` levels for the longest axis)."""
+    sizes = [n for shape in net.shapes.values() for n in shape] or [1]
+    levels = 1 + math.ceil(math.log2(max(sizes)))
+    evaluations = seconds / max(evaluation, 1e-9) - levels * PROBES - 2
+    return int(min(most, max(5 * levels, evaluations / EVALUATIONS_PER_ITERATION)))
 
 
 def choose(fits: list) -> Fit:
