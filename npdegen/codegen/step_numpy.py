@@ -45,12 +45,23 @@ def numpy_step_context(low: LoweredStep, options: StepOptions) -> dict:
     codes = iter(kappas.results)
     gradients = [(r.name, r.family, r.scale, [(i, next(codes)) for i, _ in r.terms]) for r in rules]
     forward_linear = _linear_terms(low.forward, syms)
+    # nonlinear forward: common subexpressions once per block (temporaries _f0, _f1, ...)
+    forward = assignments([low.forward], printer, prefix="_f")
+    # the adjoint's state expressions (reductions and state-dependent Jacobians, e.g. a flux's
+    # max/Heaviside terms that several accesses share): CSE'd together (temporaries _x0, _x1, ...)
+    acc = set(syms)
+    plain = [(r.expr.is_Symbol and r.expr in acc) or r.expr == 1 for r in low.reductions]
+    state_jac = [j != 0 and bool(j.free_symbols & acc) for j in low.access_jacobians]
+    shared = [r.expr.subs(ARGUMENT, sp.Symbol("Z", real=True)) for r, p in zip(low.reductions, plain) if not p]
+    shared += [j for j, st in zip(low.access_jacobians, state_jac) if st]
+    adjoint = assignments(shared, printer, prefix="_x")
+    codes = iter(adjoint.results)
+    reductions = [(printer.doprint(r.expr) if p else next(codes), r.weight, r.expr.is_Symbol and r.expr in acc,
+                   r.expr == 1) for r, p in zip(low.reductions, plain)]
     jacobians = []
-    for a, j in zip(syms, low.access_jacobians):
+    for a, j, st in zip(syms, low.access_jacobians, state_jac):
         if j != 0:
-            jacobians.append((ir.accesses[syms.index(a)], printer.doprint(j), bool(j.free_symbols & set(syms))))
-    reductions = [(printer.doprint(r.expr.subs(ARGUMENT, sp.Symbol("Z", real=True))), r.weight,
-                   r.expr.is_Symbol and r.expr in syms, r.expr == 1) for r in low.reductions]
+            jacobians.append((ir.accesses[syms.index(a)], next(codes) if st else printer.doprint(j), st))
     f, fprime = (_template_program(ufunc_program(e, ARGUMENT)) for e in (ir.f, ir.fprime))
     act_params = [p for p in ir.params if p.role == "activation"]
     need_f = options.train_omega
@@ -64,7 +75,8 @@ def numpy_step_context(low: LoweredStep, options: StepOptions) -> dict:
     loads = {"transform": load(transform), "transform_blk": load_blk(transform),
              "activation_blk": load_blk(act_params), "all_blk": load_blk(ir.params)}
     return dict(loads=loads, coefficients=coefficients, kappas=kappas, gradients=gradients, forward_linear=forward_linear,
-                forward_code=printer.doprint(low.forward), jacobians=jacobians, reductions=reductions,
+                forward_code=forward.results[0], forward_temps=forward.temps, adjoint_temps=adjoint.temps,
+                jacobians=jacobians, reductions=reductions,
                 f=f, fprime=fprime, temporaries=max(f.buffers, fprime.buffers), need_f=need_f,
                 act_params=act_params, access_names=[a.name for a in syms],
                 coef_names=[f"w{m}" for m in range(len(low.coefficients))],
