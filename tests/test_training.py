@@ -243,8 +243,8 @@ def test_train_validates_its_arguments():
         train(net, x, x, theta, steps=1, method="sideways", progress=False)
     with pytest.raises(ValueError, match="optimizer"):
         train(net, x, x, theta, steps=1, optimizer="rmsprop", progress=False)
-    with pytest.raises(ValueError, match="lbfgs"):            # L-BFGS: full batch, no checkpoints
-        train(net, x, x, theta, steps=1, optimizer="lbfgs", checkpoint="never.npz", progress=False)
+    with pytest.raises(ValueError, match="lbfgs"):            # L-BFGS: full batch only
+        train(net, x, x, theta, steps=1, optimizer="lbfgs", batch_size=2, progress=False)
     with pytest.raises(ValueError, match="loss"):
         train(net, x, x, theta, steps=1, loss="huber", progress=False)
     with pytest.raises(ValueError, match="backoff"):
