@@ -7,7 +7,7 @@ from scipy.special import ive
 from npdegen.tasks import (SineSum, advection, bramson_position, burgers, burgers_on_grid, cell_centres, cole_hopf,
                            fisher_kpp, front_position, logistic, velocity, vorticity)
 from npdegen.tasks.fisher import strang
-from npdegen.tasks.fourier import restrict, upsample
+from npdegen.tasks.fourier import resample, restrict, upsample
 from npdegen.tasks.spectral import burgers_refinement, burgers_steps
 from npdegen.tasks.twod import vorticity_on_grid
 
@@ -33,6 +33,22 @@ def test_upsample_is_the_trigonometric_interpolant(n):
         np.testing.assert_allclose(upsample(u[None], 3, 1)[0], np.cos(2 * np.pi * k * xf + 0.7), atol=1e-12)
     if n % 2 == 0:
         np.testing.assert_allclose(upsample(np.sin(np.pi * n * x)[None], 3, 1)[0], np.sin(np.pi * n * xf), atol=1e-12)
+
+
+@pytest.mark.parametrize("m, n", [(96, 64), (97, 64), (64, 96), (50, 37)])
+def test_resample_evaluates_the_interpolant_at_other_centres(m, n):
+    xm, xn = cell_centres(m), cell_centres(n)
+    top = (min(m, n) - 1) // 2                       # modes below both grids' Nyquist
+    u = sum(np.cos(2 * np.pi * k * xm + 0.3 * k) for k in range(1, top + 1))
+    expected = sum(np.cos(2 * np.pi * k * xn + 0.3 * k) for k in range(1, top + 1))
+    np.testing.assert_allclose(resample(u[None], n, 1)[0], expected, atol=1e-11)
+
+
+def test_resample_agrees_with_restrict_and_upsample():
+    u = np.random.default_rng(0).standard_normal((2, 12, 12))
+    fine = upsample(u, 3, 2)
+    np.testing.assert_allclose(resample(u, 36, 2), fine, atol=1e-12)
+    np.testing.assert_allclose(resample(fine, 12, 2), restrict(fine, 3, 2), atol=1e-12)
 
 
 # ---------------------------------------------------------------- advection

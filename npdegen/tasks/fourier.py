@@ -23,7 +23,7 @@ import numpy as np
 import scipy.fft as sfft
 
 __all__ = ["cell_centres", "wavenumbers", "as_fields", "check_positive", "check_odd_factor", "upsample",
-           "restrict", "dealias_mask", "rfftn", "irfftn"]
+           "restrict", "resample", "interpolation_matrix", "dealias_mask", "rfftn", "irfftn"]
 
 
 def cell_centres(n: int, length: float = 1.0) -> np.ndarray:
@@ -148,3 +148,32 @@ def restrict(u: np.ndarray, r: int, dims: int) -> np.ndarray:
     r = check_odd_factor("refine", r)
     idx = (Ellipsis,) + tuple(slice((r - 1) // 2, None, r) for _ in range(dims))
     return np.ascontiguousarray(u[idx])
+
+
+def interpolation_matrix(m: int, n: int) -> np.ndarray:
+    r"""The ``(n, m)`` matrix taking values at ``m`` cell centres to their trigonometric interpolant at ``n`` centres.
+
+    With :math:`θ = 2π(x_i - x^f_j)/L` and :math:`K = \lceil m/2 \rceil - 1` (the modes below Nyquist), the
+    Dirichlet kernel gives
+    :math:`F_{ij} = \frac1m\big[\sin((K + \tfrac12)θ)/\sin(θ/2) + [m\ \text{even}]\,(-1)^j \sin(π m x_i/L)\big]`,
+    the second term being the cell-centre Nyquist sine (module docstring). For ``m = r n`` with odd
+    ``r`` it is the sub-sampling of :func:`restrict`.
+    """
+    xc, xf = cell_centres(n), cell_centres(m)
+    theta = 2 * np.pi * (xc[:, None] - xf[None, :])
+    k = (m + 1) // 2 - 1
+    half = np.sin(theta / 2)
+    small = np.abs(half) < 1e-12
+    kernel = np.where(small, 2 * k + 1.0, np.sin((k + 0.5) * theta) / np.where(small, 1.0, half))
+    if m % 2 == 0:
+        kernel = kernel + np.where(np.arange(m) % 2 == 0, 1.0, -1.0)[None, :] * np.sin(np.pi * m * xc)[:, None]
+    return kernel / m
+
+
+def resample(u: np.ndarray, n: int, dims: int) -> np.ndarray:
+    """Values at ``n`` cell centres per axis of the trigonometric interpolant of ``u`` (``(batch, *grid)``)."""
+    for axis in range(u.ndim - dims, u.ndim):
+        m = u.shape[axis]
+        if m != n:
+            u = np.moveaxis(np.tensordot(u, interpolation_matrix(m, n), axes=([axis], [1])), -1, axis)
+    return np.ascontiguousarray(u)

@@ -19,8 +19,8 @@ name                           equation, domain, time                           
                                κ = 0.002 on (0, 1)², T = 0.5 (exact)
 ``fisher-kpp-2d``              :math:`u_t = νΔu + ρu(1-u)`, ν = 2e-3, ρ = 1 on         fronts (ε = 0.4),
                                (0, 1)², T = 1                                          3 modes ≤ 3
-``vorticity-2d``               :math:`ω_t + \mathbf u\cdot\nabla ω = νΔω`, ν = 1e-3    4 modes ≤ 4, velocity
-                               (Re ≈ 10³ on the box) on (0, 1)², T = 1                 amplitudes U(0, 1)/4
+``vorticity-2d``               :math:`ω_t + \mathbf u\cdot\nabla ω = νΔω`, ν = 2e-3    4 modes ≤ 4, velocity
+                               (Re ≈ 500 on the box) on (0, 1)², T = 1                 amplitudes U(0, 1)/4
 =============================  =====================================================  ======================
 
 The advection tasks shift by :math:`βT \in \{0.05, 0.2, 0.5, 0.8, 2\}`: ``advection-beta0.1-T2`` and
@@ -90,10 +90,10 @@ def _table() -> dict:
                                    "beta": [0.5, 0.25], "kappa": 0.002, "T": 0.5, "lengths": [1.0, 1.0],
                                    "initial": _smooth(3, 4, 0.1)}
     t["fisher-kpp-2d"] = {"kind": "fisher", "equation": "u_t = nu lap u + rho u (1 - u)", "nu": 2e-3, "rho": 1.0,
-                          "T": 1.0, "lengths": [1.0, 1.0], "initial": _smooth(3, 3), "front_width": 0.4, "refine": 3,
-                          "step": 4e-3}
+                          "T": 1.0, "lengths": [1.0, 1.0], "initial": _smooth(3, 3), "front_width": 0.4,
+                          "solver_grid": 96, "step": 4e-3}
     t["vorticity-2d"] = {"kind": "vorticity", "equation": "w_t + u . grad w = nu lap w, u = (psi_y, -psi_x), -lap psi = w",
-                         "nu": 1e-3, "T": 1.0, "lengths": [1.0, 1.0], "initial": _smooth(4, 4), "refine": 3}
+                         "nu": 2e-3, "T": 1.0, "lengths": [1.0, 1.0], "initial": _smooth(4, 4), "solver_grid": 96}
     return t
 
 
