@@ -14,22 +14,27 @@ Each check returns a :class:`Check` (what was measured, the value, the bound it 
 * vorticity — a one-shell vorticity decays exactly as :math:`e^{-ν|κ|^2 t}` (the advection of a
   one-shell field vanishes), and the time order of ETDRK4 on a random field;
 * variable-coefficient ADR — the generated network against a hand-written NumPy loop of the
-  stencil.
+  stencil;
+* task data — the Fisher–KPP and vorticity tasks' ``y`` against the same samples solved on a
+  grid twice as fine (or refined by two more) with half the time step.
 
 ``--full`` uses larger grids and more samples (minutes); the quick mode takes seconds.
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from .advection import advection
+from .builders import BUILDERS
 from .checks import bramson_position, cole_hopf, front_position
 from .fisher import strang
 from .fourier import cell_centres, restrict
 from .initial import SineSum, UnitInterval
+from .registry import settings
 from .spectral import burgers_on_grid, burgers_refinement, burgers_steps
 from .twod import vorticity_on_grid
 from .varcoef import LAYERS, OMEGA, varcoef_adr, varcoef_profiles
@@ -148,11 +153,33 @@ def _varcoef(size):
     return [("varcoef-adr: network vs NumPy stencil loop, max error", abs(varcoef_adr(u0) - z).max(), 1e-12)]
 
 
+def _task_data(names, n, samples):
+    """Each task's ``y`` against the same task solved on a finer solver grid with half the step."""
+    rows = []
+    for name in names:
+        s = settings(name)
+        finer = copy.deepcopy(s)
+        if "refine" in s:
+            finer["refine"] = s["refine"] + 2
+        if "solver_grid" in s:
+            finer["solver_grid"] = 2 * s["solver_grid"]
+        if "step" in s:
+            finer["step"] = s["step"] / 2
+        build = BUILDERS[s["kind"]]
+        _, y = build(s, n, samples, np.random.default_rng(5))
+        _, ref = build(finer, n, samples, np.random.default_rng(5))
+        rows.append((f"task {name} (n={n}): y vs finer grid and half step, max error / max|y|",
+                     abs(y - ref).max() / abs(ref).max(), 1e-5))
+    return rows
+
+
 def run_checks(full: bool = False) -> list:
     """Run every check (larger sizes with ``full``) and return the :class:`Check` rows."""
     groups = [(_advection, (1024 if full else 128,)), (_burgers, (256 if full else 64, 16 if full else 3)),
               (_fisher, (512 if full else 128,)), (_vorticity, (64 if full else 24,)),
-              (_varcoef, (256 if full else 64,))]
+              (_varcoef, (256 if full else 64,)),
+              (_task_data, (["fisher-kpp", "fisher-kpp-long", "fisher-kpp-2d", "vorticity-2d"] if full
+                            else ["fisher-kpp-long"], 64 if full else 32, 8 if full else 2))]
     rows = []
     for fn, args in groups:
         t0 = time.perf_counter()
