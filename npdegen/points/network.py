@@ -233,11 +233,12 @@ class PointNetwork:
                 grads["omega"] += float(np.sum(lam * (traj[i + 1] - traj[i]), dtype=np.float64)) / omega
             if "b" in self.families:
                 self._reduce(grads, "b", t, -np.sum(mu, axis=0, dtype=np.float64))
-            vals = plan[t if self._time else 0]
-            for k, g in self.operator.gradient(vals, mu, traj[i]).items():
+            dz, kernel_grads = self.operator.backward(plan[t if self._time else 0], mu,
+                                                      traj[i] if self.kernel_names else None)
+            for k, g in kernel_grads.items():
                 self._reduce(grads, k, t, g)
             lam *= 1 - omega
-            lam += self.operator.adjoint(vals, mu)
+            lam += dz
         return lam, {k: g.astype(self.dtype) for k, g in grads.items()}
 
     # ------------------------------------------------------------------ public
