@@ -263,11 +263,13 @@ def test_grid_chunks_go_to_domain_decomposition(net1d, monkeypatch):
     calls = []
     monkeypatch.setattr(domain, "forward_domain", lambda *a, **k: calls.append("forward") or "f")
     monkeypatch.setattr(domain, "loss_and_grad_domain", lambda *a, **k: calls.append(k) or "g")
+    monkeypatch.setattr(domain, "vjp_domain", lambda *a, **k: calls.append("vjp") or "v")
     xg = da.from_array(x, chunks=(4, 16))
     assert net1d.forward(xg, theta) == "f" and net1d.loss_and_grad(xg, y, theta, input_grad=True) == "g"
-    assert calls == ["forward", {"input_grad": True}]
-    with pytest.raises(NotImplementedError, match="vjp"):
-        net1d.vjp(xg, theta, x)
+    assert net1d.vjp(xg, theta, x) == "v"
+    assert calls == ["forward", {"input_grad": True, "kind": "sum"}, "vjp"]
+    with pytest.raises(NotImplementedError, match="relative"):
+        dd.dispatch(net1d, "loss_and_grad", xg, y, theta, kind="relative")
     monkeypatch.setitem(sys.modules, "npdegen.distributed.domain", None)
     with pytest.raises(NotImplementedError, match="domain decomposition"):
         net1d.forward(xg, theta)

@@ -73,9 +73,10 @@ def dispatch(net, method: str, *args, **kwargs):
                                       "(trajectory=True and keep=True need one chunk per grid axis)")
         return domain.forward_domain(net, x, args[1])
     if method == "vjp":
-        raise NotImplementedError("vjp of a field chunked in space is not available: use loss_and_grad, or "
-                                  "one chunk per grid axis for the data-parallel vjp")
-    if kwargs.get("kind", "sum") != "sum":
-        raise NotImplementedError("a field chunked in space supports the loss 'sum' only")
+        return domain.vjp_domain(net, x, args[1], args[2])
+    kind = kwargs.get("kind", "sum")
+    if kind not in ("sum", "mean"):
+        raise NotImplementedError(f"a field chunked in space supports the losses 'sum' and 'mean', not {kind!r} "
+                                  "(a relative loss needs every sample's norm before the adjoint)")
     x, y, theta = args[:3]
-    return domain.loss_and_grad_domain(net, x, y, theta, input_grad=kwargs.get("input_grad", False))
+    return domain.loss_and_grad_domain(net, x, y, theta, input_grad=kwargs.get("input_grad", False), kind=kind)
