@@ -19,7 +19,8 @@ da = pytest.importorskip("dask.array", reason="dask is not installed (pip instal
 import dask  # noqa: E402
 
 import npdegen  # noqa: E402
-from npdegen.distributed.domain import _Plan, forward_domain, loss_and_grad_domain, vjp_domain  # noqa: E402
+from npdegen.distributed.domain import forward_domain, loss_and_grad_domain, vjp_domain  # noqa: E402
+from npdegen.distributed.halo import HaloPlan  # noqa: E402
 
 q, x, y, w = sp.symbols("q x y w")
 z1, z2, z3 = sp.Function("z")(q), sp.Function("z")(x, y), sp.Function("z")(x, y, w)
@@ -276,7 +277,7 @@ def _reference_indices(chunks, depth, periodic, j):
                 min_size=1, max_size=3), st.integers(0, 2))
 def test_plan_gather_and_its_transpose(axes, seed):
     chunks = [a[0] for a in axes]
-    plan = _Plan(chunks, [a[1] for a in axes], ["periodic" if a[2] else "dirichlet" for a in axes])
+    plan = HaloPlan(chunks, [a[1] for a in axes], ["periodic" if a[2] else "dirichlet" for a in axes])
     rng = np.random.default_rng(seed)
     grid = tuple(sum(c) for c in chunks)
     arr = rng.standard_normal((2, *grid))
@@ -299,7 +300,7 @@ def test_plan_gather_equals_dask_overlap(boundary):
     """The extended blocks are those of dask.array.overlap (halo no deeper than a chunk)."""
     X = np.arange(2 * 12 * 10, dtype=float).reshape(2, 12, 10)
     xd = da.from_array(X, chunks=(2, (4, 5, 3), (5, 5)))
-    plan = _Plan(xd.chunks[1:], (3, 2), ["periodic" if boundary == "periodic" else "neumann"] * 2)
+    plan = HaloPlan(xd.chunks[1:], (3, 2), ["periodic" if boundary == "periodic" else "neumann"] * 2)
     ov = da.overlap.overlap(xd, depth={0: 0, 1: 3, 2: 2}, boundary={0: "none", 1: boundary, 2: boundary})
     blocks = ov.to_delayed()
     for idx in plan.blocks:

@@ -47,91 +47,19 @@ import hashlib
 import pickle
 import threading
 import uuid
-from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass
-from itertools import product
 from operator import getitem
 
 import numpy as np
+
+from .halo import HaloPlan
 
 __all__ = ["forward_domain", "loss_and_grad_domain", "vjp_domain"]
 
 _COMPILE = threading.Lock()      # NeuralPDE.compile loads shared module caches
 _LOCAL = threading.local()       # each worker thread's networks (see _Recipe)
 _KEEP = 4                        # ... at most this many (2-D: the corner, edge and inner chunk shapes)
-
-
-# ---------------------------------------------------------------------------------- the halo plan
-class _Plan:
-    """Chunk layout of the grid axes: per block, where its extended block comes from.
-
-    ``pieces(idx)`` lists ``(source block, source slices, destination slices)`` that tile the
-    extended block of grid block ``idx`` (the gather ``P_c``); ``folds`` is its transpose.
-    """
-
-    def __init__(self, chunks, depth, boundaries):
-        self.chunks, self.depth = tuple(map(tuple, chunks)), tuple(depth)
-        self.periodic = tuple(b == "periodic" for b in boundaries)
-        self.starts = [np.concatenate([[0], np.cumsum(c)]).tolist() for c in self.chunks]
-        self.n = [s[-1] for s in self.starts]
-        self.axes = [[self._axis_block(a, j) for j in range(len(c))] for a, c in enumerate(self.chunks)]
-        self.blocks = list(product(*(range(len(c)) for c in self.chunks)))
-        #: ``folds[idx]``: ``(extended block, its slices, slices of idx)``, every place block idx was read
-        self.folds = {idx: [] for idx in self.blocks}
-        for src in self.blocks:
-            for owner, s_sl, d_sl in self.pieces(src):
-                self.folds[owner].append((src, d_sl, s_sl))
-
-    def _axis_block(self, a, j):
-        """``(lo, hi, pieces)`` of block ``j`` on axis ``a``: halo widths and the runs it reads,
-        ``(source block, source start, source stop, destination start)``."""
-        starts, n, depth = self.starts[a], self.n[a], self.depth[a]
-        s, e = starts[j], starts[j + 1]
-        if len(self.chunks[a]) == 1 or depth == 0:      # the whole axis: the local boundary is exact
-            lo = hi = 0
-        elif self.periodic[a]:
-            lo = hi = depth
-        else:                                           # cut at the grid's edges
-            lo, hi = min(depth, s), min(depth, n - e)
-        pieces, p = [], s - lo
-        while p < e + hi:
-            g = p % n
-            b = bisect_right(starts, g) - 1
-            take = min(starts[b + 1] - g, e + hi - p)
-            pieces.append((b, g - starts[b], g - starts[b] + take, p - s + lo))
-            p += take
-        return lo, hi, pieces
-
-    def ext_shape(self, idx) -> tuple:
-        return tuple(self.chunks[a][j] + lo + hi for a, j in enumerate(idx)
-                     for lo, hi, _ in [self.axes[a][j]])
-
-    def inner(self, idx) -> tuple:
-        """Slices of the block's own sites inside its extended block."""
-        return tuple(slice(self.axes[a][j][0], self.axes[a][j][0] + self.chunks[a][j]) for a, j in enumerate(idx))
-
-    def pieces(self, idx):
-        for combo in product(*(self.axes[a][j][2] for a, j in enumerate(idx))):
-            yield (tuple(c[0] for c in combo), tuple(slice(c[1], c[2]) for c in combo),
-                   tuple(slice(c[3], c[3] + c[2] - c[1]) for c in combo))
-
-    def _global(self, idx):
-        for owner, s_sl, d_sl in self.pieces(idx):
-            yield tuple(slice(self.starts[a][b] + s.start, self.starts[a][b] + s.stop)
-                        for a, (b, s) in enumerate(zip(owner, s_sl))), d_sl
-
-    def extend(self, arr, idx):
-        """``P_c arr`` for a NumPy array whose trailing axes are the grid."""
-        out = np.empty(arr.shape[:arr.ndim - len(idx)] + self.ext_shape(idx), arr.dtype)
-        for g_sl, d_sl in self._global(idx):
-            out[(Ellipsis, *d_sl)] = arr[(Ellipsis, *g_sl)]
-        return out
-
-    def fold_into(self, acc, ext, idx):
-        """``acc += P_c^T ext`` (the adjoint of :meth:`extend`)."""
-        for g_sl, d_sl in self._global(idx):
-            acc[(Ellipsis, *g_sl)] += ext[(Ellipsis, *d_sl)]
 
 
 # ---------------------------------------------------------------------------------- tasks
@@ -269,7 +197,7 @@ def _setup(net, x, theta, block, threads):
             raise ValueError(f"{what} must be an integer in [1, {top}], got {v!r}")
     theta, single = net.check_params(theta), x.ndim == d
     x = x[None] if single else x
-    plan = _Plan(x.chunks[1:], [int(block) * h for h in net.halos], normalise_boundaries(net.options.boundary, d))
+    plan = HaloPlan(x.chunks[1:], [int(block) * h for h in net.halos], normalise_boundaries(net.options.boundary, d))
     for idx in plan.blocks:
         ext = plan.ext_shape(idx)
         if any(e <= 2 * h for e, h in zip(ext, net.halos)):
