@@ -322,11 +322,12 @@ class RecipeSpace:
                        activations=acts, omega=float(w))
 
     def initial(self) -> list:
-        """The first family's recipes, cheap to expensive (depth, then width, then activation),
-        each warm-started from its shallower, narrower and identity neighbours."""
+        """The first family's recipes, cheap to expensive (by depth; within a depth the activations
+        in the order identity, tanh, reaction, each over the widths), each warm-started from its
+        shallower, narrower and identity neighbours."""
         out = []
         family = self.families[0]
-        for kind, L, w, act in product(self.kinds, self.depths, self.widths, self.activations):
+        for kind, L, act, w in product(self.kinds, self.depths, self.activations, self.widths):
             if family not in KINDS[kind].families:
                 continue
             warm = []
