@@ -206,7 +206,7 @@ class PointOperator:
             if z is not None and vals.dgrid is not None:
                 sums_z = self._sum_units(z * self.weights, self.col_of)
                 for k, dk in vals.dgrid.items():
-                    per_row = np.einsum("ba,av,bv->a", sums_mu, dk, sums_z)
+                    per_row = np.einsum("ba,ab->a", sums_mu, np.einsum("av,bv->ab", dk, sums_z))
                     grads[k] = grads.get(k, 0.0) + np.bincount(self.row_cluster, per_row, minlength=self.count)
         return out, grads
 
