@@ -5,12 +5,15 @@ NumPy loops for every rule's operator, weights, centroids and per-cluster moment
 integral of a Gaussian kernel against a Gaussian field (the quadrature's convergence rate);
 central finite differences in float64; dot-product tests of the adjoint.
 """
+import functools
 import os
 import time
 
 import numpy as np
 import pytest
 import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import npdegen
 from npdegen.integral import NonlocalPDE, epanechnikov, gaussian, kernel, top_hat
@@ -213,7 +216,8 @@ def test_weights_volumes_and_the_degenerate_rule():
     cube = make_clusters(q, np.array([4, 4, 4, 7, 7, 9]), volume="cube", spacing=(0.2, 0.1))
     assert np.allclose(cube.volumes, [1.0, 0.6 ** 2, 0.2 ** 2])
     scaled = make_clusters(q, np.array([4, 4, 4, 7, 7, 9]), domain_volume=10.0)
-    assert scaled.volumes.sum() == pytest.approx(10.0) and np.allclose(scaled.volumes / cl.volumes, 10 / cl.volumes.sum())
+    assert scaled.volumes.sum() == pytest.approx(10.0)
+    assert np.allclose(scaled.volumes / cl.volumes, 10 / cl.volumes.sum())
 
 
 def test_kmeans_is_deterministic_and_minibatch_above_the_threshold(monkeypatch):
@@ -247,7 +251,8 @@ def test_quadrature_error_falls_like_monte_carlo():
             field = np.exp(-np.sum((q - centre) ** 2, 1) / (2 * sz ** 2))
             inner = np.all(np.abs(q - 0.5) < 0.25, axis=1)
             cl = make_clusters(q, n // 16, seed=seed)
-            net = PointLayer(K, q, clusters=cl.labels, params={s: "homogeneous"}, domain_volume=1.0).compile(rule="dense")
+            layer = PointLayer(K, q, clusters=cl.labels, params={s: "homogeneous"}, domain_volume=1.0)
+            net = layer.compile(rule="dense")
             Z = net.forward(field, {"sigma": np.array(sig)})
             e_cal.append(np.mean((Z - exact)[inner] ** 2))
             e_raw.append(np.mean((Z * cl.volumes.sum() - exact)[inner] ** 2))   # the same sums, raw volumes
@@ -335,6 +340,49 @@ def test_float32_follows_float64(gauss2, epan2):
     x = np.random.default_rng(17).random((2, 45))
     out = n32.forward(x, theta)
     assert out.dtype == np.float32 and np.allclose(out, n64.forward(x, theta), rtol=1e-5, atol=1e-6)
+
+
+@functools.lru_cache(maxsize=None)
+def kernels_in(d):
+    r = sp.symbols(f"r0:{d}", real=True)
+    return top_hat(h, r=r), gaussian(s, r=r)
+
+
+@settings(derandomize=True, max_examples=12, deadline=None)
+@given(n=st.integers(2, 30), d=st.integers(1, 3), count=st.integers(1, 30), seed=st.integers(0, 2 ** 16))
+def test_any_clustering_weighs_its_boxes_and_every_rule_has_an_exact_adjoint(n, d, count, seed):
+    """Random points and labels (duplicates and single-point clusters included): the weights add up
+    to the volumes, every box holds its points, and <K z, m> = <z, K^T m> for every rule."""
+    rng = np.random.default_rng(seed)
+    q = np.round(rng.random((n, d)), 1)                           # ties and duplicate points
+    q[0], q[-1] = 0.0, 1.0                                         # every axis has an extent
+    labels = rng.integers(0, count, n)
+    cl = make_clusters(q, labels)
+    assert np.allclose(np.bincount(cl.labels, cl.weights), cl.volumes) and np.all(cl.volumes > 0)
+    assert np.all(cl.lower[cl.labels] <= q) and np.all(q <= cl.upper[cl.labels])
+    box, bell = kernels_in(d)
+    layers = {"radius": PointLayer(box, q, clusters=labels, params={h: "homogeneous"})}
+    gauss = PointLayer(bell, q, clusters=labels, params={s: "homogeneous"})
+    layers.update(dense=gauss, parcel=gauss, cluster=gauss)
+    z, m = rng.standard_normal((2, n)), rng.standard_normal((2, n))
+    for rule, layer in layers.items():
+        net = layer.compile(rule=rule)
+        vals = net.plan({"h": np.array(0.35)} if rule == "radius" else {"sigma": np.array(0.3)})[0]
+        lhs = np.sum(net.operator.apply(vals, z) * m)
+        assert abs(lhs - np.sum(z * net.operator.adjoint(vals, m))) < 1e-12 * max(1.0, abs(lhs)), rule
+
+
+def test_init_params_shapes_and_ranges(gauss2):
+    layer = PointLayer(gauss2, scattered(20), clusters=4, activation=X + c * X * (1 - X),
+                       params={s: "clustered", mu: "time-dependent", c: "heterogeneous"}, bias="time-dependent")
+    net = layer.compile(layers=3, train_omega=True, omega=0.5)
+    assert net.shapes == {"sigma": (4,), "mu": (3,), "c": (20,), "b": (3, 20), "omega": ()}
+    theta = net.init_params(values={"sigma": 0.2})
+    assert float(theta["omega"]) == 0.5 and np.all(np.abs(theta["sigma"] - 0.2) < 0.1)
+    with pytest.raises(ValueError, match="values="):
+        net.init_params()
+    with pytest.raises(ValueError, match="shape"):
+        net.check_params({**theta, "sigma": np.array(0.2)})
 
 
 # ---------------------------------------------------------------------- inspection

@@ -31,7 +31,6 @@ number of points per cluster (tests/test_points.py measures the rate).
 from __future__ import annotations
 
 import numbers
-import warnings
 
 import numpy as np
 
@@ -164,9 +163,7 @@ def _fit_labels(points, clusters, seed):
         else:
             est = KMeans(n_clusters=count, n_init=1, random_state=seed)
             name = "KMeans"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=RuntimeWarning)
-            return est.fit_predict(points), f"{name}({count}, random_state={seed})"
+        return est.fit_predict(points), f"{name}({count}, random_state={seed})"
     if hasattr(clusters, "fit_predict"):
         return np.asarray(clusters.fit_predict(points)), type(clusters).__name__
     labels = np.asarray(clusters)

@@ -73,7 +73,8 @@ class PointOperator:
                              "'radius' (compact kernels), 'parcel' or 'cluster'")
         if rule == "radius" and not kernel.compact:
             raise ValueError("rule='radius' sums over the neighbours inside a compact kernel's support; this kernel "
-                             "has none (give kernel(..., support=h) or top_hat/epanechnikov), or use 'parcel'/'cluster'")
+                             "has none (give kernel(..., support=h) or top_hat/epanechnikov), or use 'parcel' or "
+                             "'cluster'")
         self.clusters, self.kernel, self.rule = clusters, kernel, rule
         self.dtype, self.margin = np.dtype(dtype), float(margin)
         self.size, self.count = n, clusters.count
@@ -110,7 +111,8 @@ class PointOperator:
             tree = self._tree = cKDTree(self.clusters.points)
         pairs = tree.query_pairs(radius, p=np.inf, output_type="ndarray")
         idx = np.arange(self.size)
-        self._set_pairs(np.concatenate([pairs[:, 0], pairs[:, 1], idx]), np.concatenate([pairs[:, 1], pairs[:, 0], idx]))
+        self._set_pairs(np.concatenate([pairs[:, 0], pairs[:, 1], idx]),
+                        np.concatenate([pairs[:, 1], pairs[:, 0], idx]))
         self.radius = radius
 
     def prepare(self, value_sets) -> None:
