@@ -270,7 +270,8 @@ CONFIGS = [
     ("parcel", {"kernel": "gauss", s: "clustered", mu: "homogeneous"}, "time-dependent", "tanh", True),
     ("cluster", {"kernel": "gauss", s: "time-dependent", mu: "clustered", c: "clustered"}, "clustered",
      X + c * X * (1 - X), False),
-    ("radius", {"kernel": "epan", h: "homogeneous", c: "heterogeneous"}, "homogeneous", X + c * X * (1 - X), True),
+    ("radius", {"kernel": "epan", h: "time-dependent", c: "heterogeneous"}, "homogeneous", X + c * X * (1 - X), True),
+    ("radius-clustered", {"kernel": "epan", h: "clustered"}, None, "tanh", False),
 ]
 
 
@@ -279,7 +280,7 @@ def build(gauss2, epan2, config, n=45, layers=3, dtype="float64"):
     params = dict(params)
     K = gauss2 if params.pop("kernel") == "gauss" else epan2
     layer = PointLayer(K, scattered(n, seed=11), clusters=7, activation=act, params=params, bias=bias)
-    net = layer.compile(layers=layers, omega=0.7, rule=rule, train_omega=train_omega, dtype=dtype)
+    net = layer.compile(layers=layers, omega=0.7, rule=rule.split("-")[0], train_omega=train_omega, dtype=dtype)
     rng = np.random.default_rng(12)
     values = {"sigma": 0.25, "h": 0.35, "mu": 0.05, "c": 0.3}
     theta = {k: np.asarray(values.get(k, 0.0) + 0.02 * rng.standard_normal(shape), np.float64)

@@ -14,6 +14,11 @@ parcel     ``W(q_i, q_j − q_i) w_j`` within a cluster,                   ``Σ_
 cluster    ``W(Q_{c(i)}, Q_{c(j)} − Q_{c(i)}) w_j`` for every pair       ``C²`` values, ``O(N)`` per layer
 =========  ==========================================================  ================================
 
+The radius rule's KD-tree search is cheap in few dimensions and not in many: 100 000 uniform
+points in ``[0, 1]^8`` with ``h = 0.15`` took 23 s (176 000 pairs, 2 loaded cores); it runs again
+only when ``h`` leaves ``[H/margin², H]``. For such data the ``cluster`` rule is the one that trains
+fast (12–15 steps/s at 100 000 points, d = 8, 512 clusters, 4 layers, batch 4, float32).
+
 ``cluster`` is the paper's representation in full: the kernel piecewise constant over every
 parcel pair, ``Z_i = Σ_c W(Q_c − Q_{c(i)}) S_c`` with ``S_c = Σ_{j∈c} w_j z_j``, so ``Z`` is one
 value per cluster. ``parcel`` keeps the exact sum inside each cluster and the piecewise-constant
