@@ -88,9 +88,10 @@ def _subsample(x, y, max_samples: int | None, seed: int = 0):
 
 
 def fit_flux(x, y, T: float, spacing: float, budget: float, nu_max: float = 0.0, steps: int = 200,
-             cfl: float = 0.8, max_samples: int | None = 64, seed: int = 0) -> dict:
+             cfl: float = 0.8, max_samples: int | None = 16, seed: int = 0) -> dict:
     """Fit the Godunov flux layer (module docstring) to pairs ``x → y`` (the mean relative L2 loss,
-    the experiments' metric, on at most ``max_samples`` pairs). Returns ``{"net", "layer", "theta",
+    the experiments' metric, on at most ``max_samples`` pairs: a 1000-layer forward and adjoint pass
+    over 64 pairs took ~15 s on the loaded machine, so 16 leave L-BFGS some iterations in 120 s). Returns ``{"net", "layer", "theta",
     "depth", "seconds", "iterations", "train_nrmse", "amplitude", "tau"}`` (``train_nrmse`` on all pairs)."""
     import npdegen
     started = time.perf_counter()
@@ -108,9 +109,9 @@ def fit_flux(x, y, T: float, spacing: float, budget: float, nu_max: float = 0.0,
     theta, hist = npdegen.train(net, xs, ys, start, steps=steps, optimizer="lbfgs", progress=False, loss="relative",
                                 bounds={"c": (0.5 * tau, c_max), "D": (0.0, d_max)},
                                 callbacks=[Deadline(budget, started)])
-    return {"net": net, "layer": layer, "theta": theta, "depth": L, "iterations": len(hist.loss),
-            "seconds": time.perf_counter() - started, "train_nrmse": _nrmse(net.forward(x, theta), y),
-            "amplitude": amplitude, "tau": tau}
+    seconds = time.perf_counter() - started           # the training time (the check on all pairs below is not)
+    return {"net": net, "layer": layer, "theta": theta, "depth": L, "iterations": len(hist.loss) - 1,
+            "seconds": seconds, "train_nrmse": _nrmse(net.forward(x, theta), y), "amplitude": amplitude, "tau": tau}
 
 
 def fisher_layer():
@@ -169,8 +170,9 @@ def fit_nonlocal(x, y, spacing: float, budget: float, depths=(16, 32, 64, 128), 
         tried[int(L)] = _nrmse(r["net"].forward(xv, r["theta"]), yv)
         if best is None or tried[int(L)] < tried[best["depth"]]:
             best = {**r, "depth": int(L)}
+    seconds = time.perf_counter() - started
     return {"net": best["net"], "layer": best["net"].layer, "theta": best["theta"], "depth": best["depth"],
-            "iterations": best["evaluations"], "tried": tried, "seconds": time.perf_counter() - started,
+            "iterations": best["evaluations"], "tried": tried, "seconds": seconds,
             "train_nrmse": _nrmse(best["net"].forward(x, best["theta"]), y)}
 
 

@@ -13,6 +13,7 @@ and, where the task calls for a layer kind the estimator does not search yet (ex
 
 * ``npdegen-flux`` (Burgers tasks): a Godunov flux-form layer, 2 parameters, depth from the CFL bound;
 * ``npdegen-nonlocal`` (Fisher–KPP tasks): a Gaussian-kernel layer with the logistic flow, 2 parameters;
+* ``npdegen-het`` (only with ``--models``): the estimator without the time-dependent family;
 
 and reports test nRMSE (mean over samples of ``‖ŷ − y‖/‖y‖``, and pooled ``‖Ŷ − Y‖/‖Y‖``),
 parameter counts, training seconds, the machine's load average while each model trained, the
@@ -45,6 +46,9 @@ from npdegen.runtime.atomic import write_atomic  # noqa: E402
 
 
 MODELS = ("npdegen", "npdegen-flux", "npdegen-nonlocal", "dense-linear", "circulant-linear", "fno")
+#: opt-in rows (``--models``): the estimator without the time-dependent family (at most width · n
+#: parameters: ≤ 1 % of the FNO's for n = 256, w ≤ 5)
+OPTIONAL = ("npdegen-het",)
 
 
 def _load() -> float:
@@ -76,9 +80,10 @@ def run(name: str, budget: float, n: int, n_train: int, n_test: int, fno_epochs:
     rows, inspect = {}, {}
     for model in applicable(task, models):
         load, t0 = _load(), time.perf_counter()
-        if model == "npdegen":
+        if model in ("npdegen", "npdegen-het"):
             from npdegen.estimator import NeuralPDERegressor
-            est = NeuralPDERegressor(budget=budget, random_state=seed,
+            families = {} if model == "npdegen" else dict(families=("homogeneous", "heterogeneous"))
+            est = NeuralPDERegressor(budget=budget, random_state=seed, **families,
                                      **(dict(depths=(4,), widths=(3,), n_starts=1, max_iter=20) if smoke else {}))
             est.fit(task.x_train, task.y_train)
             seconds = time.perf_counter() - t0
@@ -86,6 +91,8 @@ def run(name: str, budget: float, n: int, n_train: int, n_test: int, fno_epochs:
                                load, recipe=est.recipe_, validation_nrmse=float(est.validation_nrmse_),
                                tried=len(est.search_report_))
             inspect[model] = extras.summary("estimator", est=est)
+            from npdegen.estimator.search import format_report
+            inspect[model]["search_report"] = format_report(est.search_report_)
         elif model in ("npdegen-flux", "npdegen-nonlocal"):
             h = task.spacing[0]
             if model == "npdegen-flux":
@@ -113,7 +120,7 @@ def run(name: str, budget: float, n: int, n_train: int, n_test: int, fno_epochs:
             except ImportError as exc:
                 rows[model] = dict(skipped=str(exc))
         else:
-            raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+            raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS + OPTIONAL)}")
     return dict(task=name, equation=task.equation, n=task.n, n_train=n_train, n_test=n_test, seed=seed,
                 budget=budget, smoke=smoke, results=rows, inspect=inspect,
                 machine=f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores",
@@ -159,7 +166,8 @@ def markdown(records: list) -> str:
              "|---|---|---|---|---|---|---|---|"]
     inspect, sources = [], []
     for task, models in latest(records).items():
-        for model in sorted(models, key=lambda m: MODELS.index(m) if m in MODELS else len(MODELS)):
+        order = MODELS[:1] + OPTIONAL + MODELS[1:]
+        for model in sorted(models, key=lambda m: order.index(m) if m in order else len(order)):
             row, rec = models[model]
             smoke = " (smoke)" if rec["smoke"] else ""
             if "skipped" in row:
@@ -179,6 +187,9 @@ def markdown(records: list) -> str:
                 phys = info.get("physics")
                 inspect += (["```", phys, "```", ""] if isinstance(phys, str)
                             else ["Physics: " + json.dumps(phys), ""])
+                if info.get("search_report"):
+                    inspect += ["<details><summary>recipes tried</summary>", "", "```", info["search_report"], "```",
+                                "", "</details>", ""]
     return "\n".join(["# Experiments", "", "Load: the 1-minute load average when the model started → when it "
                       "finished (the machine's cores are shared).", "", *lines, "", "## Runs", "",
                       *(f"- {s}" for s in sources), "", "## Stability (gain per layer) and physics of the npdegen "
@@ -195,7 +206,7 @@ def main(argv=None) -> int:
     p.add_argument("--fno-epochs", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="examples/experiments/results")
-    p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS),
+    p.add_argument("--models", nargs="+", choices=MODELS + OPTIONAL, default=list(MODELS),
                    help="the models to run (the flux row runs on Burgers tasks only, the nonlocal row on Fisher-KPP)")
     p.add_argument("--nonlocal-depths", type=int, nargs="+", default=[16, 32, 64, 128],
                    help="depths the nonlocal row tries (the best on held-out pairs is kept)")
