@@ -443,3 +443,20 @@ def test_bad_input_raises_clear_errors():
         net.forward(np.full(16, np.nan), {})
     with pytest.raises(ValueError, match="shape"):
         net.forward(np.zeros(15), {})
+
+
+def test_lbfgs_trains_a_nonlocal_network():
+    """npdegen.train(optimizer="lbfgs") on a network without compile options (found by the point layer)."""
+    import numpy as np
+    import sympy as sp
+    import npdegen
+    q = sp.Symbol("q")
+    z = sp.Function("z")(q)
+    sigma = sp.Symbol("sigma", positive=True)
+    net = npdegen.NonlocalPDE(npdegen.gaussian(sigma), z, params={sigma: "homogeneous"}).compile(
+        n=64, spacing=1 / 64, layers=2)
+    x = np.random.default_rng(0).standard_normal((4, 64))
+    y = net.forward(x, {"sigma": np.array(0.03)})
+    theta, _ = npdegen.train(net, x, y, net.init_params(values={"sigma": 0.05}), steps=30, optimizer="lbfgs",
+                             progress=False)
+    assert abs(float(theta["sigma"]) - 0.03) < 1e-8

@@ -81,8 +81,12 @@ def auto_memory(variables: int) -> int:
 def _periodic(net, keys) -> dict:
     """One bool per axis of each parameter shaped like the grid or ``(layers, *grid)``: its grid
     axes' boundaries, the layer axis not periodic; None for any other shape (never coarsened)."""
-    grid = tuple(net.grid)
-    sides = tuple(b == "periodic" for b in normalise_boundaries(net.options.boundary, len(grid)))
+    grid = getattr(net, "grid", None)
+    boundary = getattr(getattr(net, "options", None), "boundary", getattr(net, "boundary", None))
+    if grid is None or boundary is None:        # a network without a grid (points) or a boundary: no coarsening
+        return {k: None for k in keys}
+    grid = tuple(grid)
+    sides = tuple(b == "periodic" for b in normalise_boundaries(boundary, len(grid)))
     out = {}
     for k in keys:
         shape = tuple(net.shapes[k])
