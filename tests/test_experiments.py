@@ -98,6 +98,20 @@ def test_fit_nonlocal_recovers_its_own_layer():
     assert abs(info["stability"]["reaction_slope_at_0"] - math.exp(0.1)) < 1e-4
 
 
+def test_shift_row_finds_and_fits_a_shift():
+    """y = x shifted right by 5 cells: the correlation start is −5Δ (the kernel reads z(q + r) at
+    r = μ), and the one-layer shifted Gaussian fits it with a blur below a cell."""
+    n, h = 64, 1 / 64
+    x = _smooth_inputs(n, 24, seed=2)
+    y = np.roll(x, 5, axis=1)
+    assert extras.data_shift(x, y, h) == pytest.approx(-5 * h)
+    assert extras.data_shift(y, x, h) == pytest.approx(5 * h)
+    fit = extras.fit_shift(x, y, h, budget=30, steps=60)
+    assert abs(float(fit["theta"]["mu"]) + 5 * h) < 1e-3 * h
+    assert float(fit["theta"]["sigma"]) < h and fit["train_nrmse"] < 1e-2
+    assert extras.summary("shift", fit)["physics"]["transport_beta_T"] == pytest.approx(5 * h, rel=1e-3)
+
+
 def test_noise_low_pass_and_errors_by_hand():
     rng = np.random.default_rng(3)
     a = rng.standard_normal(11)

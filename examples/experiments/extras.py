@@ -17,6 +17,9 @@ and the stability / physics summaries of every fitted npdegen model.
   as activation, ``f(x) = x e^{a} / (1 + x (e^{a} − 1))`` (the reaction ``u' = ρ u(1 − u)`` over
   ``τ``, with ``a = ρτ``): a Lie splitting of Fisher–KPP, ``σ² = 2ντ``. Two parameters; the depth
   is chosen on held-out pairs.
+* ``npdegen-nonlocal`` (advection): one linear layer with a shifted Gaussian kernel (``σ``, ``μ``):
+  transport by ``−μ`` with a blur ``σ`` (its rectangle-rule samples interpolate between cells);
+  ``μ`` starts at the data's cross-correlation peak. Two parameters.
 
 Both stop at a wall-clock ``budget`` (:class:`Deadline`). :func:`summary` gives, for any fitted model,
 its gain per layer (the largest ``|G|`` of one linearised layer over Fourier modes and sites) and the
@@ -31,8 +34,8 @@ import numpy as np
 import scipy.optimize
 import sympy as sp
 
-__all__ = ["Deadline", "flux_depth", "flux_network", "fit_flux", "fit_nonlocal", "fisher_layer", "kernel_symbol", "nonlocal_gain",
-           "summary"]
+__all__ = ["Deadline", "flux_depth", "flux_network", "fit_flux", "fit_nonlocal", "fisher_layer", "shift_layer",
+           "data_shift", "fit_shift", "kernel_symbol", "nonlocal_gain", "summary"]
 
 q = sp.Symbol("q")
 z = sp.Function("z")(q)
@@ -123,13 +126,11 @@ def fisher_layer():
                        name="fisher_nonlocal")
 
 
-def _fit_nonlocal_once(x, y, spacing: float, layers: int, steps: int, deadline: "Deadline") -> dict:
+def _lbfgs(net, x, y, names, start, bounds, steps: int, deadline: "Deadline") -> tuple:
     """SciPy's L-BFGS-B on ``0.5 Σ (z_L − y)²`` with the network's exact gradient (npdegen.train's
-    L-BFGS does not take a NonlocalNetwork yet), from ``σ`` = four cells and ``a = 0``; the best
-    point evaluated is kept when the deadline stops it."""
-    net = fisher_layer().compile(x.shape[1], spacing=spacing, layers=layers, omega=1.0, boundary="periodic")
-    names = ("sigma", "a")
-    best = {"v": np.array([4 * spacing, 0.0]), "loss": np.inf, "calls": 0}
+    L-BFGS does not take a NonlocalNetwork yet); the best point evaluated is kept when the deadline
+    stops it. Returns ``(theta, evaluations)``."""
+    best = {"v": np.asarray(start, float), "loss": np.inf, "calls": 0}
 
     def objective(v):
         if deadline.on_step(None, None, None):
@@ -142,10 +143,54 @@ def _fit_nonlocal_once(x, y, spacing: float, layers: int, steps: int, deadline: 
 
     try:
         scipy.optimize.minimize(objective, best["v"], jac=True, method="L-BFGS-B", options={"maxiter": steps},
-                                bounds=[(spacing / 4, None), (-1.0, 1.0)])
+                                bounds=bounds)
     except StopIteration:
         pass
-    return {"net": net, "theta": {k: np.array(v) for k, v in zip(names, best["v"])}, "evaluations": best["calls"]}
+    return {k: np.array(v) for k, v in zip(names, best["v"])}, best["calls"]
+
+
+def _fit_nonlocal_once(x, y, spacing: float, layers: int, steps: int, deadline: "Deadline") -> dict:
+    """The Fisher layer at one depth, from ``σ`` = four cells and ``a = 0``."""
+    net = fisher_layer().compile(x.shape[1], spacing=spacing, layers=layers, omega=1.0, boundary="periodic")
+    theta, calls = _lbfgs(net, x, y, ("sigma", "a"), [4 * spacing, 0.0], [(spacing / 4, None), (-1.0, 1.0)],
+                          steps, deadline)
+    return {"net": net, "theta": theta, "evaluations": calls}
+
+
+def shift_layer():
+    """One linear layer ``Z(q) = ∫ W(r) z(q + r) dr`` with a shifted Gaussian ``W`` (``σ``, ``μ``):
+    ``W_1 = μ``, i.e. transport by ``−μ``, and ``W_2 − W_1² = σ²`` of blur."""
+    from npdegen.integral import NonlocalPDE, gaussian
+    sigma, mu = sp.symbols("sigma mu")
+    return NonlocalPDE(gaussian(sigma, shift=mu), z, params={sigma: "homogeneous", mu: "homogeneous"},
+                       name="shift_nonlocal")
+
+
+def data_shift(x, y, spacing: float) -> float:
+    """The start for ``μ``: the offset ``o`` maximising the circular cross-correlation
+    ``Σ_s Σ_i y_s[i] x_s[i + o]`` (by FFT), as a distance ``oΔ`` in ``(−L/2, L/2]``."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    n = x.shape[1]
+    corr = np.fft.irfft(np.sum(np.conj(np.fft.rfft(y, axis=1)) * np.fft.rfft(x, axis=1), axis=0), n)
+    o = int(np.argmax(corr))
+    return (o - n if o > n // 2 else o) * spacing
+
+
+def fit_shift(x, y, spacing: float, budget: float, steps: int = 100, max_samples: int | None = 64,
+              seed: int = 0) -> dict:
+    """Fit :func:`shift_layer` (one layer) to pairs ``x → y``: ``μ`` starts at :func:`data_shift` and
+    stays within two cells of it, ``σ`` starts at one cell (``σ ≥ Δ/4``). Same keys as :func:`fit_flux`."""
+    started = time.perf_counter()
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    xs, ys = _subsample(x, y, max_samples, seed)
+    mu0 = data_shift(xs, ys, spacing)
+    net = shift_layer().compile(x.shape[1], spacing=spacing, layers=1, omega=1.0, boundary="periodic")
+    theta, calls = _lbfgs(net, xs, ys, ("sigma", "mu"), [spacing, mu0],
+                          [(spacing / 4, None), (mu0 - 2 * spacing, mu0 + 2 * spacing)], steps,
+                          Deadline(budget, started))
+    seconds = time.perf_counter() - started
+    return {"net": net, "layer": net.layer, "theta": theta, "depth": 1, "iterations": calls, "seconds": seconds,
+            "train_nrmse": _nrmse(net.forward(x, theta), y), "start_mu": mu0}
 
 
 def fit_nonlocal(x, y, spacing: float, budget: float, depths=(16, 32, 64, 128), steps: int = 100,
@@ -231,6 +276,14 @@ def summary(kind: str, fit: dict | None = None, est=None) -> dict:
                           "diffusion_per_time_D_over_c": theta["D"] / tau,
                           "godunov_viscosity_max": fit["amplitude"] * h / 2 * (1 - cert.cfl), **theta}
         return out
+    if kind == "shift":
+        n = int(fit["net"].grid[0])
+        out["stability"] = {"kernel_gain_per_layer": nonlocal_gain(fit["net"], fit["theta"], n),
+                            "note": "one linear layer; the rectangle rule's samples of a Gaussian narrower than "
+                                    "about a cell sum to slightly more than 1 (aliasing), so the gain can exceed 1"}
+        out["physics"] = {"sigma": theta["sigma"], "mu": theta["mu"], "transport_beta_T": -theta["mu"],
+                          "blur_variance_sigma2": theta["sigma"] ** 2, "start_mu_from_correlation": fit["start_mu"]}
+        return out
     if kind == "nonlocal":
         n = fit["net"].grid[0] if hasattr(fit["net"], "grid") else None
         gain = nonlocal_gain(fit["net"], fit["theta"], int(n))
@@ -240,4 +293,4 @@ def summary(kind: str, fit: dict | None = None, est=None) -> dict:
                             "note": "|w^(k)| <= 1 (diffusion); f'(0) = e^a > 1 is Fisher's unstable u = 0"}
         out["physics"] = {"sigma": s, "a": a, "diffusion_nu_T": L * s * s / 2, "reaction_rho_T": L * a}
         return out
-    raise ValueError(f"kind must be 'estimator', 'flux' or 'nonlocal', got {kind!r}")
+    raise ValueError(f"kind must be 'estimator', 'flux', 'nonlocal' or 'shift', got {kind!r}")

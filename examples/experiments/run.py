@@ -13,6 +13,7 @@ and, where the task calls for a layer kind the estimator does not search yet (ex
 
 * ``npdegen-flux`` (Burgers tasks): a Godunov flux-form layer, 2 parameters, depth from the CFL bound;
 * ``npdegen-nonlocal`` (Fisher–KPP tasks): a Gaussian-kernel layer with the logistic flow, 2 parameters;
+  (advection tasks): one layer with a shifted Gaussian kernel, 2 parameters;
 * ``npdegen-het`` (only with ``--models``): the estimator without the time-dependent family;
 
 and reports test nRMSE (mean over samples of ``‖ŷ − y‖/‖y‖``, and pooled ``‖Ŷ − Y‖/‖Y‖``),
@@ -68,7 +69,7 @@ def applicable(task, models=MODELS) -> list:
     """The models of ``models`` that run on ``task``: the flux row on Burgers, the nonlocal row on Fisher–KPP."""
     kind = task.settings["kind"]
     return [m for m in models if (m != "npdegen-flux" or kind == "burgers") and (m != "npdegen-nonlocal"
-                                                                               or kind == "fisher")]
+                                                                               or kind in ("fisher", "advection"))]
 
 
 def run(name: str, budget: float, n: int, n_train: int, n_test: int, fno_epochs: int, seed: int,
@@ -99,6 +100,8 @@ def run(name: str, budget: float, n: int, n_train: int, n_test: int, fno_epochs:
                 nu_max = 1.25 * task.settings["nu"] / np.pi      # the task's viscosity nu/pi, with a margin
                 fit = extras.fit_flux(task.x_train, task.y_train, task.settings["T"], h, budget, nu_max=nu_max,
                                       steps=5 if smoke else 200)
+            elif task.settings["kind"] == "advection":
+                fit = extras.fit_shift(task.x_train, task.y_train, h, budget, steps=5 if smoke else 100)
             else:
                 fit = extras.fit_nonlocal(task.x_train, task.y_train, h, budget, depths=nonlocal_depths,
                                           steps=5 if smoke else 100)
@@ -106,7 +109,8 @@ def run(name: str, budget: float, n: int, n_train: int, n_test: int, fno_epochs:
                                sum(np.size(v) for v in fit["theta"].values()), load, depth=fit["depth"],
                                iterations=fit["iterations"], train_nrmse=fit["train_nrmse"],
                                **({"tried": fit["tried"]} if "tried" in fit else {}))
-            inspect[model] = extras.summary("flux" if model == "npdegen-flux" else "nonlocal", fit)
+            inspect[model] = extras.summary("flux" if model == "npdegen-flux" else "shift" if "start_mu" in fit
+                                            else "nonlocal", fit)
         elif model in ("dense-linear", "circulant-linear"):
             m = DenseLinear() if model == "dense-linear" else CirculantLinear()
             m.fit(task.x_train, task.y_train)
@@ -207,7 +211,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="examples/experiments/results")
     p.add_argument("--models", nargs="+", choices=MODELS + OPTIONAL, default=list(MODELS),
-                   help="the models to run (the flux row runs on Burgers tasks only, the nonlocal row on Fisher-KPP)")
+                   help="the models to run (the flux row runs on Burgers tasks only, the nonlocal row on Fisher-KPP "
+                        "and advection)")
     p.add_argument("--nonlocal-depths", type=int, nargs="+", default=[16, 32, 64, 128],
                    help="depths the nonlocal row tries (the best on held-out pairs is kept)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes and budgets (CI)")
