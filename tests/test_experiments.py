@@ -153,7 +153,7 @@ def test_experiment_smoke(tmp_path):
     assert run.main(["fisher-kpp", "--smoke", "--models", "npdegen-nonlocal", "dense-linear",
                      "--nonlocal-depths", "2", "--out", str(tmp_path)]) == 0
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
-    assert set(records[0]["results"]) == {"npdegen", "dense-linear", "circulant-linear", "fno"}
+    assert set(records[0]["results"]) == {"npdegen", "npdegen-nonlocal", "dense-linear", "circulant-linear", "fno"}
     assert set(records[1]["results"]) == {"npdegen-nonlocal", "dense-linear"}
     for rec in records:
         assert all(np.isfinite(r["nrmse"]) and np.isfinite(r["pooled"]) for r in rec["results"].values()
