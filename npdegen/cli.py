@@ -72,6 +72,11 @@ def _theory(args) -> int:
     return 0
 
 
+def _tasks(args) -> int:
+    from .tasks.__main__ import main as tasks_main
+    return tasks_main(list(args.args))
+
+
 def _demo(args) -> int:
     from .demo import run
     run(out=args.out, steps=args.steps, plot=not args.no_plot)
@@ -116,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_inspect(sub, parents=[common])
     from .estimator.cli import add_parser as add_fit
     add_fit(sub, parents=[common])
+    tasks = command("tasks", "list, make or verify the benchmark tasks (npdegen.tasks: list | make NAME | verify)",
+                    _tasks)
+    tasks.add_argument("args", nargs=argparse.REMAINDER, help="arguments of python -m npdegen.tasks")
     return parser
 
 

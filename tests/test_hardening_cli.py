@@ -134,7 +134,7 @@ def test_every_subcommand_and_option_has_help():
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     helped = {a.dest: a.help for a in sub._choices_actions}
-    assert set(helped) == set(sub.choices) == {"demo", "generate", "explain", "theory", "cache", "inspect", "fit"}
+    assert set(helped) == set(sub.choices) == {"demo", "generate", "explain", "theory", "cache", "inspect", "fit", "tasks"}
     for name, p in sub.choices.items():
         assert helped[name] and p.description, name
         for action in p._actions:
