@@ -209,7 +209,7 @@ class QuadratureNetwork(NonlocalNetwork):
         return sum(w * v for w, v in zip(self.weights, per_node))
 
     def plan(self, theta, collapse: bool | None = None) -> _NodePlan:
-        collapse = self._collapse if collapse is None else collapse or self.nodes.count == 1
+        collapse = self._collapse if collapse is None else collapse
         reach = self._reach(theta)
         op = self._operator(self._choose(reach), reach)
         fft = op.name == "fft"
