@@ -92,7 +92,8 @@ grid_error = np.sqrt(np.mean((std.forward(exact(0.0, D0), {"sigma": np.array(0.5
 print(f"advection-diffusion, n = {n}, L = {L} layers, U = {U}, modes 1-4: relative L2 error at T = {T} against "
       "the exact solution; s = sigma/dq is the PDE's kernel width per layer")
 head = "".join(f"{'s=' + format(w, 'g'):>10}" for w in WIDTHS)
-print(f"(a) the PDE's sigma\n{'Q':>2} {'rule':<13}{'2Var(d)/dq2':>12}{head}  {'ms/layer f=id':>14} {'ms/layer tanh':>14}")
+print("(a) the PDE's sigma")
+print(f"{'Q':>2} {'rule':<13}{'2Var(d)/dq2':>12}{head}  {'ms/layer f=id':>14} {'ms/layer tanh':>14}")
 fitted = []
 for Q, rule in ROWS:
     net = QuadraturePDE(linear, Q=Q, rule=rule).compile(n, spacing=dq, layers=L, method="fft")

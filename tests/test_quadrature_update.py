@@ -364,6 +364,33 @@ def test_train_recovers_sigma_and_pickles():
     np.testing.assert_array_equal(again.forward(x, theta), net.forward(x, theta))
 
 
+def test_step_vjp_layerwise_tape_and_float32():
+    layer = NonlocalPDE(gaussian(sigma), z1, activation="tanh", params={sigma: "time-dependent"}, bias="homogeneous")
+    net = QuadraturePDE(layer, Q=2, basis="gaussian").compile(24, spacing=0.1, layers=3, omega=0.8, method="stencil")
+    rng = np.random.default_rng(21)
+    theta = {"sigma": 0.12 + 0.02 * rng.random((3, 24)), "b": np.array(0.05)}
+    z, lam = rng.standard_normal((2, 24)), rng.standard_normal((2, 24))
+    dz, grads = net.step_vjp(z, theta, lam, 1)
+    eps, j = 1e-6, 7
+    zp, zm = z.copy(), z.copy()
+    zp[1, j] += eps
+    zm[1, j] -= eps
+    fd = (np.vdot(net.step(zp, theta, 1), lam) - np.vdot(net.step(zm, theta, 1), lam)) / (2 * eps)
+    assert fd == pytest.approx(dz[1, j], rel=1e-7)
+    assert np.all(grads["sigma"][[0, 2]] == 0) and np.any(grads["sigma"][1] != 0)
+    tape = net.forward(z, theta, keep=True)                       # tape = vjp
+    np.testing.assert_allclose(net.backward(tape, lam)[0], net.vjp(z, theta, lam)[0], rtol=0, atol=1e-14)
+    _, hist = npdegen.train(net, z, 0.5 * z, theta, steps=4, lr=1e-3, method="layerwise", progress=False)
+    assert len(hist.loss) == 12 and hist.loss[3] < hist.loss[0]
+    single = NonlocalPDE(gaussian(sigma), z1, activation="tanh", params={sigma: "homogeneous"}, bias="homogeneous")
+    x, th = rng.standard_normal((3, 64)), {"sigma": np.array(0.3), "b": np.array(0.1)}
+    for method in ("stencil", "fft", "dense"):
+        outs = [QuadraturePDE(single, Q=3).compile(64, spacing=0.1, layers=5, omega=0.5, method=method, dtype=d)
+                .forward(x, th) for d in ("float32", "float64")]
+        assert outs[0].dtype == np.float32
+        np.testing.assert_allclose(outs[0], outs[1], atol=2e-6)
+
+
 # ---------------------------------------------------------------------- bad input
 def test_bad_input_raises_clear_errors():
     layer = NonlocalPDE(gaussian(sigma), z1, params={sigma: "homogeneous"})
