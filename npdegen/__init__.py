@@ -41,7 +41,8 @@ _LAZY = {
     "power_law": "npdegen.integral:power_law", "top_hat": "npdegen.integral:top_hat",
     "epanechnikov": "npdegen.integral:epanechnikov", "integral": "npdegen.integral",
     "NeuralPDERegressor": "npdegen.estimator:NeuralPDERegressor", "tasks": "npdegen.tasks",
-    "distributed": "npdegen.distributed", "PointLayer": "npdegen.points:PointLayer", "points": "npdegen.points",
+    "distributed": "npdegen.distributed", "PointLayer": "npdegen.points:PointLayer",
+    "QuadraturePDE": "npdegen.integral.quadrature:QuadraturePDE", "points": "npdegen.points",
 }
 
 __all__ = ["__version__", "NeuralPDE", "ConservationLaw", "conservation_law", "markov_chain", "kushner_logits",

@@ -9,6 +9,8 @@ from .kernel import Kernel, epanechnikov, exponential, gaussian, kernel, power_l
 from .layer import NonlocalPDE
 from .moments import KernelMoments
 from .network import NonlocalNetwork
+from .basis import Basis
+from .quadrature import QuadratureNetwork, QuadraturePDE
 
-__all__ = ["Kernel", "KernelMoments", "NonlocalPDE", "NonlocalNetwork", "kernel", "gaussian", "exponential",
+__all__ = ["Kernel", "KernelMoments", "NonlocalPDE", "NonlocalNetwork", "QuadraturePDE", "QuadratureNetwork", "Basis", "kernel", "gaussian", "exponential",
            "power_law", "top_hat", "epanechnikov"]
