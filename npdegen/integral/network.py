@@ -30,6 +30,7 @@ import os
 import numpy as np
 
 from ..runtime.network import NonFiniteError
+from ..runtime.host_api import HostNetworkAPI
 from ..runtime.tape import Tape
 from .apply import DENSE_LIMIT, DenseOperator, FFTOperator, StencilOperator
 from .sample import box_offsets, max_reach, sampled_moments
@@ -42,7 +43,7 @@ _SHAPES = {"homogeneous": lambda grid, L: (), "heterogeneous": lambda grid, L: t
            "time-dependent": lambda grid, L: (L, *grid)}
 
 
-class NonlocalNetwork(Sweeps):
+class NonlocalNetwork(HostNetworkAPI, Sweeps):
     """Made by :meth:`NonlocalPDE.compile <npdegen.integral.layer.NonlocalPDE.compile>`; the surface of
     :class:`npdegen.runtime.network.Network` that training uses (``init_params``, ``check_params``,
     ``forward``, ``vjp``, ``backward``, ``loss_and_grad``, ``layer_losses``, ``step``, ``step_vjp``)."""
@@ -231,43 +232,9 @@ class NonlocalNetwork(Sweeps):
             return traj[:, 0] if single else traj
         return last[0] if single else last
 
-    def backward(self, tape, cotangent):
-        """``(dx, grads)`` for a tape of ``forward(..., keep=True)`` and the cotangent of its output."""
-        if not isinstance(tape, Tape) or tape.net is not self:
-            raise ValueError("backward needs a tape made by this network's forward(..., keep=True)")
-        lam, _ = self._states(cotangent, "cotangent")
-        if lam.shape != tape.shape:
-            raise ValueError(f"cotangent has shape {np.shape(cotangent)}, the tape's output {np.shape(tape.output)}")
-        dx, grads = self._adjoint(tape.stored, lam.copy(), tape.theta)
-        self._finite("backward", input_gradient=dx, gradients=grads)
-        return (dx[0] if tape.single else dx), grads
-
-    def vjp(self, x, theta, cotangent):
-        """``(Jᵀ·cotangent, grads)`` of the map ``x → z_L``."""
-        return self.backward(self.forward(x, theta, keep=True), cotangent)
-
-    def loss_and_grad(self, x, y, theta, input_grad: bool = False):
-        """``loss = 0.5 Σ (z_L − y)²`` and its gradient (``"x"`` added if ``input_grad``)."""
-        x2d, single = self._states(x)
-        y2d, _ = self._states(y, "y")
-        if y2d.shape != x2d.shape:
-            raise ValueError(f"y has shape {np.shape(y)}, expected the shape of x, {np.shape(x)}")
-        theta = self.check_params(theta)
+    def _final(self, x2d, theta):
         last, _, aux = self._run(x2d, theta)
-        lam = last - y2d
-        loss = 0.5 * float(np.einsum("i,i->", lam.reshape(-1), lam.reshape(-1), dtype=np.float64))
-        self._finite("loss_and_grad", output=last, loss=np.asarray(loss))
-        dx, grads = self._adjoint(aux, lam, theta)
-        self._finite("loss_and_grad", gradients=grads, **({"input_gradient": dx} if input_grad else {}))
-        if input_grad:
-            grads["x"] = dx[0] if single else dx
-        return loss, grads
-
-    def layer_losses(self, x, y, theta) -> np.ndarray:
-        """``0.5 Σ (z_t − y)²`` for t = 0 … L."""
-        y2d, _ = self._states(y, "y")
-        traj = self.forward(x, theta, trajectory=True).reshape(self.layers + 1, *y2d.shape)
-        return 0.5 * np.sum(np.square(traj - y2d, dtype=np.float64), axis=tuple(range(1, traj.ndim)))
+        return last, aux
 
     def step(self, z, theta, layer: int):
         """One layer ``z_{t+1}`` from ``z_t = z`` with the parameters of layer ``layer``."""

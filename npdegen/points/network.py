@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..runtime.network import NonFiniteError
+from ..runtime.host_api import HostNetworkAPI
 from ..runtime.tape import Tape
 from .operator import PointOperator
 
@@ -58,7 +59,7 @@ class ClusterMoments:
                 f"diag W2 {span(np.diagonal(self.second, axis1=1, axis2=2))}, omega {self.omega})")
 
 
-class PointNetwork:
+class PointNetwork(HostNetworkAPI):
     """Made by :meth:`PointLayer.compile <npdegen.points.layer.PointLayer.compile>`; the surface of
     :class:`npdegen.integral.NonlocalNetwork` that :func:`npdegen.train` uses (``init_params``,
     ``check_params``, ``forward``, ``vjp``, ``backward``, ``loss_and_grad``, ``layer_losses``, ``step``,
@@ -257,43 +258,9 @@ class PointNetwork:
             return traj[:, 0] if single else traj
         return traj[-1][0] if single else traj[-1]
 
-    def backward(self, tape, cotangent):
-        """``(dx, grads)`` for a tape of ``forward(..., keep=True)`` and the cotangent of its output."""
-        if not isinstance(tape, Tape) or tape.net is not self:
-            raise ValueError("backward needs a tape made by this network's forward(..., keep=True)")
-        lam, _ = self._states(cotangent, "cotangent")
-        if lam.shape != tape.shape:
-            raise ValueError(f"cotangent has shape {np.shape(cotangent)}, the tape's output {np.shape(tape.output)}")
-        dx, grads = self._adjoint(tape.stored, lam.copy(), tape.theta)
-        self._finite("backward", input_gradient=dx, gradients=grads)
-        return (dx[0] if tape.single else dx), grads
-
-    def vjp(self, x, theta, cotangent):
-        """``(Jᵀ·cotangent, grads)`` of the map ``x → z_L``."""
-        return self.backward(self.forward(x, theta, keep=True), cotangent)
-
-    def loss_and_grad(self, x, y, theta, input_grad: bool = False):
-        """``loss = 0.5 Σ (z_L − y)²`` and its gradient (``"x"`` added if ``input_grad``)."""
-        x2d, single = self._states(x)
-        y2d, _ = self._states(y, "y")
-        if y2d.shape != x2d.shape:
-            raise ValueError(f"y has shape {np.shape(y)}, expected the shape of x, {np.shape(x)}")
-        theta = self.check_params(theta)
+    def _final(self, x2d, theta):
         traj, aux = self._run(x2d, theta)
-        lam = traj[-1] - y2d
-        loss = 0.5 * float(np.sum(np.square(lam, dtype=np.float64)))
-        self._finite("loss_and_grad", output=traj[-1], loss=np.asarray(loss))
-        dx, grads = self._adjoint(aux, lam, theta)
-        self._finite("loss_and_grad", gradients=grads, **({"input_gradient": dx} if input_grad else {}))
-        if input_grad:
-            grads["x"] = dx[0] if single else dx
-        return loss, grads
-
-    def layer_losses(self, x, y, theta) -> np.ndarray:
-        """``0.5 Σ (z_t − y)²`` for t = 0 … L."""
-        y2d, _ = self._states(y, "y")
-        traj = self.forward(x, theta, trajectory=True).reshape(self.layers + 1, *y2d.shape)
-        return 0.5 * np.sum(np.square(traj - y2d, dtype=np.float64), axis=(1, 2))
+        return traj[-1], aux
 
     def _check_layer(self, layer):
         if not isinstance(layer, (int, np.integer)) or isinstance(layer, bool) or not 0 <= layer < self.layers:
