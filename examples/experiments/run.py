@@ -132,12 +132,16 @@ def run(name: str, budget: float, n: int, n_train: int, n_test: int, fno_epochs:
 
 
 def _commit() -> str:
-    """The npdegen commit the record was made with (best effort)."""
+    """The commit of the checkout this script runs from (best effort), with ``+uncommitted`` when its
+    npdegen/ differs from that commit (then the numbers are not reproducible from the commit alone)."""
     import subprocess
+    here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or "unknown"
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=here).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", str(here.parents[1] / "npdegen")],
+                               capture_output=True, text=True, timeout=30, cwd=here).stdout.strip()
+        return (head + ("+uncommitted" if dirty else "")) if head else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
