@@ -161,6 +161,9 @@ def test_experiment_smoke(tmp_path):
     assert "stability" in records[0]["inspect"]["npdegen"] and "physics" in records[1]["inspect"]["npdegen-nonlocal"]
     md = (tmp_path / "results.md").read_text()
     assert "| advection-beta0.4-T0.5 | npdegen |" in md and "| fisher-kpp | npdegen-nonlocal |" in md
+    import plot
+    assert plot.main(["--results", str(tmp_path)]) == 0
+    assert (tmp_path / "nrmse.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # a later call's row replaces the earlier one of the same task and model (latest wins)
     rows = run.latest(records + [dict(records[1], results={"dense-linear": dict(records[1]["results"]["dense-linear"],
                                                                                  nrmse=-1.0)})])
