@@ -6,10 +6,10 @@ The regressor needs scikit-learn (``pip install npdegen[learn]``); it is importe
 the recipe space and the command-line parser load without it.
 """
 from .metrics import nrmse
-from .recipes import KINDS, LayerKind, Recipe, RecipeSpace, register
+from .recipes import KINDS, LayerKind, NotApplicable, Recipe, RecipeSpace, register
 from .search import format_report
 
-__all__ = ["NeuralPDERegressor", "nrmse", "Recipe", "RecipeSpace", "LayerKind", "KINDS", "register",
+__all__ = ["NeuralPDERegressor", "nrmse", "Recipe", "RecipeSpace", "LayerKind", "NotApplicable", "KINDS", "register",
            "format_report"]
 
 

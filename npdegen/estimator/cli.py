@@ -42,6 +42,7 @@ def _options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--widths", help="comma list of odd stencil widths (default 3,5)")
     p.add_argument("--depths", help="comma list of layer counts (default 4,16,64)")
     p.add_argument("--activations", help="comma list of identity,tanh,reaction (default all three)")
+    p.add_argument("--kinds", help="comma list of layer kinds: moments,nonlocal,flux (default all three)")
     p.add_argument("--no-plot", action="store_true", help="skip the plots (no matplotlib needed)")
     p.add_argument("--verbose", action="store_true", help="print one line per recipe tried")
     return p
@@ -174,7 +175,7 @@ def run(args) -> int:
     params = dict(budget=args.budget, boundary=args.boundary, random_state=args.seed, verbose=args.verbose)
     if args.spacing is not None:
         params["spacing"] = args.spacing
-    for name, cast in (("families", str), ("widths", int), ("depths", int), ("activations", str)):
+    for name, cast in (("families", str), ("widths", int), ("depths", int), ("activations", str), ("kinds", str)):
         value = _list(getattr(args, name), name, cast)
         if value is not None:
             params[name] = value

@@ -1,22 +1,23 @@
 r"""The recipe space the estimator searches: layer kinds × families × width × depth × activation.
 
 A :class:`Recipe` names one network: a layer **kind** (a registered :class:`LayerKind`), a parameter
-**family**, a stencil **width** ``w`` (points per axis), a **depth** ``L`` (layers), an
-**activation** and the relaxation ``ω``. Every layer runs ``z_{t+1} = (1 − ω) z_t + ω f(W z_t)``.
+**family**, a stencil **width** ``w`` (points per axis; 0 for a kernel that is not a stencil), a
+**depth** ``L`` (layers), an **activation** and the relaxation ``ω``. Every layer runs
+``z_{t+1} = (1 − ω) z_t + ω f(Z_t)``; the kinds differ in ``Z``:
 
-Kind ``"moments"`` (the only one today) is the free ``w``-point stencil written in its moments
-(docs/theory.md §2, no ``1/k!``): with ``W_α = Σ_o Π_a (o_a Δ_a)^{α_a} w_o`` the parameters are the
-PDE coefficients of ::
-
-    1-D:  Z = z + R z − U z_q + D z_qq + C3 z_qqq + C4 z_qqqq + …     (W_0 = 1 + R, W_1 = −U,
-                                                                        W_k = k!·coefficient)
-    N-D:  Z = u + R u − U_x u_x − U_y u_y + D_xx u_xx + 2 D_xy u_xy + D_yy u_yy + C_xxx u_xxx + …
-
-(``D`` the diffusion tensor, ``W_α = 2 D`` for ``|α| = 2``; other orders' parameters are the
-coefficients of their derivatives, ``W_α = α!·C``) with every multi-index ``|α| ≤ w − 1`` that the
-``w``-point box fixes (1-D: all ``w`` moments, so the layer is exactly the free ``w``-point
-stencil, reparametrised by the invertible Vandermonde map; width 3 is the neural ADR layer).
-:meth:`npdegen.NeuralPDE.from_moments` solves the moment system.
+==============  ==========================================================================
+kind            ``Z`` of one layer, and what of the space it uses
+==============  ==========================================================================
+``moments``     the free ``w``-point stencil in its moments ``R, U, D, C3, …``
+                (:mod:`.moments`): every family, width, depth and activation, the space's ``ω``
+``nonlocal``    ``A ∫ G_σ(r − μ) z(q + r) dr``, a Gaussian kernel of learned width, shift
+                and amplitude (:mod:`.kernels`): homogeneous; one layer when linear, the
+                space's depths with ``tanh`` and ``reaction``; ``ω = 1``
+``flux``        ``z − ΔF/Δq + D δ²z/Δq²``, Godunov's flux of ``g = c z²/2 + a z``
+                (:mod:`.flux`): homogeneous then per-layer coefficients, identity, the depth
+                that keeps the CFL bound for the data, ``ω = 1``; only for data that
+                conserve mass
+==============  ==========================================================================
 
 ==============  ==========================================================================
 families        ``homogeneous`` (one value per parameter), ``heterogeneous`` (one per site),
@@ -24,36 +25,46 @@ families        ``homogeneous`` (one value per parameter), ``heterogeneous`` (on
                 family warm-started from the best fits of the one before
 widths          odd stencil widths per axis: 1 (reaction only: a local ODE), 3 (ADR),
                 5 (+ dispersion, hyper-diffusion), …
-depths          numbers of layers ``L``; a deeper homogeneous fit starts from the shallower one
-                rescaled (the generator per layer ∝ 1/L)
+depths          numbers of layers ``L``; a deeper fit starts from the shallower one rescaled
+                (the generator per layer ∝ 1/L)
 activations     ``identity``; ``tanh``; ``reaction``: the learnable polynomial reaction
                 ``f(x) = x + A2 x² + A3 x³`` (``A2``, ``A3`` homogeneous, trained; ``A2 = A3 = 0``
                 is the identity, so it starts from the identity fit: logistic and Allen–Cahn
                 reactions are in reach)
 ==============  ==========================================================================
 
-New layer kinds (flux form, nonlocal kernels, soft-min layers) subclass :class:`LayerKind`
-(``layer``, ``bounds``, ``random_starts``; optionally ``data_start``, ``rescale_depth``, ``reach``,
-and ``families``/``dims`` when they support fewer) and :func:`register` themselves; the estimator's
-``kinds`` then names them. The search loop (:mod:`npdegen.estimator.search`) only calls this
-interface: a kind's recipes join the first stage, and each later family promotes the best fits of
+A layer kind subclasses :class:`LayerKind` (``layer``, ``bounds``, ``random_starts``; optionally
+``prepare`` (the kind specialised to the data, or :class:`NotApplicable`), ``recipes``,
+``compile``, ``weight``, ``data_start``, ``rescale_depth``, ``reach``, ``physics``, and
+``families``/``dims``/``max_samples``/``max_starts``) and :func:`register` s itself; the estimator's ``kinds``
+then names it. The search loop (:mod:`npdegen.estimator.search`) only calls this interface: the
+kinds' first-family recipes make the first stage, and each later family promotes the best fits of
 every kind that supports it (from the latest stage that fitted that kind).
 """
 from __future__ import annotations
 
-import math
+import copy
 from dataclasses import asdict, dataclass, field, replace
 from itertools import product
 
 import numpy as np
 import sympy as sp
 
-__all__ = ["Recipe", "LayerKind", "MomentStencil", "KINDS", "register", "RecipeSpace", "ACTIVATIONS",
-           "FAMILIES", "moment_parameters"]
+__all__ = ["Recipe", "LayerKind", "NotApplicable", "KINDS", "register", "RecipeSpace", "ACTIVATIONS",
+           "FAMILIES", "STAGE_WEIGHTS", "DEFAULT_KINDS", "activation_expression", "MomentStencil",
+           "moment_parameters"]
 
 FAMILIES = ("homogeneous", "heterogeneous", "time-dependent")
 ACTIVATIONS = ("identity", "tanh", "reaction")
-_LETTERS = "xyz"
+#: The kinds the estimator searches by default, in the order of the first stage.
+DEFAULT_KINDS = ("moments", "nonlocal", "flux")
+#: Relative share of the time left that a recipe of each family gets (:meth:`LayerKind.weight`).
+STAGE_WEIGHTS = {"homogeneous": 1.0, "heterogeneous": 6.0, "time-dependent": 6.0}
+LETTERS = "xyz"
+
+
+class NotApplicable(ValueError):
+    """Raised by :meth:`LayerKind.prepare` when a kind cannot fit the data; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -78,41 +89,79 @@ class Recipe:
         return d
 
 
-def moment_parameters(dim: int, width: int) -> list:
-    """``[(alpha, name, W_alpha as a function of the parameter symbol)]`` of the width-``w`` moment layer."""
-    out = []
-    orders = [a for a in product(range(width), repeat=dim) if sum(a) <= width - 1]
-    for alpha in sorted(orders, key=lambda a: (sum(a), tuple(-v for v in a))):
-        k = sum(alpha)
-        letters = "".join(_LETTERS[i] * a for i, a in enumerate(alpha))
-        scale = math.prod(math.factorial(a) for a in alpha)
-        if dim == 1:
-            name = {0: "R", 1: "U", 2: "D"}.get(k, f"C{k}")
-        else:
-            name = "R" if k == 0 else f"{'U' if k == 1 else 'D' if k == 2 else 'C'}_{letters}"
-        if k == 0:
-            out.append((alpha, name, lambda s: 1 + s))
-        elif k == 1:
-            out.append((alpha, name, lambda s: -s))
-        elif k == 2:                      # the diffusion tensor entry: W_α = 2 D (also off the diagonal)
-            out.append((alpha, name, lambda s: 2 * s))
-        else:
-            out.append((alpha, name, lambda s, c=scale: c * s))
-    return out
+def activation_expression(name: str, params: dict):
+    """The activation of ``name``: ``"identity"``, ``"tanh"``, or for ``"reaction"`` the SymPy
+    polynomial ``x + A2 x² + A3 x³`` (``A2``, ``A3`` added to ``params`` as homogeneous)."""
+    if name in ("identity", "tanh"):
+        return name
+    x, a2, a3 = sp.Symbol("x"), sp.Symbol("A2"), sp.Symbol("A3")
+    params.update({a2: "homogeneous", a3: "homogeneous"})
+    return x + a2 * x**2 + a3 * x**3
 
 
 class LayerKind:
     """What the search needs of a kind of layer. Subclasses set ``name`` and implement
-    :meth:`layer`, :meth:`bounds` and :meth:`random_starts`; the rest has working defaults."""
+    :meth:`layer`, :meth:`bounds` and :meth:`random_starts`; the rest has working defaults.
+
+    A registered kind holds no data: :meth:`prepare` returns the copy that one search uses (the
+    flux kind's copy holds its frame speed, depth and bounds)."""
     name = ""
     #: grid dimensions the kind supports
     dims = (1, 2, 3)
     #: parameter families the kind supports (a flux-form layer, for one, has no per-site family)
     families = FAMILIES
+    #: at most this many training pairs fit a recipe (None: all of them; :meth:`samples`); validation uses all
+    max_samples = None
+    #: at most this many starts per first-stage recipe (None: the estimator's ``n_starts``)
+    max_starts = None
+
+    def samples(self, recipe: Recipe) -> int | None:
+        """Training pairs a recipe fits on, at most (default :attr:`max_samples`)."""
+        return self.max_samples
+
+    def prepare(self, problem) -> "LayerKind":
+        """This kind for the data of ``problem`` (:class:`~npdegen.estimator.search.Problem`): itself,
+        or a copy holding what the data say; raise :class:`NotApplicable` when it cannot fit them."""
+        return self
+
+    def specialise(self, **facts) -> "LayerKind":
+        """A shallow copy with ``facts`` as attributes (for :meth:`prepare`)."""
+        out = copy.copy(self)
+        out.__dict__.update(facts)
+        return out
+
+    def recipes(self, space: "RecipeSpace", family: str) -> list:
+        """The first-stage recipes of ``family``, cheap to expensive: by depth; within a depth the
+        activations in the order identity, tanh, reaction, each over the widths; each
+        warm-started from its shallower, narrower and identity neighbours."""
+        out = []
+        for L, act, w in product(space.depths, space.activations, space.widths):
+            warm = []
+            i = space.depths.index(L)
+            if i:
+                warm.append(Recipe(self.name, family, w, space.depths[i - 1], act, space.omega).label)
+            j = space.widths.index(w)
+            if j:
+                warm.append(Recipe(self.name, family, space.widths[j - 1], L, act, space.omega).label)
+            if act != "identity" and "identity" in space.activations:
+                warm.append(Recipe(self.name, family, w, L, "identity", space.omega).label)
+            out.append(Recipe(self.name, family, w, L, act, space.omega, tuple(warm)))
+        return out
+
+    def weight(self, family: str) -> float:
+        """Relative share of the time left that one recipe of ``family`` gets (:data:`STAGE_WEIGHTS`)."""
+        return STAGE_WEIGHTS.get(family, 1.0)
 
     def layer(self, recipe: Recipe, dim: int):
-        """The :class:`~npdegen.NeuralPDE` of ``recipe`` on a ``dim``-axis grid."""
+        """The layer of ``recipe`` on a ``dim``-axis grid (independent of the data, of the depth and
+        of ``ω``: it is derived once per process)."""
         raise NotImplementedError
+
+    def compile(self, layer, recipe: Recipe, grid: tuple, spacing: tuple, boundary, backend: str, dtype: str):
+        """The runnable network of ``layer`` for ``recipe`` (``layer.compile`` with the depth and ω)."""
+        return layer.compile(n=grid if len(grid) > 1 else grid[0], spacing=spacing if len(grid) > 1 else spacing[0],
+                             layers=recipe.depth, omega=recipe.omega, boundary=boundary, backend=backend,
+                             dtype=dtype)
 
     def bounds(self, recipe: Recipe, dim: int) -> dict:
         """Box constraints ``{name: (low, high)}`` for L-BFGS (e.g. non-negative diffusion)."""
@@ -123,15 +172,15 @@ class LayerKind:
         raise NotImplementedError
 
     def data_start(self, net, recipe: Recipe, spacing: tuple, estimate) -> dict | None:
-        """A start from the data's linear response (:class:`~npdegen.estimator.starts.SpectralEstimate`),
-        or None."""
+        """A start from the data's linear response (:class:`~npdegen.estimator.starts.SpectralEstimate`,
+        or None), or None."""
         return None
 
     def rescale_depth(self, name: str, value, ratio: float, omega: float):
         """A parameter of a ``L``-layer fit as a start for ``L' = L/ratio`` layers (default: as is)."""
         return value
 
-    def physics(self, layer, theta: dict, spacing):
+    def physics(self, layer, theta: dict, spacing, recipe: Recipe | None = None):
         """What the fitted layer means (default: :func:`~npdegen.estimator.physics.fitted_physics`,
         the explain table with the fitted moments)."""
         from .physics import fitted_physics
@@ -146,7 +195,7 @@ class LayerKind:
         """Warm start for ``recipe`` (compiled as ``net``) from ``theta`` fitted for ``source``:
         shared names carry over (homogeneous → per site → per layer by broadcasting, per layer →
         per site by the mean over layers, rescaled for a new depth); new names start at 0."""
-        out, grid = {}, tuple(net.grid)
+        out, grid = {}, tuple(getattr(net, "grid", ()))
         ratio = source.depth / recipe.depth
         for k, shape in net.shapes.items():
             if k not in theta:
@@ -175,106 +224,10 @@ def register(kind: LayerKind) -> LayerKind:
     return kind
 
 
-def _activation(name: str, params: dict):
-    if name in ("identity", "tanh"):
-        return name
-    x, a2, a3 = sp.Symbol("x"), sp.Symbol("A2"), sp.Symbol("A3")
-    params.update({a2: "homogeneous", a3: "homogeneous"})
-    return x + a2 * x**2 + a3 * x**3
-
-
-class MomentStencil(LayerKind):
-    """The free ``w``-point stencil in its moments: ``R``, ``U``, ``D``, ``C3``, … (module docstring)."""
-    name = "moments"
-
-    def layer(self, recipe, dim):
-        from ..layer import NeuralPDE
-        if dim == 1:
-            field = sp.Function("z")(sp.Symbol("q"))
-        else:
-            field = sp.Function("u")(*sp.symbols(" ".join(_LETTERS[:dim])))
-        h = recipe.width // 2
-        offsets = tuple(range(-h, h + 1))
-        params, moments = {}, {}
-        for alpha, name, moment in moment_parameters(dim, recipe.width):
-            s = sp.Symbol(name)
-            params[s] = recipe.family
-            moments[alpha[0] if dim == 1 else alpha] = moment(s)
-        activation = _activation(recipe.activation, params)
-        tag = f"est_w{recipe.width}_{recipe.activation[:3]}_{recipe.family[:3]}_{dim}d"
-        return NeuralPDE.from_moments(moments, offsets if dim == 1 else (offsets,) * dim, field=field,
-                                      activation=activation, params=params, name=tag)
-
-    def bounds(self, recipe, dim):
-        names = [n for _, n, _ in moment_parameters(dim, recipe.width)]
-        return {n: (0.0, None) for n in names if n == "D" or (n.startswith("D_") and len(set(n[2:])) == 1)}
-
-    def random_starts(self, net, recipe, spacing, count, rng):
-        """``d = D/Δ² ∈ (0.02, 0.3)``, ``c = UΔ⁻¹ ∈ (−0.3, 0.3)·√(2d/ω)`` (inside the stable
-        region ``ω c² ≤ 2d``), ``R ∈ (−0.02, 0.02)``, higher coefficients 0."""
-        starts = []
-        for _ in range(count):
-            d = rng.uniform(0.02, 0.3)
-            theta = {k: np.zeros(s, net.dtype) for k, s in net.shapes.items()}
-            for k in theta:
-                axes = _axes(k)
-                if k == "R":
-                    theta[k][...] = rng.uniform(-0.02, 0.02)
-                elif k[0] == "U":
-                    theta[k][...] = rng.uniform(-0.3, 0.3) * math.sqrt(2 * d / recipe.omega) * spacing[axes[0]]
-                elif k[0] == "D" and len(set(axes)) == 1:
-                    theta[k][...] = d * spacing[axes[0]] ** 2
-            starts.append(theta)
-        return starts
-
-    def data_start(self, net, recipe, spacing, estimate):
-        """From the data's total generator ``(r, b, c)`` (``Ĝ(κ) = exp(r − i b·κ − c κ²)``) per
-        layer: ``R = (e^{r/L} − 1)/ω``, ``U = b/(ωL)``, ``D = (c/L + ω²U²/2)/ω`` (the forward
-        Euler anti-diffusion of the relaxed step added back: ``D_eff = ωD − ω²U²/2``)."""
-        if estimate is None:
-            return None
-        L, w = recipe.depth, recipe.omega
-        theta = {k: np.zeros(s, net.dtype) for k, s in net.shapes.items()}
-        for k in theta:
-            axes = _axes(k)
-            if k == "R":
-                theta[k][...] = math.expm1(estimate.reaction / L) / w
-            elif k[0] == "U":
-                theta[k][...] = estimate.velocity[axes[0]] / (w * L)
-            elif k[0] == "D" and len(axes) == 2:
-                i, j = axes
-                u_i, u_j = estimate.velocity[i] / (w * L), estimate.velocity[j] / (w * L)
-                value = (estimate.diffusion[i, j] / L + w * w * u_i * u_j / 2) / w
-                theta[k][...] = max(value, 0.0) if i == j else value
-        return theta
-
-    def rescale_depth(self, name, value, ratio, omega):
-        """``(1 + ωR)^L`` and ``L·(U, D, C…)`` kept when ``L → L/ratio``."""
-        if name == "R":
-            base = np.maximum(1 + omega * value, 1e-6)
-            return (base ** ratio - 1) / omega
-        if name in ("A2", "A3"):
-            return value
-        return value * ratio
-
-
-def _axes(name: str) -> tuple:
-    """Axes of a moment parameter: ``U`` → (0,), ``D`` → (0, 0), ``D_xy`` → (0, 1)."""
-    if name in ("R", "A2", "A3"):
-        return ()
-    if "_" in name:
-        return tuple(_LETTERS.index(c) for c in name.split("_", 1)[1])
-    order = {"U": 1, "D": 2}.get(name) or int(name[1:])
-    return (0,) * order
-
-
-register(MomentStencil())
-
-
 @dataclass(frozen=True)
 class RecipeSpace:
     """The documented search space (module docstring); :meth:`validate` checks it against the data."""
-    kinds: tuple = ("moments",)
+    kinds: tuple = DEFAULT_KINDS
     families: tuple = FAMILIES
     widths: tuple = (3, 5)
     depths: tuple = (4, 16, 64)
@@ -301,9 +254,8 @@ class RecipeSpace:
             bad = [v for v in values if v not in known]
             if bad:
                 raise ValueError(f"unknown {what} {bad}; choose from {', '.join(known)}")
-        for k in kinds:
-            if dim not in KINDS[k].dims:
-                raise ValueError(f"layer kind {k!r} does not support {dim}-D grids")
+        if not any(dim in KINDS[k].dims for k in kinds):      # the others get a report row saying so
+            raise ValueError(f"no layer kind of {list(kinds)} supports {dim}-D grids")
         for w in widths:
             if not isinstance(w, (int, np.integer)) or isinstance(w, bool) or w < 1 or w % 2 == 0:
                 raise ValueError(f"widths must be odd positive integers (points per axis), got {w!r}")
@@ -321,37 +273,30 @@ class RecipeSpace:
                        widths=tuple(sorted({int(v) for v in widths})), depths=tuple(sorted({int(v) for v in depths})),
                        activations=acts, omega=float(w))
 
-    def initial(self) -> list:
-        """The first family's recipes, cheap to expensive (by depth; within a depth the activations
-        in the order identity, tanh, reaction, each over the widths), each warm-started from its
-        shallower, narrower and identity neighbours."""
-        out = []
+    def initial(self, kinds: dict | None = None) -> list:
+        """The first family's recipes: each kind's :meth:`LayerKind.recipes`, kinds in the order of
+        ``self.kinds`` (``kinds``: the kind objects by name, e.g. prepared for the data; default
+        the registered ones; a name missing from it is left out)."""
+        kinds = KINDS if kinds is None else kinds
         family = self.families[0]
-        for kind, L, act, w in product(self.kinds, self.depths, self.activations, self.widths):
-            if family not in KINDS[kind].families:
-                continue
-            warm = []
-            i = self.depths.index(L)
-            if i:
-                warm.append(Recipe(kind, family, w, self.depths[i - 1], act, self.omega).label)
-            j = self.widths.index(w)
-            if j:
-                warm.append(Recipe(kind, family, self.widths[j - 1], L, act, self.omega).label)
-            if act != "identity" and "identity" in self.activations:
-                warm.append(Recipe(kind, family, w, L, "identity", self.omega).label)
-            out.append(Recipe(kind, family, w, L, act, self.omega, tuple(warm)))
+        out = []
+        for name in self.kinds:
+            kind = kinds.get(name)
+            if kind is not None and family in kind.families:
+                out += kind.recipes(self, family)
         return out
 
-    def promote(self, family: str, history: list, top: int) -> list:
+    def promote(self, family: str, history: list, top: int, kinds: dict | None = None) -> list:
         """Recipes of ``family`` warm-started from fitted recipes: for every kind that supports
         ``family``, the ``top`` best of the latest stage that fitted that kind (``history``: one list
         of fitted recipes per stage, best first)."""
+        kinds = KINDS if kinds is None else kinds
         seen, out = set(), []
-        for kind in self.kinds:
-            if family not in KINDS[kind].families:
+        for name in self.kinds:
+            if name not in kinds or family not in kinds[name].families:
                 continue
             for stage in reversed(history):
-                mine = [r for r in stage if r.kind == kind]
+                mine = [r for r in stage if r.kind == name]
                 if mine:
                     break
             else:
@@ -362,3 +307,7 @@ class RecipeSpace:
                     seen.add(new.label)
                     out.append(new)
         return out
+
+
+from .moments import MomentStencil, moment_parameters  # noqa: E402  (the kinds register themselves)
+from . import flux, kernels  # noqa: E402,F401

@@ -28,7 +28,7 @@ except ImportError as exc:  # pragma: no cover - scikit-learn is an optional dep
     raise ImportError("npdegen.NeuralPDERegressor needs scikit-learn: pip install 'npdegen[learn]'") from exc
 
 from .metrics import nrmse, sample_norms
-from .recipes import ACTIVATIONS, FAMILIES, KINDS, RecipeSpace
+from .recipes import ACTIVATIONS, DEFAULT_KINDS, FAMILIES, KINDS, RecipeSpace
 from .search import Problem, Search, format_report, host
 from .starts import spectral_estimate
 
@@ -47,10 +47,13 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
     families, widths, depths, activations, kinds :
         The recipe space (:mod:`npdegen.estimator.recipes`): parameter families searched in the order
         homogeneous → heterogeneous → time-dependent, odd stencil widths, numbers of layers,
-        activations ``identity``/``tanh``/``reaction`` (learnable ``x + A2 x² + A3 x³``), layer kinds.
+        activations ``identity``/``tanh``/``reaction`` (learnable ``x + A2 x² + A3 x³``), layer kinds:
+        ``"moments"`` (stencils), ``"nonlocal"`` (Gaussian kernels: one layer reaches any distance)
+        and ``"flux"`` (Godunov flux-form conservation laws, Burgers; its depth comes from the CFL
+        bound of the data, not from ``depths``), all three by default.
     boundary : ``"periodic" | "dirichlet" | "neumann"`` or one per axis.
     spacing : None (the unit domain: ``Δ = 1/n`` per axis), a number, or one per axis.
-    omega : relaxation ``ω ∈ (0, 2)`` of every layer.
+    omega : relaxation ``ω ∈ (0, 2)`` of the stencil layers (``"nonlocal"`` and ``"flux"`` use ω = 1).
     dtype, backend : compile options (``"float64"``/``"float32"``; ``"auto"``, ``"numpy"``, ``"numba"``, …).
     n_starts : L-BFGS starts per first-family recipe (warm, spectral and random starts together).
     max_iter : L-BFGS iterations per start.
@@ -63,8 +66,10 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
     layer_, network_, theta_ : the winning :class:`~npdegen.NeuralPDE`, its compiled
         :class:`~npdegen.Network` and its parameters (NumPy arrays by name).
     recipe_ : dict of the winning recipe (kind, family, width, depth, activation, omega).
-    physics_ : :class:`~npdegen.estimator.physics.FittedPhysics`, the explain table of ``layer_`` with
-        the fitted moments (per site for heterogeneous layers; other kinds may give their own report).
+    physics_ : what the fitted layer means: :class:`~npdegen.estimator.physics.FittedPhysics` (stencils: the
+        explain table with the fitted moments, per site for heterogeneous layers),
+        :class:`~npdegen.estimator.flux.FluxReport` or :class:`~npdegen.estimator.kernels.KernelReport`;
+        each has ``rows()`` (JSON-ready) and prints as a table.
     search_report_ : list of dicts, one per recipe tried: recipe, status (fitted / skipped / failed),
         n_params, train_nrmse, val_nrmse, seconds, starts, note (why skipped or failed).
     n_iter_ : L-BFGS iterations of the winning recipe (over its starts; at least 1).
@@ -72,7 +77,7 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
     """
 
     def __init__(self, budget=60.0, families=FAMILIES, widths=(3, 5), depths=(4, 16, 64),
-                 activations=ACTIVATIONS, kinds=("moments",), boundary="periodic", spacing=None, omega=0.5,
+                 activations=ACTIVATIONS, kinds=DEFAULT_KINDS, boundary="periodic", spacing=None, omega=0.5,
                  dtype="float64", backend="auto", n_starts=4, max_iter=300, validation_fraction=0.25,
                  random_state=0, verbose=False):
         self.budget = budget
@@ -190,7 +195,7 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
                                for w in dropped] + report
         self.validation_nrmse_ = best.val_nrmse
         self.n_iter_ = max(int(best.iterations), 1)
-        self.physics_ = KINDS[best.recipe.kind].physics(best.layer, self.theta_, spacing)
+        self.physics_ = (best.kind or KINDS[best.recipe.kind]).physics(best.layer, self.theta_, spacing, best.recipe)
         self.grid_, self.spacing_ = tuple(grid), spacing
         self.n_features_in_ = int(np.prod(grid))
         self.fit_seconds_ = time.perf_counter() - started

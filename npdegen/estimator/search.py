@@ -1,17 +1,27 @@
 """The budgeted search over the recipe space, and its report.
 
+* **Kinds.** Each layer kind is first specialised to the data
+  (:meth:`~npdegen.estimator.recipes.LayerKind.prepare`: the flux kind measures its frame speed
+  and depth there); a kind that cannot fit the data (``NotApplicable``) gets one report row that
+  says why.
 * **Order.** The families are walked in order (homogeneous → heterogeneous → time-dependent). The
   first stage fits every recipe of :meth:`~npdegen.estimator.recipes.RecipeSpace.initial`; each
   later stage promotes the :data:`PROMOTE` best recipes of each kind from the latest stage that
-  fitted it (:meth:`~npdegen.estimator.recipes.RecipeSpace.promote`), warm-started from their fits.
+  fitted it (:meth:`~npdegen.estimator.recipes.RecipeSpace.promote`), warm-started from their fits,
+  but not those of a kind whose best validation nRMSE so far is more than :data:`BEHIND` times
+  the best of all (a richer family of a kind that far behind is unlikely to catch up, and its
+  time goes to the others).
 * **Reach.** The first stage skips recipes that cannot carry the data's transport or spread: the
   spectral estimate's shift beyond ``depth × reach`` cells or its variance beyond
   ``depth × reach²`` cells² (the CFL limits of explicit steps; :meth:`Search._reachable`).
-* **Time.** A recipe of family ``f`` may use the share ``w_f / Σ w`` of the time left (the sum over
-  the recipes still to come: the rest of its stage and :data:`PROMOTE` per kind and later stage;
-  weights :data:`STAGE_WEIGHTS`), taken once its layer is built (building counts against the
-  budget, not the share), so time a recipe does not use rolls on. A recipe whose shortest useful
-  run (:data:`MIN_EVALUATIONS` loss evaluations, timed on the data) does not fit is skipped.
+* **Time.** A recipe may use the share ``w / Σ w`` of the time left (the sum over the recipes
+  still to come: the rest of its stage and :data:`PROMOTE` per kind and later stage; weights
+  :meth:`~npdegen.estimator.recipes.LayerKind.weight`, by default :data:`STAGE_WEIGHTS` per
+  family), taken once its layer is built (building counts against the budget, not the share), so
+  time a recipe does not use rolls on. A recipe whose shortest useful run
+  (:data:`MIN_EVALUATIONS` loss evaluations, timed on the data) does not fit is skipped. A kind
+  may train on fewer pairs (``samples``, drawn once per search) and from fewer starts
+  (``max_starts``); validation uses all pairs.
 * **Fitting.** L-BFGS (``npdegen.train(optimizer="lbfgs")``) from each start in turn while the
   recipe's time lasts: warm starts (shallower, narrower and identity neighbours), the data's
   spectral start and random starts, ``n_starts`` in all (later stages: the one warm start),
@@ -22,6 +32,8 @@
   less than :data:`GAIN` in :data:`PATIENCE` checks (richer families are fitted coarse to fine by
   ``npdegen.train``, whose coarse plateaus must not end the run), and the recipe once the rounding
   floor :data:`FLOOR` is reached.
+* **Polish.** Time left after the last stage goes to the :data:`POLISH` best fits, trained on from
+  their parameters (a row each in the report); a fit is only replaced by a better one.
 * **Winner.** The fewest parameters among the fits within :data:`SIMPLER_WITHIN` of the least
   validation nRMSE (:func:`choose`). Every recipe tried, skipped or failed is in the report.
 """
@@ -37,15 +49,17 @@ import numpy as np
 from ..runtime.callbacks import Callback
 from ..runtime.network import NonFiniteError
 from ..runtime.train import TrainingDiverged, train
+from ..runtime.multilevel import hierarchy
+from ..runtime.train_lbfgs import _periodic
 from .metrics import nrmse
-from .recipes import KINDS, Recipe, RecipeSpace
+from .recipes import KINDS, STAGE_WEIGHTS, NotApplicable, Recipe, RecipeSpace
 
-__all__ = ["Problem", "Fit", "Search", "choose", "format_report", "STAGE_WEIGHTS", "PROMOTE"]
+__all__ = ["Problem", "Fit", "Search", "choose", "format_report", "STAGE_WEIGHTS", "PROMOTE", "BEHIND", "POLISH"]
 
-#: Relative share of the time left that a recipe of each family gets.
-STAGE_WEIGHTS = {"homogeneous": 1.0, "heterogeneous": 6.0, "time-dependent": 6.0}
 #: Recipes promoted from one family to the next.
 PROMOTE = 2
+#: A kind whose best validation nRMSE is more than BEHIND times the best of all is not promoted.
+BEHIND = 10.0
 #: Validation checks: every CHECK_EVERY L-BFGS iterations; a start stops after PATIENCE checks that
 #: did not lower its validation nRMSE by the relative GAIN.
 CHECK_EVERY, PATIENCE, GAIN = 5, 5, 1e-3
@@ -57,6 +71,8 @@ EVALUATIONS_PER_ITERATION, PROBES = 1.5, 8
 SIMPLER_WITHIN = 0.02
 #: A recipe is skipped when fewer than this many loss evaluations fit in its time.
 MIN_EVALUATIONS = 8
+#: Fits trained on with the time left after the last stage (:meth:`Search._polish`).
+POLISH = 2
 
 
 @functools.lru_cache(maxsize=64)
@@ -99,6 +115,7 @@ class Fit:
     val_nrmse: float
     seconds: float = 0.0
     iterations: int = 0
+    kind: object = None            # the kind prepared for the data (its physics and bounds)
 
     @property
     def n_params(self) -> int:
@@ -151,26 +168,38 @@ class Search:
         self.fits: dict = {}
         self.report: list = []
         self._notes: dict = {}                   # recipe label -> why it is expected to fall short
+        self.kinds: dict = {}                    # kind name -> the kind prepared for the data
+        self._subsets: dict = {}                 # max_samples -> training pairs drawn once
 
     # ------------------------------------------------------------------ pieces
     def _build(self, recipe: Recipe):
         p = self.problem
         layer = _layer(KINDS[recipe.kind], replace(recipe, depth=1, omega=1.0, warm_from=()), len(p.grid))
-        net = layer.compile(n=p.grid if len(p.grid) > 1 else p.grid[0],
-                            spacing=p.spacing if len(p.grid) > 1 else p.spacing[0], layers=recipe.depth,
-                            omega=recipe.omega, boundary=p.boundary, backend=p.backend, dtype=p.dtype)
+        net = self.kinds[recipe.kind].compile(layer, recipe, p.grid, p.spacing, p.boundary, p.backend, p.dtype)
         return layer, net
+
+    def _training(self, kind, recipe: Recipe):
+        """The training pairs of ``recipe``: all, or ``kind.samples(recipe)`` of them drawn once per search."""
+        p, most = self.problem, kind.samples(recipe)
+        if most is None or len(p.x_train) <= most:
+            return p.x_train, p.y_train
+        if most not in self._subsets:
+            rng = np.random.default_rng([self.seed, most])
+            keep = np.sort(rng.choice(len(p.x_train), most, replace=False))
+            self._subsets[most] = (np.ascontiguousarray(p.x_train[keep]), np.ascontiguousarray(p.y_train[keep]))
+        return self._subsets[most]
 
     def _error(self, net, theta, x, y) -> float:
         try:
             pred = host(net.forward(x, theta))
         except (NonFiniteError, FloatingPointError, ValueError):
             return math.inf
-        value = nrmse(pred, y)
+        with np.errstate(over="ignore", invalid="ignore"):      # a blown-up prediction is just a bad fit
+            value = nrmse(pred, y)
         return value if math.isfinite(value) else math.inf
 
     def _starts(self, recipe: Recipe, net, first_stage: bool) -> list:
-        kind, p = KINDS[recipe.kind], self.problem
+        kind, p = self.kinds[recipe.kind], self.problem
         starts = []
         for label in recipe.warm_from:
             if label in self.fits:
@@ -180,12 +209,13 @@ class Search:
             data = kind.data_start(net, recipe, p.spacing, p.estimate)
             if data is not None:
                 starts.append(data)
-            count = max(self.n_starts - len(starts), 1 if not starts else 0)
+            most = min(self.n_starts, kind.max_starts or self.n_starts)
+            count = max(most - len(starts), 1 if not starts else 0)
             if count:
                 rng = np.random.default_rng([self.seed, len(self.report)])
                 starts += kind.random_starts(net, recipe, p.spacing, count, rng)
         finite = [s for s in starts if all(np.all(np.isfinite(v)) for v in s.values())]
-        return finite[:max(self.n_starts, 1)] if first_stage else finite[:1]
+        return finite[:max(min(self.n_starts, kind.max_starts or self.n_starts), 1)] if first_stage else finite[:1]
 
     def _entry(self, recipe: Recipe, status: str, started: float, **extra) -> dict:
         entry = {"recipe": recipe.label, **recipe.to_dict(), "status": status,
@@ -198,37 +228,41 @@ class Search:
         self.log(format_report([entry], header=False))
         return entry
 
-    def _attempt(self, recipe: Recipe, share: float, first_stage: bool):
-        """Build, time one evaluation, and train ``recipe`` for ``share`` of the time then left."""
+    def _attempt(self, recipe: Recipe, share: float, first_stage: bool, polish: bool = False):
+        """Build, time one evaluation, and train ``recipe`` for ``share`` of the time then left
+        (``polish``: again, from its own fit)."""
         started = time.perf_counter()
-        p = self.problem
+        p, kind = self.problem, self.kinds[recipe.kind]
+        x_train, y_train = self._training(kind, recipe)
         try:
             layer, net = self._build(recipe)
-            zero = net.init_params(scale=0.0)
-            t0 = time.perf_counter()
-            net.loss_and_grad(p.x_train, p.y_train, zero)            # the cost of one evaluation
+            n_params = int(sum(math.prod(s) for s in net.shapes.values()))
+            starts = self._starts(recipe, net, first_stage)
+            if not starts:
+                return self._entry(recipe, "skipped", started, n_params=n_params, note="no warm start available")
+            evaluation = math.inf
+            for _ in range(2):               # the cost of one evaluation (the first may load a kernel)
+                t0 = time.perf_counter()
+                net.loss_and_grad(x_train, y_train, starts[0])
+                evaluation = min(evaluation, time.perf_counter() - t0)
         except (ValueError, TypeError, NonFiniteError) as exc:
             return self._entry(recipe, "failed", started, note=" ".join(str(exc).split())[:200])
         now = time.perf_counter()
         end = now + share * max(self.deadline - now, 0.0)
-        n_params = int(sum(np.size(v) for v in zero.values()))
-        evaluation = now - t0
         needed = MIN_EVALUATIONS * evaluation
         if not self.fits:                       # nothing fitted yet: the first recipe always gets a short run
             end = max(end, min(now + needed, self.deadline))
         if end - now < needed:
             return self._entry(recipe, "skipped", started, n_params=n_params,
                                note=f"budget: needs ~{needed:.2g} s, {max(end - time.perf_counter(), 0):.2g} s left")
-        starts = self._starts(recipe, net, first_stage)
-        if not starts:
-            return self._entry(recipe, "skipped", started, n_params=n_params, note="no warm start available")
         floor = FLOOR[str(net.dtype)]
-        # patience only where L-BFGS runs one level: per-site and per-layer parameters are fitted coarse
-        # to fine (npdegen.train's levels), and a coarse level's plateau must not end the run
-        single = all(shape == () for shape in net.shapes.values())
+        # patience only where L-BFGS runs one level: per-site and per-layer-and-site parameters are fitted
+        # coarse to fine (npdegen.train's levels), and a coarse level's plateau must not end the run
+        levels = _levels(net)
+        single = levels == 1
         monitor = _Monitor(lambda th: self._error(net, th, p.x_val, p.y_val), end, len(starts), floor,
                            PATIENCE if single else None)
-        bounds = KINDS[recipe.kind].bounds(recipe, len(p.grid)) or None
+        bounds = kind.bounds(recipe, len(p.grid)) or None
         # every start is a candidate as it is; the most promising (least validation error) trains first
         screened = sorted(((monitor.consider(st), i) for i, st in enumerate(starts)))
         starts = [starts[i] for _, i in screened]
@@ -237,10 +271,10 @@ class Search:
             if (i and time.perf_counter() >= end) or monitor.best <= floor:
                 break                            # the recipe's time is spent (or the data are matched)
             ran += 1
-            steps = self.max_iter if single else _affordable(net, (end - time.perf_counter()) / (len(starts) - i),
+            steps = self.max_iter if single else _affordable(levels, (end - time.perf_counter()) / (len(starts) - i),
                                                              evaluation, self.max_iter)
             try:
-                theta, _ = train(net, p.x_train, p.y_train, start, steps=steps, optimizer="lbfgs",
+                theta, _ = train(net, x_train, y_train, start, steps=steps, optimizer="lbfgs",
                                  loss="mean", bounds=bounds, callbacks=[monitor], progress=False,
                                  ftol=0.0, gtol=0.0)       # the budget and the validation checks stop it
                 monitor.consider(theta)
@@ -251,11 +285,14 @@ class Search:
                                note=f"every start diverged ({diverged} of {ran})")
         theta = monitor.best_theta
         fit = Fit(recipe, layer, net, theta, self._error(net, theta, p.x_train, p.y_train), monitor.best,
-                  time.perf_counter() - started, monitor.iterations)
+                  time.perf_counter() - started, monitor.iterations, kind)
         self.fits[recipe.label] = fit
-        note = f"{diverged} of {ran} starts diverged" if diverged else ""
+        notes = ["polish: trained on from its fit" if polish else "",
+                 f"{diverged} of {ran} starts diverged" if diverged else "",
+                 f"trained on {len(x_train)} of {len(p.x_train)} pairs" if len(x_train) < len(p.x_train) else ""]
         self._entry(recipe, "fitted", started, n_params=fit.n_params, train_nrmse=fit.train_nrmse,
-                    val_nrmse=fit.val_nrmse, starts=ran, iterations=fit.iterations, note=note)
+                    val_nrmse=fit.val_nrmse, starts=ran, iterations=fit.iterations,
+                    note="; ".join(filter(None, notes)))
         return fit
 
     def _reachable(self, recipes: list) -> list:
@@ -271,7 +308,7 @@ class Search:
         spread = max(2 * p.estimate.diffusion[a, a] / h**2 for a, h in enumerate(p.spacing))
 
         def short(r):
-            h = KINDS[r.kind].reach(r)
+            h = self.kinds[r.kind].reach(r)
             if r.depth * h < shift - 0.5:
                 return f"reach: the data move ~{shift:.3g} cells, {r.depth} layers at most {r.depth * h:g}"
             if r.depth * h * h < spread - 0.5:
@@ -289,38 +326,97 @@ class Search:
         return able
 
     # ------------------------------------------------------------------ the walk
+    def _prepare(self):
+        """Each kind of the space specialised to the data; a kind that cannot fit them gets a report row."""
+        for name in self.space.kinds:
+            try:
+                if len(self.problem.grid) not in KINDS[name].dims:
+                    raise NotApplicable(f"{name}: no {len(self.problem.grid)}-D layers (grids of "
+                                        f"{', '.join(map(str, KINDS[name].dims))} axes)")
+                self.kinds[name] = KINDS[name].prepare(self.problem)
+            except NotApplicable as exc:
+                family = self.space.families[0]
+                self.report.append({"recipe": f"{name}/*", "kind": name, "family": family, "status": "skipped",
+                                    "seconds": 0.0, "n_params": None, "train_nrmse": None, "val_nrmse": None,
+                                    "starts": 0, "iterations": 0, "note": f"kind: {exc}"})
+                self.log(format_report([self.report[-1]], header=False))
+
+    def _ahead(self, recipes: list) -> list:
+        """The promoted recipes of kinds within :data:`BEHIND` of the best fit; the others are reported."""
+        if not self.fits:
+            return recipes
+        best = min(f.val_nrmse for f in self.fits.values())
+        by_kind = {}
+        for f in self.fits.values():
+            by_kind[f.recipe.kind] = min(by_kind.get(f.recipe.kind, math.inf), f.val_nrmse)
+        keep = []
+        for r in recipes:
+            mine = by_kind.get(r.kind, math.inf)
+            if mine > BEHIND * best + 1e-12:
+                self._entry(r, "skipped", time.perf_counter(),
+                            note=f"behind: the kind's best validation nRMSE {mine:.3g} is over {BEHIND:g}x the best "
+                                 f"{best:.3g}")
+            else:
+                keep.append(r)
+        return keep
+
+    def _polish(self):
+        """Time left after the last stage: the :data:`POLISH` best fits train on from their parameters,
+        best first, each for an equal share; a fit is replaced only by a better one."""
+        ranked = sorted(self.fits.values(), key=lambda f: f.val_nrmse)[:POLISH]
+        for i, fit in enumerate(ranked):
+            now = time.perf_counter()
+            if now >= self.deadline or fit.val_nrmse <= FLOOR[str(fit.net.dtype)]:
+                break
+            before = self.fits[fit.recipe.label]
+            again = self._attempt(_polish_recipe(fit), 1.0 / (len(ranked) - i), False, polish=True)
+            if not isinstance(again, Fit) or again.val_nrmse > before.val_nrmse:
+                self.fits[fit.recipe.label] = before
+
+    # ------------------------------------------------------------------ the walk
     def run(self):
         """``(best Fit, report)``; raises RuntimeError if no recipe could be fitted."""
         deadline = self.deadline = (self.started or time.perf_counter()) + self.budget
+        self._prepare()
         families = self.space.families
         history: list = []                  # fitted recipes per stage, best first
         for s, family in enumerate(families):
-            recipes = (self._reachable(self.space.initial()) if s == 0
-                       else self.space.promote(family, history, PROMOTE))
-            later = sum(PROMOTE * len(self.space.kinds) * STAGE_WEIGHTS.get(f, 1.0) for f in families[s + 1:])
+            recipes = (self._reachable(self.space.initial(self.kinds)) if s == 0
+                       else self._ahead(self.space.promote(family, history, PROMOTE, self.kinds)))
+            later = sum(PROMOTE * kind.weight(f) for f in families[s + 1:] for kind in self.kinds.values()
+                        if f in kind.families)
+            weights = [self.kinds[r.kind].weight(r.family) for r in recipes]
             stage_fits = []
             for i, recipe in enumerate(recipes):
                 now = time.perf_counter()
                 if now >= deadline and self.fits:
                     self._entry(recipe, "skipped", now, note="budget: no time left")
                     continue
-                pending = STAGE_WEIGHTS.get(family, 1.0) * (len(recipes) - i) + later
-                fit = self._attempt(recipe, STAGE_WEIGHTS.get(family, 1.0) / pending, s == 0)
+                fit = self._attempt(recipe, weights[i] / (sum(weights[i:]) + later), s == 0)
                 if isinstance(fit, Fit):
                     stage_fits.append(fit)
             history.append([f.recipe for f in sorted(stage_fits, key=lambda f: f.val_nrmse)])
+        self._polish()
         if not self.fits:
             raise RuntimeError("no recipe could be fitted within the budget:\n" + format_report(self.report))
         return choose(list(self.fits.values())), self.report
 
 
-def _affordable(net, seconds: float, evaluation: float, most: int) -> int:
-    """L-BFGS iterations that fit in ``seconds`` for a coarse-to-fine fit (``npdegen.train`` splits
-    its iterations over the levels, so they must be sized to the time, or the time ends on a coarse
-    level): about :data:`EVALUATIONS_PER_ITERATION` loss evaluations per iteration, plus
-    :data:`PROBES` Gauss–Newton probes per level (``1 + ⌈log₂ n⌉`` levels for the longest axis)."""
-    sizes = [n for shape in net.shapes.values() for n in shape] or [1]
-    levels = 1 + math.ceil(math.log2(max(sizes)))
+def _polish_recipe(fit) -> Recipe:
+    return replace(fit.recipe, warm_from=(fit.recipe.label,))
+
+
+def _levels(net) -> int:
+    """The coarse-to-fine levels ``npdegen.train``'s L-BFGS runs for ``net`` (1: one level)."""
+    keys = list(net.shapes)
+    return len(hierarchy({k: net.shapes[k] for k in keys}, _periodic(net, keys)))
+
+
+def _affordable(levels: int, seconds: float, evaluation: float, most: int) -> int:
+    """L-BFGS iterations that fit in ``seconds`` for a coarse-to-fine fit of ``levels`` levels
+    (``npdegen.train`` splits its iterations over the levels, so they must be sized to the time, or
+    the time ends on a coarse level): about :data:`EVALUATIONS_PER_ITERATION` loss evaluations per
+    iteration, plus :data:`PROBES` Gauss–Newton probes per level."""
     evaluations = seconds / max(evaluation, 1e-9) - levels * PROBES - 2
     return int(min(most, max(5 * levels, evaluations / EVALUATIONS_PER_ITERATION)))
 

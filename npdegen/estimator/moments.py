@@ -1,0 +1,141 @@
+r"""Layer kind ``"moments"``: the free ``w``-point stencil written in its moments (docs/theory.md §2).
+
+With ``W_α = Σ_o Π_a (o_a Δ_a)^{α_a} w_o`` (no ``1/k!``) the parameters are the PDE coefficients of ::
+
+    1-D:  Z = z + R z − U z_q + D z_qq + C3 z_qqq + C4 z_qqqq + …     (W_0 = 1 + R, W_1 = −U,
+                                                                        W_k = k!·coefficient)
+    N-D:  Z = u + R u − U_x u_x − U_y u_y + D_xx u_xx + 2 D_xy u_xy + D_yy u_yy + C_xxx u_xxx + …
+
+(``D`` the diffusion tensor, ``W_α = 2 D`` for ``|α| = 2``; other orders' parameters are the
+coefficients of their derivatives, ``W_α = α!·C``) with every multi-index ``|α| ≤ w − 1`` that the
+``w``-point box fixes (1-D: all ``w`` moments, so the layer is exactly the free ``w``-point
+stencil, reparametrised by the invertible Vandermonde map; width 3 is the neural ADR layer).
+:meth:`npdegen.NeuralPDE.from_moments` solves the moment system. Every family, every width,
+every depth and activation of the recipe space, relaxed with the space's ``ω``.
+"""
+from __future__ import annotations
+
+import math
+from itertools import product
+
+import numpy as np
+import sympy as sp
+
+from .recipes import LETTERS as _LETTERS
+from .recipes import LayerKind, activation_expression, register
+
+__all__ = ["MomentStencil", "moment_parameters"]
+
+
+def moment_parameters(dim: int, width: int) -> list:
+    """``[(alpha, name, W_alpha as a function of the parameter symbol)]`` of the width-``w`` moment layer."""
+    out = []
+    orders = [a for a in product(range(width), repeat=dim) if sum(a) <= width - 1]
+    for alpha in sorted(orders, key=lambda a: (sum(a), tuple(-v for v in a))):
+        k = sum(alpha)
+        letters = "".join(_LETTERS[i] * a for i, a in enumerate(alpha))
+        scale = math.prod(math.factorial(a) for a in alpha)
+        if dim == 1:
+            name = {0: "R", 1: "U", 2: "D"}.get(k, f"C{k}")
+        else:
+            name = "R" if k == 0 else f"{'U' if k == 1 else 'D' if k == 2 else 'C'}_{letters}"
+        if k == 0:
+            out.append((alpha, name, lambda s: 1 + s))
+        elif k == 1:
+            out.append((alpha, name, lambda s: -s))
+        elif k == 2:                      # the diffusion tensor entry: W_α = 2 D (also off the diagonal)
+            out.append((alpha, name, lambda s: 2 * s))
+        else:
+            out.append((alpha, name, lambda s, c=scale: c * s))
+    return out
+
+
+
+class MomentStencil(LayerKind):
+    """The free ``w``-point stencil in its moments: ``R``, ``U``, ``D``, ``C3``, … (module docstring)."""
+    name = "moments"
+
+    def layer(self, recipe, dim):
+        from ..layer import NeuralPDE
+        if dim == 1:
+            field = sp.Function("z")(sp.Symbol("q"))
+        else:
+            field = sp.Function("u")(*sp.symbols(" ".join(_LETTERS[:dim])))
+        h = recipe.width // 2
+        offsets = tuple(range(-h, h + 1))
+        params, moments = {}, {}
+        for alpha, name, moment in moment_parameters(dim, recipe.width):
+            s = sp.Symbol(name)
+            params[s] = recipe.family
+            moments[alpha[0] if dim == 1 else alpha] = moment(s)
+        activation = activation_expression(recipe.activation, params)
+        tag = f"est_w{recipe.width}_{recipe.activation[:3]}_{recipe.family[:3]}_{dim}d"
+        return NeuralPDE.from_moments(moments, offsets if dim == 1 else (offsets,) * dim, field=field,
+                                      activation=activation, params=params, name=tag)
+
+    def bounds(self, recipe, dim):
+        names = [n for _, n, _ in moment_parameters(dim, recipe.width)]
+        return {n: (0.0, None) for n in names if n == "D" or (n.startswith("D_") and len(set(n[2:])) == 1)}
+
+    def random_starts(self, net, recipe, spacing, count, rng):
+        """``d = D/Δ² ∈ (0.02, 0.3)``, ``c = UΔ⁻¹ ∈ (−0.3, 0.3)·√(2d/ω)`` (inside the stable
+        region ``ω c² ≤ 2d``), ``R ∈ (−0.02, 0.02)``, higher coefficients 0."""
+        starts = []
+        for _ in range(count):
+            d = rng.uniform(0.02, 0.3)
+            theta = {k: np.zeros(s, net.dtype) for k, s in net.shapes.items()}
+            for k in theta:
+                axes = _axes(k)
+                if k == "R":
+                    theta[k][...] = rng.uniform(-0.02, 0.02)
+                elif k[0] == "U":
+                    theta[k][...] = rng.uniform(-0.3, 0.3) * math.sqrt(2 * d / recipe.omega) * spacing[axes[0]]
+                elif k[0] == "D" and len(set(axes)) == 1:
+                    theta[k][...] = d * spacing[axes[0]] ** 2
+            starts.append(theta)
+        return starts
+
+    def data_start(self, net, recipe, spacing, estimate):
+        """From the data's total generator ``(r, b, c)`` (``Ĝ(κ) = exp(r − i b·κ − c κ²)``) per
+        layer: ``R = (e^{r/L} − 1)/ω``, ``U = b/(ωL)``, ``D = (c/L + ω²U²/2)/ω`` (the forward
+        Euler anti-diffusion of the relaxed step added back: ``D_eff = ωD − ω²U²/2``)."""
+        if estimate is None:
+            return None
+        L, w = recipe.depth, recipe.omega
+        theta = {k: np.zeros(s, net.dtype) for k, s in net.shapes.items()}
+        for k in theta:
+            axes = _axes(k)
+            if k == "R":
+                theta[k][...] = math.expm1(estimate.reaction / L) / w
+            elif k[0] == "U":
+                theta[k][...] = estimate.velocity[axes[0]] / (w * L)
+            elif k[0] == "D" and len(axes) == 2:
+                i, j = axes
+                u_i, u_j = estimate.velocity[i] / (w * L), estimate.velocity[j] / (w * L)
+                value = (estimate.diffusion[i, j] / L + w * w * u_i * u_j / 2) / w
+                theta[k][...] = max(value, 0.0) if i == j else value
+        return theta
+
+    def rescale_depth(self, name, value, ratio, omega):
+        """``(1 + ωR)^L`` and ``L·(U, D, C…)`` kept when ``L → L/ratio``."""
+        if name == "R":
+            base = np.maximum(1 + omega * value, 1e-6)
+            return (base ** ratio - 1) / omega
+        if name in ("A2", "A3"):
+            return value
+        return value * ratio
+
+
+def _axes(name: str) -> tuple:
+    """Axes of a moment parameter: ``U`` → (0,), ``D`` → (0, 0), ``D_xy`` → (0, 1)."""
+    if name in ("R", "A2", "A3"):
+        return ()
+    if "_" in name:
+        return tuple(_LETTERS.index(c) for c in name.split("_", 1)[1])
+    order = {"U": 1, "D": 2}.get(name) or int(name[1:])
+    return (0,) * order
+
+
+register(MomentStencil())
+
+
