@@ -46,23 +46,22 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..runtime.callbacks import Callback
 from ..runtime.network import NonFiniteError
 from ..runtime.train import TrainingDiverged, train
 from ..runtime.multilevel import hierarchy
 from ..runtime.train_lbfgs import _periodic
 from .metrics import nrmse
+from .monitor import CHECK_EVERY, GAIN, PATIENCE, Monitor, host
 from .recipes import KINDS, STAGE_WEIGHTS, NotApplicable, Recipe, RecipeSpace
+from .report import format_report
 
-__all__ = ["Problem", "Fit", "Search", "choose", "format_report", "STAGE_WEIGHTS", "PROMOTE", "BEHIND", "POLISH"]
+__all__ = ["Problem", "Fit", "Search", "choose", "format_report", "host", "STAGE_WEIGHTS", "PROMOTE", "BEHIND", "POLISH",
+           "CHECK_EVERY", "PATIENCE", "GAIN"]
 
 #: Recipes promoted from one family to the next.
 PROMOTE = 2
 #: A kind whose best validation nRMSE is more than BEHIND times the best of all is not promoted.
 BEHIND = 10.0
-#: Validation checks: every CHECK_EVERY L-BFGS iterations; a start stops after PATIENCE checks that
-#: did not lower its validation nRMSE by the relative GAIN.
-CHECK_EVERY, PATIENCE, GAIN = 5, 5, 1e-3
 #: Validation nRMSE at which a recipe stops: the data are matched to the dtype's rounding.
 FLOOR = {"float64": 1e-12, "float32": 1e-5}
 #: Cost model of a coarse-to-fine L-BFGS fit (see :func:`_affordable`).
@@ -79,11 +78,6 @@ POLISH = 2
 def _layer(kind, recipe: Recipe, dim: int):
     """The layer of a recipe (depth and ω do not change it): derived once per process."""
     return kind.layer(recipe, dim)
-
-
-def host(a) -> np.ndarray:
-    """A NumPy array (CuPy arrays are copied to the host)."""
-    return a.get() if hasattr(a, "get") else np.asarray(a)
 
 
 @dataclass
@@ -120,40 +114,6 @@ class Fit:
     @property
     def n_params(self) -> int:
         return int(sum(np.size(v) for v in self.theta.values()))
-
-
-class _Monitor(Callback):
-    """Deadline per start, validation checks, best parameters across starts."""
-
-    def __init__(self, evaluate, end: float, starts: int, floor: float = 0.0, patience: int | None = PATIENCE):
-        self.evaluate, self.end, self.left, self.floor = evaluate, end, max(starts, 1), floor
-        self.patience = patience
-        self.stop_at = end
-        self.best, self.best_theta, self.iterations = math.inf, None, 0
-
-    def on_train_begin(self, info):
-        now = time.perf_counter()
-        self.stop_at = now + max(self.end - now, 0.0) / self.left
-        self.left = max(self.left - 1, 1)
-        self.own, self.waited = math.inf, 0
-
-    def consider(self, theta) -> float:
-        value = self.evaluate(theta)
-        if value < self.best:
-            self.best, self.best_theta = value, {k: host(v).copy() for k, v in theta.items()}
-        return value
-
-    def on_step(self, step, loss, theta):
-        self.iterations += 1
-        if (step + 1) % CHECK_EVERY == 0:
-            value = self.consider(theta)
-            if value < self.own * (1 - GAIN):
-                self.own, self.waited = value, 0
-            else:
-                self.waited += 1
-                if self.patience is not None and self.waited >= self.patience:
-                    return True
-        return self.best <= self.floor or time.perf_counter() >= self.stop_at
 
 
 class Search:
@@ -260,7 +220,7 @@ class Search:
         # coarse to fine (npdegen.train's levels), and a coarse level's plateau must not end the run
         levels = _levels(net)
         single = levels == 1
-        monitor = _Monitor(lambda th: self._error(net, th, p.x_val, p.y_val), end, len(starts), floor,
+        monitor = Monitor(lambda th: self._error(net, th, p.x_val, p.y_val), end, len(starts), floor,
                            PATIENCE if single else None)
         bounds = kind.bounds(recipe, len(p.grid)) or None
         # every start is a candidate as it is; the most promising (least validation error) trains first
@@ -427,20 +387,3 @@ def choose(fits: list) -> Fit:
     least = min(f.val_nrmse for f in fits)
     close = [f for f in fits if f.val_nrmse <= least * (1 + SIMPLER_WITHIN) + 1e-9]
     return min(close, key=lambda f: (f.n_params, f.val_nrmse))
-
-
-def _number(v) -> str:
-    return "-" if v is None else (f"{v:.3e}" if isinstance(v, float) else str(v))
-
-
-def format_report(report: list, header: bool = True) -> str:
-    """The search report as a text table (one row per recipe tried)."""
-    cols = ("recipe", "status", "n_params", "train_nrmse", "val_nrmse", "seconds", "note")
-    rows = [tuple(_number(e.get(c)) if c not in ("recipe", "status", "note") else str(e.get(c) or "")
-                  for c in cols) for e in report]
-    table = ([cols] if header else []) + rows
-    if not table:
-        return ""
-    widths = [max(len(r[i]) for r in table) for i in range(len(cols))] if header else \
-        [40, 8, 8, 10, 10, 8, 0]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table)
