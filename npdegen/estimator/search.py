@@ -291,8 +291,8 @@ class Search:
         for name in self.space.kinds:
             try:
                 if len(self.problem.grid) not in KINDS[name].dims:
-                    raise NotApplicable(f"{name}: no {len(self.problem.grid)}-D layers (grids of "
-                                        f"{', '.join(map(str, KINDS[name].dims))} axes)")
+                    raise NotApplicable(f"{name}: {'/'.join(map(str, KINDS[name].dims))}-D grids only, "
+                                        f"these are {len(self.problem.grid)}-D")
                 self.kinds[name] = KINDS[name].prepare(self.problem)
             except NotApplicable as exc:
                 family = self.space.families[0]
