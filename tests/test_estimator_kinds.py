@@ -173,6 +173,9 @@ def test_per_layer_adapter_gradient_matches_finite_differences():
     np.testing.assert_allclose(expanded[0], theta["c"][0])
     np.testing.assert_allclose(expanded[-1], theta["c"][-1])
     np.testing.assert_allclose(expanded[:, 0], np.interp(np.linspace(0, 3, 9), np.arange(4), theta["c"]))
+    # per-layer losses in chunks of samples = the wrapped network's on all samples at once
+    np.testing.assert_allclose(net.layer_losses(x, y, theta, chunk=2), net.net.layer_losses(x, y, net.expand(theta)),
+                               rtol=1e-13)
 
 
 def nonlocal_truth(activation, layers, params):

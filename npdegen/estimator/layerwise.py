@@ -102,8 +102,13 @@ class PerLayer:
         loss, grads = self.net.loss_and_grad(x, y, self.expand(self.check_params(theta)), input_grad=input_grad)
         return loss, self.reduce(grads)
 
-    def layer_losses(self, x, y, theta):
-        return self.net.layer_losses(x, y, self.expand(self.check_params(theta)))
+    def layer_losses(self, x, y, theta, chunk: int = 16):
+        """``0.5 Σ (z_t − y)²`` for t = 0 … L, summed over chunks of ``chunk`` samples (a trajectory of
+        thousands of layers is ``(L + 1)·batch·n`` values: chunks keep its memory small)."""
+        full = self.expand(self.check_params(theta))
+        x2d, _ = self.net._states(x)
+        y2d, _ = self.net._states(y, "y")
+        return sum(self.net.layer_losses(x2d[s:s + chunk], y2d[s:s + chunk], full) for s in range(0, len(x2d), chunk))
 
     def init_params(self, scale: float = 0.0, seed: int = 0) -> dict:
         rng = np.random.default_rng(seed)

@@ -3,7 +3,8 @@
 Every :data:`CHECK_EVERY` iterations the validation nRMSE is evaluated and the best parameters seen
 (over all the recipe's starts) are kept; a start stops after :data:`PATIENCE` checks that did not
 lower its own best by the relative :data:`GAIN` (when ``patience`` is not None), at its share of the
-recipe's time (the time left split evenly over the starts left), or once the floor is reached.
+recipe's time (the time left split evenly over the starts left) — already when the next iteration,
+expected to last as long as the longest so far, would end after it — or once the floor is reached.
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ class Monitor(Callback):
         self.stop_at = now + max(self.end - now, 0.0) / self.left
         self.left = max(self.left - 1, 1)
         self.own, self.waited = math.inf, 0
+        self.last, self.longest = now, 0.0
 
     def consider(self, theta) -> float:
         value = self.evaluate(theta)
@@ -57,4 +59,6 @@ class Monitor(Callback):
                 self.waited += 1
                 if self.patience is not None and self.waited >= self.patience:
                     return True
-        return self.best <= self.floor or time.perf_counter() >= self.stop_at
+        now = time.perf_counter()
+        self.longest, self.last = max(self.longest, now - self.last), now
+        return self.best <= self.floor or now + self.longest >= self.stop_at

@@ -130,6 +130,7 @@ class Search:
         self._notes: dict = {}                   # recipe label -> why it is expected to fall short
         self.kinds: dict = {}                    # kind name -> the kind prepared for the data
         self._subsets: dict = {}                 # max_samples -> training pairs drawn once
+        self._costs: dict = {}                   # recipe label -> seconds of one loss evaluation
 
     # ------------------------------------------------------------------ pieces
     def _build(self, recipe: Recipe):
@@ -200,11 +201,12 @@ class Search:
             starts = self._starts(recipe, net, first_stage)
             if not starts:
                 return self._entry(recipe, "skipped", started, n_params=n_params, note="no warm start available")
-            evaluation = math.inf
-            for _ in range(2):               # the cost of one evaluation (the first may load a kernel)
+            evaluation = self._costs.get(recipe.label, math.inf)
+            for _ in range(0 if recipe.label in self._costs else 2):   # the first may load a kernel
                 t0 = time.perf_counter()
                 net.loss_and_grad(x_train, y_train, starts[0])
                 evaluation = min(evaluation, time.perf_counter() - t0)
+            self._costs[recipe.label] = evaluation
         except (ValueError, TypeError, NonFiniteError) as exc:
             return self._entry(recipe, "failed", started, note=" ".join(str(exc).split())[:200])
         now = time.perf_counter()
