@@ -66,6 +66,9 @@ class FluxLaw(LayerKind):
     max_samples = 64
     #: the data start is close (frame estimate); one random start besides it
     max_starts = 2
+    #: the nRMSE itself: on burgers-nu0.01 (n = 256) the mean squared error's optimum had validation
+    #: nRMSE 5.9e-2 (it weights the large samples), the relative loss's 2.4e-2 (D = ν/π to 1 %)
+    loss = "relative"
 
     def samples(self, recipe):
         return self.max_samples if recipe.family == "homogeneous" else None

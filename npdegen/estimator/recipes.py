@@ -36,7 +36,7 @@ activations     ``identity``; ``tanh``; ``reaction``: the learnable polynomial r
 A layer kind subclasses :class:`LayerKind` (``layer``, ``bounds``, ``random_starts``; optionally
 ``prepare`` (the kind specialised to the data, or :class:`NotApplicable`), ``recipes``,
 ``compile``, ``weight``, ``data_start``, ``rescale_depth``, ``reach``, ``physics``, and
-``families``/``dims``/``max_samples``/``max_starts``) and :func:`register` s itself; the estimator's ``kinds``
+``families``/``dims``/``max_samples``/``max_starts``/``loss``) and :func:`register` s itself; the estimator's ``kinds``
 then names it. The search loop (:mod:`npdegen.estimator.search`) only calls this interface: the
 kinds' first-family recipes make the first stage, and each later family promotes the best fits of
 every kind that supports it (from the latest stage that fitted that kind).
@@ -114,6 +114,9 @@ class LayerKind:
     max_samples = None
     #: at most this many starts per first-stage recipe (None: the estimator's ``n_starts``)
     max_starts = None
+    #: the training loss (``npdegen.train``): ``"mean"`` squared error, or ``"relative"`` (the nRMSE
+    #: the search selects by)
+    loss = "mean"
 
     def samples(self, recipe: Recipe) -> int | None:
         """Training pairs a recipe fits on, at most (default :attr:`max_samples`)."""

@@ -22,8 +22,8 @@
   (:data:`MIN_EVALUATIONS` loss evaluations, timed on the data) does not fit is skipped. A kind
   may train on fewer pairs (``samples``, drawn once per search) and from fewer starts
   (``max_starts``); validation uses all pairs.
-* **Fitting.** L-BFGS (``npdegen.train(optimizer="lbfgs")``) from each start in turn while the
-  recipe's time lasts: warm starts (shallower, narrower and identity neighbours), the data's
+* **Fitting.** L-BFGS (``npdegen.train(optimizer="lbfgs")``, the kind's ``loss``) from each start in
+  turn while the recipe's time lasts: warm starts (shallower, narrower and identity neighbours), the data's
   spectral start and random starts, ``n_starts`` in all (later stages: the one warm start),
   screened first (each start is a candidate as it is) and trained best first. A callback stops at
   the deadline, evaluates the validation nRMSE every :data:`CHECK_EVERY`
@@ -55,8 +55,8 @@ from .monitor import CHECK_EVERY, GAIN, PATIENCE, Monitor, host
 from .recipes import KINDS, STAGE_WEIGHTS, NotApplicable, Recipe, RecipeSpace
 from .report import format_report
 
-__all__ = ["Problem", "Fit", "Search", "choose", "format_report", "host", "STAGE_WEIGHTS", "PROMOTE", "BEHIND", "POLISH",
-           "CHECK_EVERY", "PATIENCE", "GAIN"]
+__all__ = ["Problem", "Fit", "Search", "choose", "format_report", "host", "STAGE_WEIGHTS", "PROMOTE", "BEHIND",
+           "POLISH", "CHECK_EVERY", "PATIENCE", "GAIN"]
 
 #: Recipes promoted from one family to the next.
 PROMOTE = 2
@@ -237,7 +237,7 @@ class Search:
                                                              evaluation, self.max_iter)
             try:
                 theta, _ = train(net, x_train, y_train, start, steps=steps, optimizer="lbfgs",
-                                 loss="mean", bounds=bounds, callbacks=[monitor], progress=False,
+                                 loss=kind.loss, bounds=bounds, callbacks=[monitor], progress=False,
                                  ftol=0.0, gtol=0.0)       # the budget and the validation checks stop it
                 monitor.consider(theta)
             except (TrainingDiverged, FloatingPointError, ValueError):    # diverged, or overflowed at the start
