@@ -154,7 +154,7 @@ def test_gradients_equal_finite_differences(method):
     assert abs(np.sum(jv * w) - np.sum(v * dx)) <= 1e-7 * max(1.0, abs(np.sum(v * dx)))
 
 
-@pytest.mark.parametrize("method", ["godunov", "rusanov"])
+@pytest.mark.parametrize("method", ["godunov", pytest.param("rusanov", marks=pytest.mark.slow)])
 def test_numba_equals_numpy(method):
     pytest.importorskip("numba")
     rng = np.random.default_rng(5)

@@ -214,6 +214,7 @@ def test_training_on_a_cluster_reaches_the_one_process_parameters(net1d):
 
 
 # ---------------------------------------------------------------------------------------- faults
+@pytest.mark.slow            # a process cluster: 10-45 s on 2 cores (run with --slow)
 def test_a_worker_killed_mid_run_is_retried_with_the_same_result(net1d):
     net = net1d.recipe[0].compile(n=2048, layers=32, omega=0.5, boundary="neumann")
     theta = _data(net, batch=1)[2]
