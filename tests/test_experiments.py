@@ -146,6 +146,14 @@ def test_recovery_smoke(tmp_path):
     assert "| 0.01 |" in (tmp_path / "recovery.md").read_text()
 
 
+def test_pooled_metric_rule():
+    import run
+    y = np.ones((3, 8))
+    assert not run.pooled_metric(y)
+    y[1] *= 1e-9
+    assert run.pooled_metric(y) and not run.pooled_metric(y, ratio=1e-10)
+
+
 def test_experiment_smoke(tmp_path):
     pytest.importorskip("sklearn")
     import run

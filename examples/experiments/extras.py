@@ -91,9 +91,9 @@ def _subsample(x, y, max_samples: int | None, seed: int = 0):
 
 
 def fit_flux(x, y, T: float, spacing: float, budget: float, nu_max: float = 0.0, steps: int = 200,
-             cfl: float = 0.8, max_samples: int | None = 16, seed: int = 0) -> dict:
-    """Fit the Godunov flux layer (module docstring) to pairs ``x → y`` (the mean relative L2 loss,
-    the experiments' metric, on at most ``max_samples`` pairs: a 1000-layer forward and adjoint pass
+             cfl: float = 0.8, max_samples: int | None = 16, seed: int = 0, loss: str = "relative") -> dict:
+    """Fit the Godunov flux layer (module docstring) to pairs ``x → y`` (``loss``: npdegen.train's
+    ``"relative"``, the mean per-sample relative L2 error, or ``"sum"``; on at most ``max_samples`` pairs: a 1000-layer forward and adjoint pass
     over 64 pairs took ~15 s on the loaded machine, so 16 leave L-BFGS some iterations in 120 s). Returns ``{"net", "layer", "theta",
     "depth", "seconds", "iterations", "train_nrmse", "amplitude", "tau"}`` (``train_nrmse`` on all pairs)."""
     import npdegen
@@ -109,7 +109,7 @@ def fit_flux(x, y, T: float, spacing: float, budget: float, nu_max: float = 0.0,
     c_max = 1.1 * tau
     d_max = (1 - c_max * amplitude / spacing) * spacing ** 2 / 2
     start = {"c": np.array(tau), "D": np.array(min(0.5 * nu_max * tau, 0.5 * d_max))}
-    theta, hist = npdegen.train(net, xs, ys, start, steps=steps, optimizer="lbfgs", progress=False, loss="relative",
+    theta, hist = npdegen.train(net, xs, ys, start, steps=steps, optimizer="lbfgs", progress=False, loss=loss,
                                 bounds={"c": (0.5 * tau, c_max), "D": (0.0, d_max)},
                                 callbacks=[Deadline(budget, started)])
     seconds = time.perf_counter() - started           # the training time (the check on all pairs below is not)
