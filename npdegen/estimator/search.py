@@ -33,7 +33,8 @@
   ``npdegen.train``, whose coarse plateaus must not end the run), and the recipe once the rounding
   floor :data:`FLOOR` is reached.
 * **Polish.** Time left after the last stage goes to the :data:`POLISH` best fits, trained on from
-  their parameters (a row each in the report); a fit is only replaced by a better one.
+  their parameters (a row each in the report), in rounds while they improve; a fit is only
+  replaced by a better one.
 * **Winner.** The fewest parameters among the fits within :data:`SIMPLER_WITHIN` of the least
   validation nRMSE (:func:`choose`). Every recipe tried, skipped or failed is in the report.
 """
@@ -287,7 +288,7 @@ class Search:
                 self._entry(r, "skipped", time.perf_counter(), note=notes[r.label])
         return able
 
-    # ------------------------------------------------------------------ the walk
+    # ------------------------------------------------------------------ kinds, promotion, polish
     def _prepare(self):
         """Each kind of the space specialised to the data; a kind that cannot fit them gets a report row."""
         for name in self.space.kinds:
@@ -324,16 +325,21 @@ class Search:
 
     def _polish(self):
         """Time left after the last stage: the :data:`POLISH` best fits train on from their parameters,
-        best first, each for an equal share; a fit is replaced only by a better one."""
-        ranked = sorted(self.fits.values(), key=lambda f: f.val_nrmse)[:POLISH]
-        for i, fit in enumerate(ranked):
-            now = time.perf_counter()
-            if now >= self.deadline or fit.val_nrmse <= FLOOR[str(fit.net.dtype)]:
-                break
-            before = self.fits[fit.recipe.label]
-            again = self._attempt(_polish_recipe(fit), 1.0 / (len(ranked) - i), False, polish=True)
-            if not isinstance(again, Fit) or again.val_nrmse > before.val_nrmse:
-                self.fits[fit.recipe.label] = before
+        best first, each for an equal share of the time left; a fit is replaced only by a better one.
+        Rounds repeat while time is left and a round lowered some fit's validation nRMSE by :data:`GAIN`."""
+        improved = True
+        while improved and time.perf_counter() < self.deadline:
+            improved = False
+            ranked = sorted(self.fits.values(), key=lambda f: f.val_nrmse)[:POLISH]
+            for i, fit in enumerate(ranked):
+                if time.perf_counter() >= self.deadline or fit.val_nrmse <= FLOOR[str(fit.net.dtype)]:
+                    return
+                before = self.fits[fit.recipe.label]
+                again = self._attempt(_polish_recipe(fit), 1.0 / (len(ranked) - i), False, polish=True)
+                if not isinstance(again, Fit) or again.val_nrmse > before.val_nrmse:
+                    self.fits[fit.recipe.label] = before
+                elif again.val_nrmse < before.val_nrmse * (1 - GAIN):
+                    improved = True
 
     # ------------------------------------------------------------------ the walk
     def run(self):
