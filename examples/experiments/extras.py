@@ -92,10 +92,11 @@ def _subsample(x, y, max_samples: int | None, seed: int = 0):
 
 def fit_flux(x, y, T: float, spacing: float, budget: float, nu_max: float = 0.0, steps: int = 200,
              cfl: float = 0.8, max_samples: int | None = 16, seed: int = 0, loss: str = "relative") -> dict:
-    """Fit the Godunov flux layer (module docstring) to pairs ``x → y`` (``loss``: npdegen.train's
-    ``"relative"``, the mean per-sample relative L2 error, or ``"sum"``; on at most ``max_samples`` pairs: a 1000-layer forward and adjoint pass
-    over 64 pairs took ~15 s on the loaded machine, so 16 leave L-BFGS some iterations in 120 s). Returns ``{"net", "layer", "theta",
-    "depth", "seconds", "iterations", "train_nrmse", "amplitude", "tau"}`` (``train_nrmse`` on all pairs)."""
+    """Fit the Godunov flux layer (module docstring) to pairs ``x → y``. ``loss``: npdegen.train's
+    ``"relative"`` (the mean per-sample relative L2 error) or ``"sum"``; on at most ``max_samples`` pairs
+    (a 1000-layer forward and adjoint pass over 64 pairs took ~15 s on the loaded machine, so 16 leave
+    L-BFGS some iterations in 120 s). Returns ``{"net", "layer", "theta", "depth", "seconds",
+    "iterations", "train_nrmse", "amplitude", "tau"}`` (``train_nrmse`` on all pairs)."""
     import npdegen
     started = time.perf_counter()
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
@@ -237,11 +238,6 @@ def kernel_symbol(net, theta, n: int) -> np.ndarray:
 def nonlocal_gain(net, theta, n: int) -> float:
     """The largest ``|ŵ(k)|`` (:func:`kernel_symbol`): the gain per layer of the linear part."""
     return float(kernel_symbol(net, theta, n).max())
-
-
-def _json(v):
-    a = np.asarray(v, np.float64)
-    return float(a) if a.ndim == 0 else {"min": float(a.min()), "mean": float(a.mean()), "max": float(a.max())}
 
 
 def summary(kind: str, fit: dict | None = None, est=None) -> dict:

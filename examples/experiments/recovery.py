@@ -126,7 +126,8 @@ def markdown(rec: dict) -> str:
             f"iterations and {rec['budget']:g} s per noise level" + (" (smoke)" if rec["smoke"] else "") + ".", "",
             "Low-passed relative L2 error ‖S(θ̂) − S(θ)‖/‖θ‖ (S: moving average over 5 sites); goal without "
             f"noise: U ≤ {GOALS['U']:g}, D ≤ {GOALS['D']:g}, R ≤ {GOALS['R']:g}. In brackets: without the low pass.",
-            "", "| noise | U | D | R | test nRMSE (clean) | max gain/layer | iterations (hom., het.) | seconds | load |",
+            "", "| noise | U | D | R | test nRMSE (clean) | max gain/layer | iterations (hom., het.) | seconds "
+            "| load |",
             "|---|---|---|---|---|---|---|---|---|"]
     for r in rec["rows"]:
         e, raw = r["errors"], r["raw_errors"]
