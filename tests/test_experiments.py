@@ -160,7 +160,10 @@ def test_experiment_smoke(tmp_path):
     assert run.main(["advection-beta0.4-T0.5", "--smoke", "--out", str(tmp_path)]) == 0
     assert run.main(["fisher-kpp", "--smoke", "--models", "npdegen-nonlocal", "dense-linear",
                      "--nonlocal-depths", "2", "--out", str(tmp_path)]) == 0
+    assert run.main(["burgers-nu0.01", "--smoke", "--models", "npdegen-flux", "--out", str(tmp_path)]) == 0
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    flux = records[2]["inspect"]["npdegen-flux"]
+    assert flux["stability"]["cfl"] <= 1 and records[2]["results"]["npdegen-flux"]["n_params"] == 2
     assert set(records[0]["results"]) == {"npdegen", "npdegen-nonlocal", "dense-linear", "circulant-linear", "fno"}
     assert set(records[1]["results"]) == {"npdegen-nonlocal", "dense-linear"}
     for rec in records:
