@@ -179,4 +179,4 @@ def test_experiment_smoke(tmp_path):
     rows = run.latest(records + [dict(records[1], results={"dense-linear": dict(records[1]["results"]["dense-linear"],
                                                                                  nrmse=-1.0)})])
     assert rows["fisher-kpp"]["dense-linear"][0]["nrmse"] == -1.0
-    assert set(rows) == {"advection-beta0.4-T0.5", "fisher-kpp"}
+    assert set(rows) == {"advection-beta0.4-T0.5", "fisher-kpp", "burgers-nu0.01"}
