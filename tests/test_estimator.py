@@ -22,7 +22,7 @@ import npdegen  # noqa: E402
 from npdegen import ops  # noqa: E402
 from npdegen.estimator import KINDS, LayerKind, NeuralPDERegressor, Recipe, nrmse, register  # noqa: E402
 from npdegen.estimator.cli import fit_main  # noqa: E402
-from npdegen.estimator.recipes import moment_parameters  # noqa: E402
+from npdegen.estimator.moments import moment_parameters  # noqa: E402
 from npdegen.estimator.starts import spectral_estimate  # noqa: E402
 
 N, L, OMEGA = 32, 16, 0.5

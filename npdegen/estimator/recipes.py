@@ -51,8 +51,7 @@ import numpy as np
 import sympy as sp
 
 __all__ = ["Recipe", "LayerKind", "NotApplicable", "KINDS", "register", "RecipeSpace", "ACTIVATIONS",
-           "FAMILIES", "STAGE_WEIGHTS", "DEFAULT_KINDS", "activation_expression", "MomentStencil",
-           "moment_parameters"]
+           "FAMILIES", "STAGE_WEIGHTS", "DEFAULT_KINDS", "activation_expression"]
 
 FAMILIES = ("homogeneous", "heterogeneous", "time-dependent")
 ACTIVATIONS = ("identity", "tanh", "reaction")
@@ -310,7 +309,3 @@ class RecipeSpace:
                     seen.add(new.label)
                     out.append(new)
         return out
-
-
-from .moments import MomentStencil, moment_parameters  # noqa: E402  (the kinds register themselves)
-from . import flux, kernels  # noqa: E402,F401
