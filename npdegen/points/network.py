@@ -106,32 +106,8 @@ class PointNetwork(HostNetworkAPI):
             theta[k] = np.asarray(base + noise, self.dtype).reshape(shape)
         return self.check_params(theta)
 
-    def check_params(self, theta) -> dict:
-        """Keys, shapes, finiteness, the kernel's parameter ranges; arrays of the network's dtype."""
-        if not isinstance(theta, dict):
-            raise TypeError(f"theta must be a dict of arrays, got {type(theta).__name__}")
-        missing, extra = set(self.shapes) - set(theta), set(theta) - set(self.shapes)
-        if missing or extra:
-            raise ValueError(f"theta keys {sorted(theta)} do not match the network's {sorted(self.shapes)}"
-                             + (f"; missing {sorted(missing)}" if missing else "")
-                             + (f"; unexpected {sorted(extra)}" if extra else ""))
-        out = {}
-        for k, shape in self.shapes.items():
-            arr = np.asarray(theta[k])
-            if arr.dtype.kind not in "fiu":
-                raise TypeError(f"theta[{k!r}] must be real numbers, got dtype {arr.dtype}")
-            if arr.shape != shape:
-                what = "omega" if k == "omega" else f"a {self.families[k]}"
-                raise ValueError(f"theta[{k!r}] has shape {arr.shape}; {what} parameter needs {shape}")
-            with np.errstate(over="ignore"):
-                cast = arr.astype(self.dtype, order="C", copy=False)
-            if not np.all(np.isfinite(cast)):
-                raise ValueError(f"theta[{k!r}] contains NaN or inf (or overflows {self.dtype})")
-            out[k] = cast
-        if self.train_omega and not 0 < float(out["omega"]):
-            raise ValueError(f"theta['omega'] must be > 0, got {float(out['omega'])}")
-        self.layer.evaluator.check({k: np.asarray(out[k], np.float64) for k in self.kernel_names})
-        return out
+    def _check_kernel(self, values) -> None:
+        self.layer.evaluator.check(values)
 
     def _omega(self, theta) -> float:
         return float(theta["omega"]) if self.train_omega else self.omega

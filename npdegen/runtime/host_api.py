@@ -2,9 +2,9 @@
 point-cloud networks), written once.
 
 A class that mixes in :class:`HostNetworkAPI` provides ``_states(x, what)`` (``(2-D batch, single)``),
-``check_params(theta)``, ``_final(x2d, theta) -> (z_L, aux)`` (a forward pass that keeps what its
+``shapes``, ``families``, ``dtype``, ``train_omega``, ``kernel_names``, ``_check_kernel(values)``, ``_final(x2d, theta) -> (z_L, aux)`` (a forward pass that keeps what its
 adjoint needs), ``_adjoint(aux, lam, theta) -> (dx, grads)``, ``_finite(what, **arrays)``,
-``forward(x, theta, trajectory=False, keep=False)`` and ``layers``; it gets ``backward``, ``vjp``,
+``forward(x, theta, trajectory=False, keep=False)`` and ``layers``; it gets ``check_params``, ``backward``, ``vjp``,
 ``loss_and_grad`` and ``layer_losses`` with the semantics of :class:`~npdegen.runtime.network.Network`
 (``loss = 0.5 Σ (z_L − y)²``).
 """
@@ -18,6 +18,34 @@ __all__ = ["HostNetworkAPI"]
 
 
 class HostNetworkAPI:
+    def check_params(self, theta) -> dict:
+        """Keys, shapes, finiteness, ω > 0 when trained, the kernel's parameter ranges
+        (``_check_kernel``); arrays of the network's dtype (C order)."""
+        if not isinstance(theta, dict):
+            raise TypeError(f"theta must be a dict of arrays, got {type(theta).__name__}")
+        missing, extra = set(self.shapes) - set(theta), set(theta) - set(self.shapes)
+        if missing or extra:
+            raise ValueError(f"theta keys {sorted(theta)} do not match the network's {sorted(self.shapes)}"
+                             + (f"; missing {sorted(missing)}" if missing else "")
+                             + (f"; unexpected {sorted(extra)}" if extra else ""))
+        out = {}
+        for k, shape in self.shapes.items():
+            arr = np.asarray(theta[k])
+            if arr.dtype.kind not in "fiu":
+                raise TypeError(f"theta[{k!r}] must be real numbers, got dtype {arr.dtype}")
+            if arr.shape != shape:
+                what = "omega" if k == "omega" else f"a {self.families[k]}"
+                raise ValueError(f"theta[{k!r}] has shape {arr.shape}; {what} parameter needs {shape}")
+            with np.errstate(over="ignore"):
+                cast = arr.astype(self.dtype, order="C", copy=False)
+            if not np.all(np.isfinite(cast)):
+                raise ValueError(f"theta[{k!r}] contains NaN or inf (or overflows {self.dtype})")
+            out[k] = cast
+        if self.train_omega and not 0 < float(out["omega"]):
+            raise ValueError(f"theta['omega'] must be > 0, got {float(out['omega'])}")
+        self._check_kernel({k: np.asarray(out[k], np.float64) for k in self.kernel_names})
+        return out
+
     def backward(self, tape, cotangent):
         """``(dx, grads)`` for a tape of ``forward(..., keep=True)`` and the cotangent of its output."""
         if not isinstance(tape, Tape) or tape.net is not self:
