@@ -46,7 +46,8 @@ import dask.array as da  # noqa: E402
 import sympy as sp  # noqa: E402
 
 import npdegen  # noqa: E402
-from npdegen.distributed.domain import _Plan, forward_domain, loss_and_grad_domain  # noqa: E402
+from npdegen.distributed.domain import forward_domain, loss_and_grad_domain  # noqa: E402
+from npdegen.distributed.halo import HaloPlan  # noqa: E402
 
 TARGET = 1.5        # domain forward + gradient within 1.5x of single-process time per value
 
@@ -71,7 +72,7 @@ def data(net, batch, seed=0):
 
 def redundancy(net, chunks, block):
     """Extended sites / sites of one round (the halo's extra compute)."""
-    plan = _Plan(chunks, [block * h for h in net.halos], [net.options.boundary] * 2
+    plan = HaloPlan(chunks, [block * h for h in net.halos], [net.options.boundary] * 2
                  if isinstance(net.options.boundary, str) else net.options.boundary)
     return sum(np.prod(plan.ext_shape(i)) for i in plan.blocks) / np.prod(net.grid)
 
