@@ -10,6 +10,9 @@ domain decomposition for fields split in space (issue 15). Needs ``pip install '
 * any chunking along a grid axis → ``npdegen.distributed.domain`` (``forward_domain``,
   ``loss_and_grad_domain``: halo exchange between the pieces of a field).
 
+Chunks may be NumPy or CuPy arrays (GPU workers, e.g. dask-cuda's ``LocalCUDACluster``) and must be
+of the network's array module (:mod:`~npdegen.distributed.arrays`: the rules and the result types).
+
 The functions here take ``client=`` (a ``distributed.Client``; default the current one, else the
 threaded scheduler) and ``block=`` (samples per canonical block) where the methods cannot.
 """

@@ -45,7 +45,11 @@ order and a shard's value is its own block tree: bit-identical for any number of
 partitioning of the bag, equal to the concatenated batch up to rounding.
 
 The input gradient (``input_grad``, :func:`vjp`) has the size of ``x`` and is gathered to the
-caller as a NumPy array; :func:`forward` stays lazy (a ``dask.array``). Schedulers: ``client`` a
+caller as one array; :func:`forward` stays lazy (a ``dask.array``). GPU workers: with CuPy chunks
+(``x._meta`` a ``cupy.ndarray``) and a ``backend="cupy"`` network every block runs the CUDA kernels
+on its worker's GPU; the tree adds CuPy arrays (the same IEEE additions in the same order, so the
+bit-identity holds there too), the gradients and input gradient come back as CuPy arrays, the loss
+as a float (:mod:`~npdegen.distributed.arrays`: the rules, and the error for a mismatch). Schedulers: ``client`` a
 ``distributed.Client``; default the current client if there is one, else Dask's threaded scheduler
 (a scheduler name such as ``"sync"`` is passed on). Persist data that is read from storage
 (``x = x.persist()``) before training on it, or every step reads it again.
@@ -60,6 +64,7 @@ import dask.bag as db
 import numpy as np
 
 from ..runtime.network import NonFiniteError
+from .arrays import array_module, module_name, require
 from .shipping import ship
 from .tree import Tree
 
@@ -76,7 +81,9 @@ def _add(a, b):
 
 
 def _leaf(net, x, y, theta, kind, want_dx):
-    """One block's ``(loss part, float64 grads, count)`` and its input gradient (or None)."""
+    """One block's ``(loss part, float64 grads, count)`` and its input gradient (or None), in the
+    network's array module (``net.xp``, that of the chunk: :mod:`~npdegen.distributed.arrays`)."""
+    xp = net.xp
     if kind == "vjp":                                     # y is the cotangent
         dx, grads = net.vjp(x, theta, y)
         loss, count = 0.0, len(x)
@@ -88,17 +95,17 @@ def _leaf(net, x, y, theta, kind, want_dx):
         y2d, _ = net._states(y, "y")
         r = (tape.output.reshape(y2d.shape) - y2d).reshape(len(y2d), -1)
         if kind == "mean":
-            loss, lam, count = float(np.sum(np.square(r, dtype=np.float64))), 2.0 * r, r.size
+            loss, lam, count = float(xp.sum(xp.square(r, dtype=np.float64))), 2.0 * r, r.size
         else:
-            norms_y = np.sqrt(np.sum(np.square(y2d.reshape(r.shape), dtype=np.float64), axis=1))
-            if np.any(norms_y == 0):
+            norms_y = xp.sqrt(xp.sum(xp.square(y2d.reshape(r.shape), dtype=np.float64), axis=1))
+            if bool(xp.any(norms_y == 0)):
                 raise ValueError("loss='relative' needs targets with a non-zero norm in every sample")
-            norms_r = np.sqrt(np.sum(np.square(r, dtype=np.float64), axis=1))
-            lam = r * (1.0 / (np.where(norms_r > 0, norms_r, 1.0) * norms_y))[:, None]
-            loss, count = float(np.sum(norms_r / norms_y)), r.shape[0]
+            norms_r = xp.sqrt(xp.sum(xp.square(r, dtype=np.float64), axis=1))
+            lam = r * (1.0 / (xp.where(norms_r > 0, norms_r, 1.0) * norms_y))[:, None]
+            loss, count = float(xp.sum(norms_r / norms_y)), r.shape[0]
         dx, grads = net.backward(tape, lam.reshape(tape.output.shape).astype(net.dtype, copy=False))
-    grads = {k: np.asarray(v, dtype=np.float64) for k, v in grads.items()}
-    return (float(loss), grads, count), (np.array(dx) if want_dx else None)
+    grads = {k: xp.asarray(v, dtype=np.float64) for k, v in grads.items()}
+    return (float(loss), grads, count), (xp.array(dx) if want_dx else None)
 
 
 def _chunk(shipped, theta, x, y, first, leaves, block, kind, want_dx):
@@ -108,7 +115,7 @@ def _chunk(shipped, theta, x, y, first, leaves, block, kind, want_dx):
         value, dx = _leaf(net, x[s:s + block], y[s:s + block], theta, kind, want_dx)
         tree.insert(piece, (0, first + i), value)       # streaming: O(log) values held
         dxs.append(dx)
-    return piece, (np.concatenate(dxs) if want_dx else None)
+    return piece, (net.xp.concatenate(dxs) if want_dx else None)
 
 
 def _shards(shipped, theta, part, block, kind):
@@ -117,6 +124,7 @@ def _shards(shipped, theta, part, block, kind):
     for pair in part:
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
             raise ValueError(f"a bag of shards must hold (x, y) pairs, got {type(pair).__name__}")
+        require(net, **{"a shard's x": pair[0], "a shard's y": pair[1]})   # before _states would convert
         xs, _ = net._states(pair[0])
         ys, _ = net._states(pair[1], "y")
         if ys.shape != xs.shape:
@@ -144,7 +152,9 @@ def _root(leaves, piece):
 
 
 def _forward_block(x, shipped, theta, trajectory):
-    return shipped.network().forward(x, theta, trajectory=trajectory)
+    net = shipped.network()
+    require(net, x=x)                                   # a bag's items are seen here first
+    return net.forward(x, theta, trajectory=trajectory)
 
 
 # ---------------------------------------------------------------------------------------- client side
@@ -186,6 +196,7 @@ def batch_arrays(net, x, *others, names=("y",), block=None):
         raise TypeError(f"x must be real numbers, got dtype {x.dtype}")
     if x.ndim not in (d, d + 1) or tuple(x.shape[x.ndim - d:]) != grid:
         raise ValueError(f"x must have shape (batch, {', '.join(map(str, grid))}) or {grid}, got {x.shape}")
+    require(net, x=x, **dict(zip(names, others)))        # CuPy chunks for a CuPy network, NumPy for NumPy
     if any(np.isnan(c) for c in x.chunks[0]):
         raise ValueError("x has unknown chunk sizes: call x.compute_chunk_sizes() first")
     single = x.ndim == d
@@ -199,7 +210,8 @@ def batch_arrays(net, x, *others, names=("y",), block=None):
     for o, name in zip(others, names):
         if tuple(np.shape(o)) != shape:
             raise ValueError(f"{name} has shape {tuple(np.shape(o))}, expected the shape of x, {shape}")
-        o = o if isinstance(o, da.Array) else da.from_array(np.asarray(o), chunks=-1)
+        if not isinstance(o, da.Array):                  # in memory: one chunk of its own module
+            o = da.from_array(o if module_name(o) == "cupy" else np.asarray(o), chunks=-1)
         if o.dtype.kind not in "fiu":
             raise TypeError(f"{name} must be real numbers, got dtype {o.dtype}")
         out.append((o[None] if single else o).rechunk(x.chunks))
@@ -220,7 +232,7 @@ def _finish(net, kind, value, what):
     if scale != 1.0:
         loss, grads = loss * scale, {k: g * scale for k, g in grads.items()}
     grads = {k: g.astype(net.dtype, copy=False) for k, g in grads.items()}
-    if not (np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in grads.values())):
+    if not (np.isfinite(loss) and all(bool(array_module(g).all(array_module(g).isfinite(g))) for g in grads.values())):
         raise NonFiniteError(f"{what}: the sum of the shards' gradients is not finite")
     return loss, grads
 
@@ -237,7 +249,8 @@ def _blocked(net, x, y, theta, kind, want_dx, client, block):
     root = _tree_tasks([t[0] for t in tasks], leaves)
     value, dxs = dask.compute(root, [t[1] for t in tasks] if want_dx else [], scheduler=_scheduler(client))
     loss, grads = _finish(net, kind, value, "loss_and_grad" if kind != "vjp" else "vjp")
-    return loss, grads, (np.concatenate(dxs).astype(net.dtype, copy=False) if want_dx else None)
+    dx = array_module(dxs[0]).concatenate(dxs).astype(net.dtype, copy=False) if want_dx else None
+    return loss, grads, dx
 
 
 def loss_and_grad(net, x, y, theta, *, kind: str = "sum", input_grad: bool = False, client=None,
@@ -301,9 +314,10 @@ def forward(net, x, theta, trajectory: bool = False, keep: bool = False):
     if isinstance(x, db.Bag):
         return x.map(_forward_block, shipped, th, trajectory)
     (x2,), single = batch_arrays(net, x)
+    xp = array_module(x2)                               # the result's chunks: the module of x's chunks
     if trajectory:
         out = x2.map_blocks(_forward_block, shipped, th, True, new_axis=0, dtype=net.dtype,
-                            chunks=((net.layers + 1,), *x2.chunks), meta=np.empty((0,) * (x2.ndim + 1), net.dtype))
+                            chunks=((net.layers + 1,), *x2.chunks), meta=xp.empty((0,) * (x2.ndim + 1), net.dtype))
         return out[:, 0] if single else out
-    out = x2.map_blocks(_forward_block, shipped, th, False, dtype=net.dtype, meta=np.empty((0,) * x2.ndim, net.dtype))
+    out = x2.map_blocks(_forward_block, shipped, th, False, dtype=net.dtype, meta=xp.empty((0,) * x2.ndim, net.dtype))
     return out[0] if single else out

@@ -39,6 +39,11 @@ until the halo is about half a chunk deep — 4× the sites of a 2-D chunk. The 
 is one round (``B = L``) unless ``r_a·L`` exceeds half the smallest chunk of a split axis; then the
 fewest equal rounds that keep ``r_a·B`` within it.
 
+GPU workers: CuPy chunks and a ``backend="cupy"`` network (the rules of
+:mod:`~npdegen.distributed.arrays`) run each block's CUDA kernels on its worker's GPU; the gather,
+the fold and the sums allocate with the chunk's module, so the halo strips travel as CuPy arrays
+(staged by the transport) and the outputs are dask arrays of CuPy chunks, the gradients CuPy arrays.
+
 Not decomposable: soft normalisation (``alpha > 0``) couples all sites through ``‖z‖``.
 """
 from __future__ import annotations
@@ -53,6 +58,7 @@ from operator import getitem
 
 import numpy as np
 
+from .arrays import array_module, require
 from .halo import HaloPlan
 
 __all__ = ["forward_domain", "loss_and_grad_domain", "vjp_domain"]
@@ -105,8 +111,10 @@ def _take(block, index):
 
 
 def _assemble(parts, spec, add=False):
-    """The extended block from its parts (the gather), or with ``add`` the sum of the parts (the fold)."""
-    out = (np.zeros if add else np.empty)(spec.shape, spec.dtype)
+    """The extended block from its parts (the gather), or with ``add`` the sum of the parts (the
+    fold), in the parts' array module."""
+    xp = array_module(parts[0])
+    out = (xp.zeros if add else xp.empty)(spec.shape, spec.dtype)
     for part, (src, dst) in zip(parts, spec.pairs):
         view, part = out[(slice(None), *dst)], part if src is None else part[(slice(None), *src)]
         if add:
@@ -118,21 +126,21 @@ def _assemble(parts, spec, add=False):
 
 def _forward_task(recipe, spec, theta, parts):
     tape = recipe.net(spec.shape[1:], spec.layers).forward(_assemble(parts, spec), dict(theta), keep=True)
-    return np.ascontiguousarray(tape.output[(slice(None), *spec.inner)])      # (the tape's buffers: reused)
+    return array_module(tape.output).ascontiguousarray(tape.output[(slice(None), *spec.inner)])      # (the tape's buffers: reused)
 
 
 def _adjoint_task(recipe, spec, theta, parts, target, kind):
     """One round's ``(loss part, grads, input cotangent)`` on an extended block. ``kind``: "sum",
     "mean" (``target`` is y; the last round), "vjp" (``target`` is the output's cotangent) or "round"
     (an earlier round: its checkpoint's layers recomputed, ``target`` the next round's cotangent)."""
-    local, inner = recipe.net(spec.shape[1:], spec.layers), (slice(None), *spec.inner)
-    if kind in ("sum", "mean") and not np.all(np.isfinite(target)):
+    local, inner, xp = recipe.net(spec.shape[1:], spec.layers), (slice(None), *spec.inner), array_module(target)
+    if kind in ("sum", "mean") and not bool(xp.all(xp.isfinite(target))):
         raise ValueError("y contains NaN or inf")
     tape = local.forward(_assemble(parts, spec), dict(theta), keep=True)
-    lam, loss = np.zeros(spec.shape, spec.dtype), 0.0
+    lam, loss = xp.zeros(spec.shape, spec.dtype), 0.0
     if kind in ("sum", "mean"):
         r = tape.output[inner] - target                    # a new C-contiguous array
-        loss = float(np.einsum("i,i->", r.reshape(-1), r.reshape(-1), dtype=np.float64))
+        loss = float(xp.einsum("i,i->", r.reshape(-1), r.reshape(-1), dtype=np.float64))
         loss, lam[inner] = (0.5 * loss, r) if kind == "sum" else (loss, 2 * r)
     else:
         lam[inner] = target
@@ -149,7 +157,7 @@ def _accumulate(families, layers, rows, grads):
         for k, g in entry.items():
             if families[k] == "time-dependent" and (t0, t1) != (0, layers):
                 if k not in acc:
-                    acc[k] = np.zeros((layers, *g.shape[1:]), g.dtype)
+                    acc[k] = array_module(g).zeros((layers, *g.shape[1:]), g.dtype)
                 acc[k][t0:t1] += g
             else:
                 acc[k] = acc[k] + g if k in acc else g
@@ -176,12 +184,10 @@ def _setup(net, x, theta, block, threads):
     if net.alpha:
         raise ValueError("soft normalisation (alpha > 0) couples every site through the norm ‖z‖: a network "
                          "with it cannot be split into spatial chunks; compile it without alpha")
-    if net.xp is not np:
-        raise ValueError(f"domain decomposition runs NumPy chunks (numpy and numba backends), "
-                         f"not the {net.backend.name!r} backend")
     if not isinstance(x, da.Array):
         raise TypeError(f"x must be a dask array chunked along the grid axes, got {type(x).__name__}; "
                         "use Network.forward for NumPy arrays")
+    require(net, x=x)                          # CuPy chunks for a CuPy network, NumPy for NumPy
     d, grid = len(net.grid), tuple(net.grid)
     if x.ndim not in (d, d + 1) or tuple(x.shape[x.ndim - d:]) != grid:
         raise ValueError(f"x must have shape (batch, {', '.join(map(str, grid))}) or {grid}, got {x.shape}")
@@ -208,10 +214,12 @@ def _setup(net, x, theta, block, threads):
     return x, single, theta, plan, rounds, _Recipe(net.recipe[0], dict(net.recipe[1]), int(threads), digest)
 
 
-def _like_x(x, single, other, what):
+def _like_x(net, x, single, other, what):
     """``other`` (dask or NumPy) as a dask array chunked like the batched ``x``."""
     import dask.array as da
-    other = other if isinstance(other, da.Array) else da.asarray(np.asarray(other))
+    require(net, **{what: other})
+    other = other if isinstance(other, da.Array) else da.from_array(other if net.xp is not np else np.asarray(other),
+                                                                   chunks=-1)
     if other.dtype.kind not in "fiu":
         raise TypeError(f"{what} must be real numbers, got dtype {other.dtype}")
     other = other[None] if single and other.ndim == x.ndim - 1 else other
@@ -314,7 +322,8 @@ class _Run:
         graph = HighLevelGraph.from_collections(name, dict(self.graph), dependencies=self.deps)
         if key:
             return Delayed(key, graph)
-        arr = da.Array(graph, name, ((*self.batches,), *self.plan.chunks), dtype=self.dtype)
+        meta = self.net.xp.empty((0,) * (1 + len(self.plan.chunks)), self.dtype)     # chunks of the net's module
+        arr = da.Array(graph, name, ((*self.batches,), *self.plan.chunks), meta=meta)
         return arr[0] if single else arr
 
 
@@ -322,7 +331,7 @@ def _gradients(net, x, target, theta, kind, want_dx, block, threads):
     """``(loss, grads, dx)``: the rounds forward to their checkpoints, then backward (module docstring)."""
     import dask
     x, single, theta, plan, rounds, recipe = _setup(net, x, theta, block, threads)
-    target = _like_x(x, single, target, "cotangent" if kind == "vjp" else "y")
+    target = _like_x(net, x, single, target, "cotangent" if kind == "vjp" else "y")
     run = _Run(net, x, theta, plan, recipe)
     states, targets = run.forward(rounds[:-1], run.x), run.of(target)
     losses, grads, rows, dz = [], {idx: [] for idx in plan.blocks}, [], None
@@ -352,7 +361,7 @@ def _gradients(net, x, target, theta, kind, want_dx, block, threads):
     loss = 0.0
     for part in parts:                         # fixed order: batch blocks, then grid blocks (C order)
         loss += part
-    out = {k: np.zeros(net.shapes[k], np.float64 if families[k] == "homogeneous" else net.dtype) for k in theta}
+    out = {k: net.xp.zeros(net.shapes[k], np.float64 if families[k] == "homogeneous" else net.dtype) for k in theta}
     for idx, a in zip(plan.blocks, acc):       # fixed order; per-site gradients folded to their owners
         for k, g in out.items():
             if families[k] == "homogeneous":
@@ -363,7 +372,7 @@ def _gradients(net, x, target, theta, kind, want_dx, block, threads):
         count = float(np.prod(x.shape))
         loss, out = loss / count, {k: (g / count).astype(g.dtype, copy=False) for k, g in out.items()}
         dx = None if dx is None else dx / count
-    if not (np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in out.values())):
+    if not (np.isfinite(loss) and all(bool(net.xp.all(net.xp.isfinite(g))) for g in out.values())):
         from ..runtime.network import NonFiniteError
         raise NonFiniteError("the loss or gradients of the chunked field are not finite: the scheme is unstable "
                              "for these parameters or the input is too large (npdegen.stability)")

@@ -4,7 +4,8 @@ Chunk ``c`` runs on its *extended* block: its own sites plus ``depth`` sites per
 wrapped on periodic axes and cut at the grid's edges on the others (where the chunk's own network
 applies the boundary exactly). ``extend`` is the gather ``x_c^{ext} = P_c x`` (a 0/1 matrix; on a
 periodic axis a site may be read more than once) and ``fold_into`` its transpose ``acc += P_cᵀ e``,
-which returns the halo parts of per-site gradients to the chunks that own those sites.
+which returns the halo parts of per-site gradients to the chunks that own those sites. Both work
+on the array's own module (NumPy or CuPy: :func:`~npdegen.distributed.arrays.array_module`).
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from bisect import bisect_right
 from itertools import product
 
 import numpy as np
+
+from .arrays import array_module
 
 __all__ = ["HaloPlan"]
 
@@ -75,8 +78,8 @@ class HaloPlan:
                         for a, (b, s) in enumerate(zip(owner, s_sl))), d_sl
 
     def extend(self, arr, idx):
-        """``P_c arr`` for a NumPy array whose trailing axes are the grid."""
-        out = np.empty(arr.shape[:arr.ndim - len(idx)] + self.ext_shape(idx), arr.dtype)
+        """``P_c arr`` for an array (NumPy or CuPy) whose trailing axes are the grid."""
+        out = array_module(arr).empty(arr.shape[:arr.ndim - len(idx)] + self.ext_shape(idx), arr.dtype)
         for g_sl, d_sl in self._global(idx):
             out[(Ellipsis, *d_sl)] = arr[(Ellipsis, *g_sl)]
         return out
