@@ -18,6 +18,10 @@ backends, ``cupy`` for ``backend="cupy"`` (a GPU). A dask array names the type o
   network returns them); forward outputs and input gradients that stay distributed are dask arrays
   with chunks of that module. The loss is a Python float: each block brings its partial loss to the
   host with one explicit ``float()`` (a scalar), and the finiteness checks read one bool per array.
+* **Parameters travel as NumPy.** ``theta`` (NumPy or CuPy, as ``net.check_params`` takes it) is
+  put into the task graph as host arrays (:func:`host_params`, one explicit copy per call): the
+  scheduler of a GPU cluster often has no GPU and must be able to unpickle the graph. Each task's
+  network copies its (small) parameters to its device once per task, never per layer.
 
 The module is told by the class of the array (or of the dask array's ``_meta``): its top-level
 package, ``numpy`` or ``cupy``. Host sequences and scalars count as NumPy; anything else is refused.
@@ -28,7 +32,7 @@ import importlib
 
 import numpy as np
 
-__all__ = ["module_name", "network_module", "array_module", "require"]
+__all__ = ["module_name", "network_module", "array_module", "require", "host_params"]
 
 #: The array modules npdegen runs, by top-level package name (CuPy is imported on first use).
 MODULES: dict = {"numpy": np}
@@ -87,3 +91,8 @@ def require(net, **arrays) -> str:
                             f"module {want}): npdegen does not convert between host and GPU silently; "
                             + _FIX.get((have, want), "use arrays of the network's module"))
     return want
+
+
+def host_params(theta: dict) -> dict:
+    """``theta`` with every CuPy array copied to the host (``.get()``); NumPy arrays as they are."""
+    return {k: v.get() if module_name(v) == "cupy" else v for k, v in theta.items()}

@@ -64,7 +64,7 @@ import dask.bag as db
 import numpy as np
 
 from ..runtime.network import NonFiniteError
-from .arrays import array_module, module_name, require
+from .arrays import array_module, host_params, module_name, require
 from .shipping import ship
 from .tree import Tree
 
@@ -186,7 +186,7 @@ def aligned(chunks, block: int) -> tuple:
 
 
 def batch_arrays(net, x, *others, names=("y",), block=None):
-    """``x`` (a dask array, ``(batch, *grid)`` or ``grid``) and ``others`` (dask or NumPy, the shape
+    """``x`` (a dask array, ``(batch, *grid)`` or ``grid``) and ``others`` (dask or in memory, the shape
     of ``x``) as ``(batch, *grid)`` dask arrays with one chunk along every grid axis and the same
     batch chunks (moved to multiples of ``block`` when given); and whether ``x`` was one sample."""
     if not isinstance(x, da.Array):
@@ -231,7 +231,7 @@ def _finish(net, kind, value, what):
     scale = 1.0 if kind in ("sum", "vjp") else 1.0 / count
     if scale != 1.0:
         loss, grads = loss * scale, {k: g * scale for k, g in grads.items()}
-    grads = {k: g.astype(net.dtype, copy=False) for k, g in grads.items()}
+    grads = {k: array_module(g).asarray(g, dtype=net.dtype) for k, g in grads.items()}   # 0-d arrays stay arrays
     if not (np.isfinite(loss) and all(bool(array_module(g).all(array_module(g).isfinite(g))) for g in grads.values())):
         raise NonFiniteError(f"{what}: the sum of the shards' gradients is not finite")
     return loss, grads
@@ -242,7 +242,7 @@ def _blocked(net, x, y, theta, kind, want_dx, client, block):
     sizes = x.chunks[0]
     starts = np.cumsum((0, *sizes[:-1]))
     leaves = -(-int(sum(sizes)) // block)
-    shipped, th = dask.delayed(ship(net), pure=True), dask.delayed(theta, pure=True)
+    shipped, th = dask.delayed(ship(net), pure=True), dask.delayed(host_params(theta), pure=True)
     tasks = [dask.delayed(_chunk, nout=2, pure=True)(shipped, th, xc, yc, int(s) // block, leaves, block, kind,
                                                      want_dx)
              for s, xc, yc in zip(starts, x.to_delayed().ravel(), y.to_delayed().ravel())]
@@ -277,7 +277,7 @@ def loss_and_grad(net, x, y, theta, *, kind: str = "sum", input_grad: bool = Fal
 
 def vjp(net, x, theta, cotangent, *, client=None, block: int = DEFAULT_BLOCK):
     """``(dx, grads)`` as :meth:`Network.vjp <npdegen.runtime.network.Network.vjp>` for a dask batch:
-    ``dx = Jᵀ·cotangent`` (gathered, NumPy) and ``grads`` summed by the fixed tree."""
+    ``dx = Jᵀ·cotangent`` (gathered: one array of the chunks' module) and ``grads`` summed by the fixed tree."""
     block = _check_block(block)
     theta = net.check_params(theta)
     (x2, c2), single = batch_arrays(net, x, cotangent, names=("cotangent",), block=block)
@@ -294,7 +294,7 @@ def _shard_loss_and_grad(net, shards, theta, kind, client, block):
         parts = [[pair] for pair in shards]
     if not parts:
         raise ValueError("no (x, y) shards given")
-    shipped, th = dask.delayed(ship(net), pure=True), dask.delayed(theta, pure=True)
+    shipped, th = dask.delayed(ship(net), pure=True), dask.delayed(host_params(theta), pure=True)
     roots = [dask.delayed(_shards, pure=True)(shipped, th, part, block, kind) for part in parts]
     counts = [dask.delayed(len, pure=True)(r) for r in roots]
     leaves = dask.delayed(sum, pure=True)(counts)
@@ -310,7 +310,7 @@ def forward(net, x, theta, trajectory: bool = False, keep: bool = False):
         raise ValueError("keep=True (a tape) needs the data in this process; for gradients of a dask batch "
                          "call loss_and_grad or vjp")
     theta = net.check_params(theta)
-    shipped, th = dask.delayed(ship(net), pure=True), dask.delayed(theta, pure=True)
+    shipped, th = dask.delayed(ship(net), pure=True), dask.delayed(host_params(theta), pure=True)
     if isinstance(x, db.Bag):
         return x.map(_forward_block, shipped, th, trajectory)
     (x2,), single = batch_arrays(net, x)

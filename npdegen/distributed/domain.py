@@ -58,7 +58,7 @@ from operator import getitem
 
 import numpy as np
 
-from .arrays import array_module, require
+from .arrays import array_module, host_params, require
 from .halo import HaloPlan
 
 __all__ = ["forward_domain", "loss_and_grad_domain", "vjp_domain"]
@@ -201,7 +201,7 @@ def _setup(net, x, theta, block, threads):
     for v, what, top in ((block, "block (layers per halo exchange)", layers), (threads, "threads", 1 << 16)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or not 1 <= v <= top:
             raise ValueError(f"{what} must be an integer in [1, {top}], got {v!r}")
-    theta, single = net.check_params(theta), x.ndim == d
+    theta, single = host_params(net.check_params(theta)), x.ndim == d      # the graph holds host arrays
     x = x[None] if single else x
     plan = HaloPlan(x.chunks[1:], [int(block) * h for h in net.halos], normalise_boundaries(net.options.boundary, d))
     for idx in plan.blocks:
@@ -215,7 +215,7 @@ def _setup(net, x, theta, block, threads):
 
 
 def _like_x(net, x, single, other, what):
-    """``other`` (dask or NumPy) as a dask array chunked like the batched ``x``."""
+    """``other`` (dask or in memory, of the network's module) as a dask array chunked like the batched ``x``."""
     import dask.array as da
     require(net, **{what: other})
     other = other if isinstance(other, da.Array) else da.from_array(other if net.xp is not np else np.asarray(other),
@@ -397,9 +397,10 @@ def forward_domain(net, x, theta, *, block: int | None = None, threads: int = 1)
 def loss_and_grad_domain(net, x, y, theta, input_grad: bool = False, *, kind: str = "sum",
                          block: int | None = None, threads: int = 1):
     """The loss and its gradient for ``x`` chunked in space: ``kind="sum"``, ``0.5 Σ (z_L − y)²``,
-    or ``"mean"``, ``Σ (z_L − y)² / count`` over values. Returns ``(loss, grads)``, grads NumPy
-    arrays shaped like ``theta`` plus ``"x"`` if ``input_grad``: a dask array chunked like ``x``
-    (computed and held: persisted). ``y``: dask or NumPy, shaped like ``x``. Equal to
+    or ``"mean"``, ``Σ (z_L − y)² / count`` over values. Returns ``(loss, grads)``, grads arrays of
+    the chunks' module (NumPy or CuPy) shaped like ``theta`` plus ``"x"`` if ``input_grad``: a dask
+    array chunked like ``x``
+    (computed and held: persisted). ``y``: dask or in memory, shaped like ``x``. Equal to
     ``net.loss_and_grad(x.compute(), y, theta)`` up to rounding (module docstring).
     """
     if kind not in ("sum", "mean"):
@@ -413,6 +414,6 @@ def loss_and_grad_domain(net, x, y, theta, input_grad: bool = False, *, kind: st
 
 def vjp_domain(net, x, theta, cotangent, *, block: int | None = None, threads: int = 1):
     """``(dx, grads)`` with ``dx = Jᵀ·cotangent`` (a persisted dask array chunked like ``x``) and
-    ``grads[k] = ⟨cotangent, ∂z_L/∂θ_k⟩`` (NumPy), for ``x`` chunked in space; as ``net.vjp``."""
+    ``grads[k] = ⟨cotangent, ∂z_L/∂θ_k⟩`` (of the chunks' module), for ``x`` chunked in space; as ``net.vjp``."""
     _, grads, dx = _gradients(net, x, cotangent, theta, "vjp", True, block, threads)
     return dx, grads
