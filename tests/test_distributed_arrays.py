@@ -41,6 +41,9 @@ class FakeCupyArray(np.ndarray):
     """NumPy memory under a class named as CuPy's (what ``module_name`` reads)."""
     __module__ = "cupy"
 
+    def get(self):                              # cupy.ndarray.get: the host copy
+        return np.array(self.view(np.ndarray))
+
 
 def fake(a):
     return np.asarray(a).view(FakeCupyArray)
@@ -116,6 +119,13 @@ def test_array_module_imports_and_caches_the_registered_module(monkeypatch):
     monkeypatch.delitem(arrays.MODULES, "cupy")
     cupy = pytest.importorskip("cupy", reason="CuPy is not installed")
     assert array_module(fake([1.0])) is cupy and arrays.MODULES["cupy"] is cupy    # imported on first use
+
+
+def test_parameters_go_into_the_graph_as_host_arrays():
+    theta = {"U": fake(np.arange(3.0)), "D": np.float64(0.5), "b": np.ones((2, 3))}
+    out = arrays.host_params(theta)
+    assert type(out["U"]) is np.ndarray and out["D"] is theta["D"] and out["b"] is theta["b"]
+    np.testing.assert_array_equal(out["U"], [0.0, 1.0, 2.0])
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
