@@ -28,6 +28,7 @@ import scipy.fft as sfft
 from scipy import ndimage
 
 from ..grid import fill_halo, fold_halo, interior
+from . import fused
 from .sample import box_offsets
 
 __all__ = ["StencilOperator", "FFTOperator", "DenseOperator", "source_index", "dot", "DENSE_LIMIT"]
@@ -67,6 +68,11 @@ def irfftn(a, periods, workers):
 def dot(a, b) -> float:
     """``Σ a·b`` in float64 by einsum: no BLAS call (a threaded BLAS dot stalls on a busy machine)."""
     return float(np.einsum("i,i->", np.ravel(a), np.ravel(b), dtype=np.float64))
+
+
+def _rows(a):
+    """A 1-D grid's array as ``(rows, n)`` (a view of a C-ordered array)."""
+    return a.reshape(-1, a.shape[-1])
 
 
 def _dot_view(a, b) -> float:
@@ -116,7 +122,15 @@ class StencilOperator(_Operator):
     #: scipy.ndimage's extension modes that are exactly this module's boundary rules (any reach)
     MODES = {"periodic": "wrap", "dirichlet": "constant", "neumann": "reflect"}
 
+    def _direct(self, w) -> bool:
+        """1-D, one kernel for every site, numba installed: the compiled loops of :mod:`.fused`."""
+        return self.d == 1 and not self._site(w) and fused.HAVE_NUMBA
+
     def forward(self, w, z):
+        if self._direct(w):
+            out = np.empty(z.shape, self.dtype)
+            fused.correlate(_rows(self._pad(z)), w, _rows(out))
+            return out, None
         if self.d == 1 and not self._site(w):          # one compiled loop (scipy.ndimage)
             return ndimage.correlate1d(z, w.astype(np.float64), axis=-1, mode=self.MODES[self.boundaries[0]],
                                        output=self.dtype), None
@@ -132,7 +146,12 @@ class StencilOperator(_Operator):
         """``(Kᵀ μ, C)``; ``C`` is ``(count,)`` (homogeneous weights) or ``(*grid, count)``, ``None``
         unless ``want``."""
         acc = np.zeros(mu.shape[:-self.d] + tuple(n + 2 * k for n, k in zip(self.grid, self.reach)), self.dtype)
-        if self.d == 1 and not self._site(w):          # scatter = convolution of the zero-padded μ
+        if self._direct(w):                            # scatter = correlation of the 2K-zero-padded μ, w reversed
+            k = self.reach[0]
+            mup = np.zeros(mu.shape[:-1] + (mu.shape[-1] + 4 * k,), self.dtype)
+            mup[..., 2 * k:2 * k + mu.shape[-1]] = mu
+            fused.correlate(_rows(mup), w[::-1], _rows(acc))
+        elif self.d == 1 and not self._site(w):          # scatter = convolution of the zero-padded μ
             interior(acc, self.reach)[...] = mu
             acc = ndimage.convolve1d(acc, w.astype(np.float64), axis=-1, mode="constant", output=self.dtype)
         else:
@@ -144,7 +163,9 @@ class StencilOperator(_Operator):
             return dz, None
         zp = self._pad(z)
         batch = tuple(range(mu.ndim - self.d))
-        if self._site(w):
+        if self._direct(w):
+            corr = fused.lag_sums(_rows(mu), _rows(zp), len(self.offsets))
+        elif self._site(w):
             corr = np.stack([np.sum(mu * zp[sl], axis=batch, dtype=np.float64) for sl in self._slices], axis=-1)
         else:
             corr = np.array([_dot_view(mu, zp[sl]) for sl in self._slices], np.float64)

@@ -32,6 +32,7 @@ import numpy as np
 from ..runtime.network import NonFiniteError
 from ..runtime.host_api import HostNetworkAPI
 from ..runtime.tape import Tape
+from . import fused
 from .apply import DENSE_LIMIT, DenseOperator, FFTOperator, StencilOperator
 from .sample import box_offsets, max_reach, sampled_moments
 from .sweeps import Sweeps
@@ -49,10 +50,14 @@ class NonlocalNetwork(HostNetworkAPI, Sweeps):
     ``forward``, ``vjp``, ``backward``, ``loss_and_grad``, ``layer_losses``, ``step``, ``step_vjp``)."""
 
     #: ``method="auto"`` samples a stencil while its offsets per site are at most this many times
-    #: ``log2 N``, else uses the FFT. Measured (1-D, float32, tanh, batch 8, one thread, loaded
-    #: machine): stencil/FFT time of forward + gradient 0.98 at 5 offsets for N = 1024 and at 7 for
-    #: N = 65,536; 1.7-1.8 at 17 offsets.
+    #: ``log2 N``, else uses the FFT (a kernel whose weights beyond reach K are below the dtype's
+    #: resolution *is* a stencil of reach K, so this is a choice of speed only). Measured (1-D, float32,
+    #: tanh, batch 8, L 16, one thread; benchmarks/bench_nonlocal.py --crossover, RESULTS.md): with
+    #: numba's direct loops (:mod:`.fastsweep`) stencil and FFT cost the same at 27 offsets for
+    #: N = 1,024, 29 for N = 8,192 and ~37 for N = 65,536 (2.2-2.7 log2 N); the NumPy/SciPy stencil
+    #: (no numba, or N-D) at 5 offsets for N = 1,024 and 7 for N = 65,536.
     STENCIL_PER_LOG2 = 0.5
+    STENCIL_PER_LOG2_NUMBA = 2.25
 
     def __init__(self, layer, grid, spacing, layers, omega, boundaries, dtype, method, reach, train_omega,
                  threads):
@@ -135,7 +140,8 @@ class NonlocalNetwork(HostNetworkAPI, Sweeps):
         if self._site:
             return "dense" if wide and self.size <= DENSE_LIMIT else "stencil"
         count = int(np.prod([2 * k + 1 for k in reach]))
-        return "fft" if wide or count > self.STENCIL_PER_LOG2 * np.log2(max(self.size, 2)) else "stencil"
+        per_log2 = self.STENCIL_PER_LOG2_NUMBA if len(self.grid) == 1 and fused.HAVE_NUMBA else self.STENCIL_PER_LOG2
+        return "fft" if wide or count > per_log2 * np.log2(max(self.size, 2)) else "stencil"
 
     def _operator(self, method, reach):
         key = (method, reach)
@@ -209,7 +215,7 @@ class NonlocalNetwork(HostNetworkAPI, Sweeps):
         return last[0] if single else last
 
     def _final(self, x2d, theta):
-        last, _, aux = self._run(x2d, theta)
+        last, _, aux = self._run(x2d, theta, transient=True)
         return last, aux
 
     def step(self, z, theta, layer: int):

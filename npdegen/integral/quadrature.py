@@ -231,6 +231,9 @@ class QuadratureNetwork(NonlocalNetwork):
     def _spectral(self, plan) -> bool:
         return plan.collapsed and super()._spectral(plan)
 
+    def _fast_sweep(self, plan) -> bool:
+        return plan.collapsed and super()._fast_sweep(plan)
+
     def _node_states(self, plan, t, z, theta) -> tuple:
         """``([Z^k], saved)``: the pre-activations at every node of every site."""
         prepared, _ = plan.layer(t)

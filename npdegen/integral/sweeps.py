@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .apply import dot
+from .fastsweep import LayerSweep, direct_stencil
 from .spectral import SpectralLinear
 
 __all__ = ["Sweeps"]
@@ -43,11 +44,19 @@ class Sweeps:
         return (plan.op.name == "fft" and self.layer.activation.linear
                 and all(b == "periodic" for b in self.boundaries))
 
-    def _run(self, x2d, theta, keep=True, trajectory=False):
+    def _fast_sweep(self, plan) -> bool:
+        """Whether the sweep runs in :mod:`.fastsweep` (one kernel, by FFT or a 1-D numba stencil)."""
+        return plan.op.name == "fft" or direct_stencil(plan.op, self)
+
+    def _run(self, x2d, theta, keep=True, trajectory=False, transient=False):
+        """``transient``: the call's arrays never leave it (``loss_and_grad``), so they may live in
+        buffers kept between calls."""
         plan = self.plan(theta)
         omega = self._omega(theta)
         if self._spectral(plan):
             return self._run_spectral(plan, x2d, theta, omega, trajectory)
+        if self._fast_sweep(plan):
+            return LayerSweep(self, plan, x2d.shape[0]).forward(x2d, theta, omega, keep, transient and not trajectory)
         traj = np.empty((self.layers + 1, *x2d.shape), self.dtype)
         traj[0] = x2d
         saved, pres = [], []
@@ -61,6 +70,8 @@ class Sweeps:
         """``(∂loss/∂x, grads)`` from what ``_run`` kept and ``λ = ∂loss/∂z_L`` (consumed)."""
         if aux[0] == "spectral":
             return self._adjoint_spectral(aux, lam, theta)
+        if aux[0] == "sweep":
+            return aux[1].adjoint(aux, lam, theta)
         _, plan, traj, saved, pres = aux
         return self._layer_adjoint(plan, traj, saved, pres, lam, theta)
 
