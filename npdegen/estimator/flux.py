@@ -186,6 +186,14 @@ class FluxLaw(LayerKind):
     def reach(self, recipe):
         return 1
 
+    def gain(self, layer, net, theta, recipe, spacing):
+        """1 when the CFL certificate holds on the data's state range (a monotone conservative
+        layer: max|z| and TV never grow; per-layer knots: the CFL number is convex in ``c, a, D``,
+        so the knots bound the layers between them), else ∞."""
+        cert = layer.certificate({k: np.asarray(v, np.float64) for k, v in theta.items()}, spacing[0],
+                                 state_range=getattr(self, "state_range", (-1.0, 1.0)), omega=1.0)
+        return (1.0 if cert.stable else math.inf), f"CFL {float(cert.cfl):.3g}"
+
     def physics(self, layer, theta, spacing, recipe=None):
         spacing = spacing[0] if isinstance(spacing, (tuple, list)) else spacing
         layers = recipe.depth if recipe is not None else None

@@ -142,6 +142,22 @@ class GaussianKernel(LayerKind):
     def reach(self, recipe):
         return math.inf
 
+    def gain(self, layer, net, theta, recipe, spacing):
+        """``max_κ |ŵ(κ)|`` of the sampled kernel on the grid (times ``f′(0) = 1``): the FFT of one
+        linear layer's impulse response (periodic symbol; the rectangle rule's samples of a kernel
+        narrower than a cell can sum to slightly more than ``A``)."""
+        from ..integral import NonlocalPDE
+        grid = tuple(net.grid) if np.ndim(net.grid) else (int(net.grid),)
+        names = [p.name for p in layer.kernel.params]
+        linear = NonlocalPDE(layer.kernel, layer.field, activation="identity",
+                             params={k: "homogeneous" for k in names})
+        one = linear.compile(grid if len(grid) > 1 else grid[0], spacing=spacing if len(grid) > 1 else spacing[0],
+                             layers=1, omega=1.0, boundary="periodic", method="auto", threads=1)
+        impulse = np.zeros((1, *grid))
+        impulse[(0,) * (len(grid) + 1)] = 1.0
+        response = np.asarray(one.forward(impulse, {k: np.asarray(theta[k], np.float64) for k in names}))[0]
+        return float(np.abs(np.fft.fftn(response)).max()), ""
+
     def physics(self, layer, theta, spacing, recipe=None):
         return KernelReport(layer, {k: np.asarray(v, np.float64) for k, v in theta.items()},
                             tuple(spacing) if isinstance(spacing, (tuple, list)) else (float(spacing),),

@@ -116,6 +116,15 @@ class MomentStencil(LayerKind):
                 theta[k][...] = max(value, 0.0) if i == j else value
         return theta
 
+    def gain(self, layer, net, theta, recipe, spacing):
+        """The von Neumann gain of :func:`npdegen.stability` at slope ``f′(0) = 1`` (frozen
+        coefficients per site and layer): ``max |1 + ω(Σ_o w_o e^{ioθ} − 1)|`` over the modes."""
+        from ..inspect.stability import stability
+        h = spacing[0] if len(spacing) == 1 else tuple(spacing)
+        cert = stability(layer, {k: np.asarray(v, np.float64) for k, v in theta.items()}, spacing=h,
+                         omega=recipe.omega, slope=1.0)
+        return float(cert.max_gain), ""
+
     def rescale_depth(self, name, value, ratio, omega):
         """``(1 + ωR)^L`` and ``L·(U, D, C…)`` kept when ``L → L/ratio``."""
         if name == "R":

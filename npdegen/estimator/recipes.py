@@ -35,7 +35,8 @@ activations     ``identity``; ``tanh``; ``reaction``: the learnable polynomial r
 
 A layer kind subclasses :class:`LayerKind` (``layer``, ``bounds``, ``random_starts``; optionally
 ``prepare`` (the kind specialised to the data, or :class:`NotApplicable`), ``recipes``,
-``compile``, ``weight``, ``data_start``, ``rescale_depth``, ``reach``, ``physics``, and
+``compile``, ``weight``, ``data_start``, ``rescale_depth``, ``reach``, ``physics``, ``gain`` (the
+stability certificate's gain per layer), and
 ``families``/``dims``/``max_samples``/``max_starts``/``loss``) and :func:`register` s itself; the estimator's ``kinds``
 then names it. The search loop (:mod:`npdegen.estimator.search`) only calls this interface: the
 kinds' first-family recipes make the first stage, and each later family promotes the best fits of
@@ -187,6 +188,13 @@ class LayerKind:
         the explain table with the fitted moments)."""
         from .physics import fitted_physics
         return fitted_physics(layer, theta, spacing)
+
+    def gain(self, layer, net, theta: dict, recipe: Recipe, spacing: tuple) -> tuple:
+        """``(gain per layer, note)`` of a fit for its stability certificate
+        (:func:`~npdegen.estimator.choice.certify`): the largest amplification of one layer linearised
+        about the zero state, over modes, sites and layers; ``(None, why)`` when the kind has no
+        certificate (then its fits rank after the certified ones)."""
+        return None, f"the {self.name!r} kind has no stability certificate"
 
     def reach(self, recipe: Recipe) -> float:
         """Cells one layer can move data along an axis (a stable explicit step moves at most its

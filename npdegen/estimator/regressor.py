@@ -3,7 +3,8 @@ r"""``NeuralPDERegressor``: fit a neural PDE to snapshot pairs, with scikit-lear
 Data are pairs ``X = u(0)``, ``Y = u(T)`` shaped ``(n_samples, *grid)`` (1-D grids: 2-D arrays,
 which is also what scikit-learn's tools pass; 2-D grids: 3-D arrays). ``fit`` searches the recipe
 space of :mod:`npdegen.estimator.recipes` within ``budget`` seconds (:mod:`npdegen.estimator.search`)
-and keeps the recipe with the least validation error; ``predict`` runs the fitted network and
+and keeps the simplest certified recipe with the least validation error (:mod:`npdegen.estimator.choice`);
+``predict`` runs the fitted network and
 returns an array shaped like ``X``.
 
 ``score(X, Y) = 1 − nRMSE`` with the mean per-sample ``nRMSE = (1/S) Σ_s ‖ŷ_s − y_s‖₂/‖y_s‖₂``
@@ -71,7 +72,12 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
         :class:`~npdegen.estimator.flux.FluxReport` or :class:`~npdegen.estimator.kernels.KernelReport`;
         each has ``rows()`` (JSON-ready) and prints as a table.
     search_report_ : list of dicts, one per recipe tried: recipe, status (fitted / skipped / failed),
-        n_params, train_nrmse, val_nrmse, seconds, starts, note (why skipped or failed).
+        n_params, train_nrmse, val_nrmse, seconds, starts, note (why skipped or failed); fitted rows
+        also ``gain`` (per layer) and ``certified`` (:mod:`npdegen.estimator.choice`).
+    certified_ : whether the winner's stability certificate holds (the network amplifies no more
+        than the data grow, 1 % slack); an uncertified fit wins only when no certified fit is within
+        a factor 10 of its validation nRMSE (:mod:`npdegen.estimator.choice`).
+    certificate_ : the winner's certificate as a dict (gain_per_layer, amplification, allowed, certified, note).
     n_iter_ : L-BFGS iterations of the winning recipe (over its starts; at least 1).
     validation_nrmse_, fit_seconds_, grid_, spacing_, n_features_in_ : as named.
     """
@@ -194,6 +200,8 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
                                 "note": f"the grid {grid} has fewer than {w} sites along an axis"}
                                for w in dropped] + report
         self.validation_nrmse_ = best.val_nrmse
+        self.certified_ = bool(best.certificate is not None and best.certificate.certified)
+        self.certificate_ = best.certificate.to_dict() if best.certificate is not None else None
         self.n_iter_ = max(int(best.iterations), 1)
         self.physics_ = (best.kind or KINDS[best.recipe.kind]).physics(best.layer, self.theta_, spacing, best.recipe)
         self.grid_, self.spacing_ = tuple(grid), spacing
@@ -241,5 +249,7 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
         return "\n".join([
             format_report(self.search_report_), "",
             f"winner: {r['kind']}/{r['family']}/w{r['width']}/L{r['depth']}/{r['activation']} (omega {r['omega']:g}), "
-            f"{n_params} parameters, validation nRMSE {self.validation_nrmse_:.4e}",
+            f"{n_params} parameters, validation nRMSE {self.validation_nrmse_:.4e}, "
+            + ("certified stable" if self.certified_ else "NOT certified stable (no certified fit was near the best)")
+            + (f" (gain per layer {self.certificate_['gain_per_layer']})" if self.certificate_ else ""),
             repr(self.layer_), "", str(self.physics_)])

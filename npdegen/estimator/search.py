@@ -35,8 +35,12 @@
 * **Polish.** Time left after the last stage goes to the :data:`POLISH` best fits, trained on from
   their parameters (a row each in the report), in rounds while they improve; a fit is only
   replaced by a better one.
-* **Winner.** The fewest parameters among the fits within :data:`SIMPLER_WITHIN` of the least
-  validation nRMSE (:func:`choose`). Every recipe tried, skipped or failed is in the report.
+* **Certificate and winner** (:mod:`npdegen.estimator.choice`). Every fit gets a stability
+  certificate (gain per layer; certified when the network amplifies no more than the data grow);
+  the winner is the fewest parameters among the certified fits within the factor ``CERTIFIED_WITHIN``
+  of the least validation nRMSE (all fits when none is) that are within :data:`SIMPLER_WITHIN` of
+  their least (:func:`choose`). Every recipe tried, skipped or failed is in the report, with
+  its gain per layer and whether it is certified.
 """
 from __future__ import annotations
 
@@ -51,13 +55,14 @@ from ..runtime.network import NonFiniteError
 from ..runtime.train import TrainingDiverged, train
 from ..runtime.multilevel import hierarchy
 from ..runtime.train_lbfgs import _periodic
+from .choice import SIMPLER_WITHIN, better, certify, choose, data_growth
 from .metrics import nrmse
 from .monitor import CHECK_EVERY, GAIN, PATIENCE, Monitor, host
 from .recipes import KINDS, STAGE_WEIGHTS, NotApplicable, Recipe, RecipeSpace
 from .report import format_report
 
 __all__ = ["Problem", "Fit", "Search", "choose", "format_report", "host", "STAGE_WEIGHTS", "PROMOTE", "BEHIND",
-           "POLISH", "CHECK_EVERY", "PATIENCE", "GAIN"]
+           "POLISH", "CHECK_EVERY", "PATIENCE", "GAIN", "SIMPLER_WITHIN"]
 
 #: Recipes promoted from one family to the next.
 PROMOTE = 2
@@ -67,8 +72,6 @@ BEHIND = 10.0
 FLOOR = {"float64": 1e-12, "float32": 1e-5}
 #: Cost model of a coarse-to-fine L-BFGS fit (see :func:`_affordable`).
 EVALUATIONS_PER_ITERATION, PROBES = 1.5, 8
-#: A richer fit must beat a simpler one's validation nRMSE by more than this (relative) to win.
-SIMPLER_WITHIN = 0.02
 #: A recipe is skipped when fewer than this many loss evaluations fit in its time.
 MIN_EVALUATIONS = 8
 #: Fits trained on with the time left after the last stage (:meth:`Search._polish`).
@@ -111,6 +114,7 @@ class Fit:
     seconds: float = 0.0
     iterations: int = 0
     kind: object = None            # the kind prepared for the data (its physics and bounds)
+    certificate: object = None     # :class:`~npdegen.estimator.choice.Certificate`
 
     @property
     def n_params(self) -> int:
@@ -249,13 +253,14 @@ class Search:
         theta = monitor.best_theta
         fit = Fit(recipe, layer, net, theta, self._error(net, theta, p.x_train, p.y_train), monitor.best,
                   time.perf_counter() - started, monitor.iterations, kind)
+        fit.certificate = certify(kind, layer, net, theta, recipe, p.spacing, self.growth)
         self.fits[recipe.label] = fit
-        notes = ["polish: trained on from its fit" if polish else "",
+        notes = ["polish: trained on from its fit" if polish else "", fit.certificate.describe(),
                  f"{diverged} of {ran} starts diverged" if diverged else "",
                  f"trained on {len(x_train)} of {len(p.x_train)} pairs" if len(x_train) < len(p.x_train) else ""]
         self._entry(recipe, "fitted", started, n_params=fit.n_params, train_nrmse=fit.train_nrmse,
                     val_nrmse=fit.val_nrmse, starts=ran, iterations=fit.iterations,
-                    note="; ".join(filter(None, notes)))
+                    gain=fit.certificate.gain, certified=fit.certificate.certified, note="; ".join(filter(None, notes)))
         return fit
 
     def _reachable(self, recipes: list) -> list:
@@ -336,7 +341,7 @@ class Search:
                     return
                 before = self.fits[fit.recipe.label]
                 again = self._attempt(_polish_recipe(fit), 1.0 / (len(ranked) - i), False, polish=True)
-                if not isinstance(again, Fit) or again.val_nrmse > before.val_nrmse:
+                if not isinstance(again, Fit) or not better(again, before):     # better, and certified if it was
                     self.fits[fit.recipe.label] = before
                 elif again.val_nrmse < before.val_nrmse * (1 - GAIN):
                     improved = True
@@ -345,6 +350,7 @@ class Search:
     def run(self):
         """``(best Fit, report)``; raises RuntimeError if no recipe could be fitted."""
         deadline = self.deadline = (self.started or time.perf_counter()) + self.budget
+        self.growth = data_growth(self.problem.x_train, self.problem.y_train)
         self._prepare()
         families = self.space.families
         history: list = []                  # fitted recipes per stage, best first
@@ -387,11 +393,3 @@ def _affordable(levels: int, seconds: float, evaluation: float, most: int) -> in
     iteration, plus :data:`PROBES` Gauss–Newton probes per level."""
     evaluations = seconds / max(evaluation, 1e-9) - levels * PROBES - 2
     return int(min(most, max(5 * levels, evaluations / EVALUATIONS_PER_ITERATION)))
-
-
-def choose(fits: list) -> Fit:
-    """The winner: the fewest parameters among the fits whose validation nRMSE is within
-    :data:`SIMPLER_WITHIN` (relative, plus 1e-9) of the least one; ties go to the smaller error."""
-    least = min(f.val_nrmse for f in fits)
-    close = [f for f in fits if f.val_nrmse <= least * (1 + SIMPLER_WITHIN) + 1e-9]
-    return min(close, key=lambda f: (f.n_params, f.val_nrmse))

@@ -1,0 +1,122 @@
+r"""Which fit the search returns: each fit's stability certificate, and the winner among them.
+
+**Certificate** (:func:`certify`). A layer kind reports the **gain per layer** ``g`` of a fit
+(:meth:`~npdegen.estimator.recipes.LayerKind.gain`): the largest amplification ``|G|`` of one layer
+linearised about the zero state (activation slope ``f′(0) = 1`` for ``identity``, ``tanh`` and the
+``reaction`` polynomial), over the grid's modes and, with frozen coefficients, over the sites and
+layers — the von Neumann factor of :func:`npdegen.stability` for stencils, ``max_κ |ŵ(κ)|`` of the
+sampled kernel for the nonlocal kind, and ``1`` for a flux-form layer whose CFL certificate holds
+(monotone, TVD; ``∞`` when it fails). A fit of depth ``L`` is **certified** when
+
+.. math::
+    g^L \le \max\Big(1, \max_s \frac{‖Y_s‖}{‖X_s‖}\Big)\,(1 + ε), \qquad ε = \text{AMPLIFICATION\_TOL},
+
+i.e. the network amplifies a perturbation at most as much as the data themselves grow (a decaying
+or mass-conserving target allows no growth beyond the 1 % slack; growing data allow their own
+growth). A kind without a certificate (``gain`` None) is not certified.
+
+**Winner** (:func:`choose`). Certified fits rank before uncertified ones: the winner is chosen
+among the certified fits whose validation nRMSE is within the factor :data:`CERTIFIED_WITHIN` (10)
+of the least of all fits; only when there is none is it chosen among all fits (and reported with
+``certified_`` False). The factor keeps an exact fit of a genuinely growing target — a logistic
+reaction, whose state 0 is unstable, as Fisher–KPP: its linearisation about zero grows by ``e^{ρT}``,
+more than random data show — from losing to a certified fit 1,000x worse; ``CERTIFIED_WITHIN = ∞``
+is the strict rule. Among the candidates, with ``v*`` their least validation nRMSE, the winner is
+the fit with the **fewest parameters** whose validation nRMSE is at most ``v* · (1 + SIMPLER_WITHIN)``;
+ties go to the smaller error. A polished fit replaces its recipe's earlier one only when it is
+better and still certified if that one was (:func:`better`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Certificate", "certify", "data_growth", "choose", "better", "AMPLIFICATION_TOL",
+           "SIMPLER_WITHIN", "CERTIFIED_WITHIN"]
+
+#: Relative slack on the network's amplification over the data's own growth.
+AMPLIFICATION_TOL = 0.01
+#: A certified fit is preferred when its validation nRMSE is within this factor of the least of all fits.
+CERTIFIED_WITHIN = 10.0
+#: A fit with more parameters must beat a simpler one's validation nRMSE by more than this (relative) to win.
+SIMPLER_WITHIN = 0.02
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """``gain``: per layer (None: the kind has no certificate); ``amplification = gain ** depth``;
+    ``allowed``: the bound of the module docstring; ``note``: what the kind says."""
+    gain: float | None
+    amplification: float | None
+    allowed: float
+    certified: bool
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        num = lambda v: None if v is None else (float(v) if math.isfinite(v) else "inf")
+        return {"gain_per_layer": num(self.gain), "amplification": num(self.amplification),
+                "allowed": float(self.allowed), "certified": self.certified, "note": self.note}
+
+    def describe(self) -> str:
+        """One phrase for the search report."""
+        if self.gain is None:
+            return f"uncertified: {self.note or 'the kind has no stability certificate'}"
+        if self.certified:
+            return ""
+        amp = f"{self.amplification:.3g}" if math.isfinite(self.amplification) else "inf"
+        return (f"uncertified: gain {self.gain:.6g} per layer, x{amp} over the network > allowed "
+                f"{self.allowed:.4g}{'; ' + self.note if self.note else ''}; ranked after certified fits near the best")
+
+
+def data_growth(X, Y) -> float:
+    """``max(1, max_s ‖Y_s‖/‖X_s‖)`` over pairs with ``‖X_s‖ > 0``: the growth the data allow."""
+    X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
+    nx = np.sqrt(np.sum(X.reshape(len(X), -1) ** 2, axis=1))
+    ny = np.sqrt(np.sum(Y.reshape(len(Y), -1) ** 2, axis=1))
+    keep = nx > 0
+    return float(max(1.0, np.max(ny[keep] / nx[keep]))) if keep.any() else 1.0
+
+
+def certify(kind, layer, net, theta: dict, recipe, spacing: tuple, growth: float) -> Certificate:
+    """The certificate of a fit (module docstring); ``growth`` from :func:`data_growth`."""
+    allowed = growth * (1 + AMPLIFICATION_TOL)
+    try:
+        gain, note = kind.gain(layer, net, theta, recipe, spacing)
+    except (ValueError, TypeError, KeyError, ArithmeticError, NotImplementedError) as exc:
+        return Certificate(None, None, allowed, False, f"certificate failed: {' '.join(str(exc).split())[:120]}")
+    if gain is None:
+        return Certificate(None, None, allowed, False, note)
+    gain = float(gain)
+    if not math.isfinite(gain):
+        return Certificate(gain, math.inf, allowed, False, note)
+    with np.errstate(over="ignore"):
+        amplification = float(np.float64(max(gain, 0.0)) ** int(recipe.depth))
+    return Certificate(gain, amplification, allowed, bool(amplification <= allowed), note)
+
+
+def _certified(fit) -> bool:
+    cert = getattr(fit, "certificate", None)
+    return bool(cert is not None and cert.certified)
+
+
+def better(new, old) -> bool:
+    """Whether ``new`` (a fit of the same recipe, trained on) replaces ``old``: a lower validation
+    nRMSE, and certified if ``old`` was."""
+    return new.val_nrmse < old.val_nrmse and (_certified(new) or not _certified(old))
+
+
+def choose(fits: list, certified_within: float | None = None):
+    """The winner (module docstring): among the certified fits within ``certified_within`` (default
+    :data:`CERTIFIED_WITHIN`) of the least validation nRMSE (all fits, when there is none), the
+    fewest parameters within :data:`SIMPLER_WITHIN` (relative, plus 1e-9) of their least validation nRMSE."""
+    if not fits:
+        raise ValueError("choose() needs at least one fit")
+    within = CERTIFIED_WITHIN if certified_within is None else certified_within
+    best = min(f.val_nrmse for f in fits)
+    pool = [f for f in fits if _certified(f) and f.val_nrmse <= within * best + 1e-12] or list(fits)
+    least = min(f.val_nrmse for f in pool)
+    close = [f for f in pool if f.val_nrmse <= least * (1 + SIMPLER_WITHIN) + 1e-9]
+    return min(close, key=lambda f: (f.n_params, f.val_nrmse))
+
