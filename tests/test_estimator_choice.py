@@ -1,8 +1,10 @@
-"""The estimator's choice: stability certificates rank fits, the simplest fit near the best wins.
+"""The estimator's choice: stability certificates rank fits, wider stencils start from narrower fits,
+the simplest fit near the best wins.
 
 References are independent of the certificate code: a layer's gain per mode is the FFT of one linear
 layer's impulse response (a translation-invariant linear map is diagonal in Fourier modes), the
-nonlocal kernel's symbol is the DFT of its rectangle-rule samples.
+nonlocal kernel's symbol is the DFT of its rectangle-rule samples, and the wider stencil's map is
+compared with the narrower network's output.
 """
 import math
 
@@ -11,11 +13,12 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from npdegen.estimator import KINDS, NeuralPDERegressor, Recipe, register  # noqa: E402
+from npdegen.estimator import KINDS, NeuralPDERegressor, Recipe, RecipeSpace, register  # noqa: E402
 from npdegen.estimator.choice import (AMPLIFICATION_TOL, CERTIFIED_WITHIN, Certificate,  # noqa: E402
                                       better, certify, choose, data_growth)
 from npdegen.estimator.moments import MomentStencil  # noqa: E402
-from npdegen.estimator.search import Fit  # noqa: E402
+from npdegen.estimator.recipes import LayerKind  # noqa: E402
+from npdegen.estimator.search import Fit, Problem, Search  # noqa: E402
 
 N = 32
 H = 1.0 / N
@@ -154,3 +157,49 @@ def test_certified_fits_rank_first_within_the_factor():
     assert better(_fit(3, 1e-3, True), _fit(3, 2e-3, True)) and not better(_fit(3, 1e-3, False), _fit(3, 2e-3, True))
     with pytest.raises(ValueError):
         choose([])
+
+
+# ---------------------------------------------------------------- wider from narrower
+def test_wider_stencil_starts_from_the_padded_narrower_one():
+    """The transfer gives the wider network the narrower one's map (all families, activations);
+    carrying the names over with C3 = C4 = 0 would not."""
+    rng = np.random.default_rng(5)
+    x = snapshots(5, 3)
+    kind = KINDS["moments"]
+    for family, shape in (("homogeneous", ()), ("heterogeneous", (N,)), ("time-dependent", (6, N))):
+        for act in ("identity", "tanh", "reaction"):
+            r3, r5, r7 = (Recipe("moments", family, w, 6, act) for w in (3, 5, 7))
+            (_, n3), (_, n5), (_, n7) = moments_net(r3), moments_net(r5), moments_net(r7)
+            theta = {"R": -0.01 + 0.01 * rng.standard_normal(shape),
+                     "U": 0.2 * H * (1 + 0.1 * rng.standard_normal(shape)),
+                     "D": 0.2 * H * H * (1 + 0.1 * rng.standard_normal(shape))}
+            if act == "reaction":
+                theta.update(A2=np.array(0.1), A3=np.array(-0.05))
+            y3 = n3.forward(x, theta)
+            t5 = kind.transfer(theta, r3, n5, r5)
+            np.testing.assert_allclose(n5.forward(x, t5), y3, rtol=0, atol=1e-12 * np.abs(y3).max())
+            np.testing.assert_allclose(n7.forward(x, kind.transfer(t5, r5, n7, r7)), y3, rtol=0,
+                                       atol=1e-12 * np.abs(y3).max())
+            named = LayerKind.transfer(kind, theta, r3, n5, r5)          # the old transfer: names only
+            assert np.abs(n5.forward(x, named) - y3).max() > 1e-4 * np.abs(y3).max()
+
+
+@pytest.mark.parametrize("activation, shift, variance, iterations",
+                         [("identity", 2.6, 0.8, 60), ("tanh", 2.6, 0.8, 60), ("tanh", 5.0, 0.5, 20)])
+def test_wider_stencil_never_fits_worse_than_the_narrower(activation, shift, variance, iterations):
+    """In the search, the width-5 recipe (warm-started from width 3 only: one start) ends with a
+    training loss and a validation nRMSE no worse than the width-3 fit's, on data width 3 cannot
+    match (with the old transfer, names only, both tanh cases ended with a worse training loss)."""
+    x, x_val = snapshots(24, 7), snapshots(8, 8)
+    y, y_val = fourier_map(x, shift, variance), fourier_map(x_val, shift, variance)
+    space = RecipeSpace(kinds=("moments",), families=("homogeneous",), widths=(3, 5), depths=(8,),
+                        activations=tuple(dict.fromkeys(("identity", activation)))).validate(1, (N,))
+    search = Search(Problem(x, y, x_val, y_val, (H,)), space, budget=30, n_starts=1, max_iter=iterations)
+    search.run()
+    narrow = search.fits[f"moments/homogeneous/w3/L8/{activation}"]
+    wide = search.fits[f"moments/homogeneous/w5/L8/{activation}"]
+    mse = lambda fit: float(np.mean((fit.net.forward(x, fit.theta) - y) ** 2))
+    assert mse(wide) <= mse(narrow) * (1 + 1e-12)
+    assert wide.val_nrmse <= narrow.val_nrmse * (1 + 1e-12)
+    if activation == "identity":
+        assert wide.val_nrmse < 0.5 * narrow.val_nrmse          # and it uses its extra moments

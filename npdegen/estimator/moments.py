@@ -22,7 +22,7 @@ import numpy as np
 import sympy as sp
 
 from .recipes import LETTERS as _LETTERS
-from .recipes import LayerKind, activation_expression, register
+from .recipes import LayerKind, Recipe, activation_expression, register
 
 __all__ = ["MomentStencil", "moment_parameters"]
 
@@ -116,6 +116,21 @@ class MomentStencil(LayerKind):
                 theta[k][...] = max(value, 0.0) if i == j else value
         return theta
 
+    def transfer(self, theta, source, net, recipe):
+        """As :meth:`LayerKind.transfer`, and on 1-D grids a **narrower** fit enters a wider
+        stencil exactly: its weights ``w_o`` (``|o| ≤ h``, from its moments by the Vandermonde
+        system ``W_k = Σ_o (oΔ)^k w_o``) padded with zero weights at the new offsets, whose moments
+        ``W_k`` for ``k < w′`` become the wider layer's parameters (``C3, C4, …`` are not 0 there:
+        a 3-point stencil has ``W_3 = Δ² W_1``, ``W_4 = Δ² W_2``). The wider network then starts
+        from the narrower one's map, so its fit is never worse (:mod:`npdegen.estimator.search`
+        keeps the best parameters seen, the start among them). N-D grids: names carry over."""
+        if recipe.width > source.width and "U" in net.shapes:          # 1-D (N-D names are U_x, …)
+            spacing = float(np.ravel(net.spacing)[0])
+            theta = _widen(theta, source.width, recipe.width, spacing)
+            source = Recipe(source.kind, source.family, recipe.width, source.depth, source.activation,
+                            source.omega)
+        return super().transfer(theta, source, net, recipe)
+
     def gain(self, layer, net, theta, recipe, spacing):
         """The von Neumann gain of :func:`npdegen.stability` at slope ``f′(0) = 1`` (frozen
         coefficients per site and layer): ``max |1 + ω(Σ_o w_o e^{ioθ} − 1)|`` over the modes."""
@@ -133,6 +148,46 @@ class MomentStencil(LayerKind):
         if name in ("A2", "A3"):
             return value
         return value * ratio
+
+
+def _widen(theta: dict, narrow: int, wide: int, spacing: float) -> dict:
+    """1-D moment parameters of the ``narrow``-point stencil as those of the ``wide``-point stencil
+    with zero weights at the new offsets (:meth:`MomentStencil.transfer`); other names as they are."""
+    names = [name for _, name, _ in moment_parameters(1, wide)]
+    h = narrow // 2
+    offsets = np.arange(-h, h + 1) * spacing
+    small = np.stack([offsets ** k for k in range(narrow)])                       # (narrow, narrow)
+    values = [np.asarray(theta[n], np.float64) for n in names[:narrow]]
+    shape = np.broadcast_shapes(*(v.shape for v in values))
+    W = np.stack([np.broadcast_to(_moment(n, v), shape) for n, v in zip(names, values)], axis=-1)
+    w = np.linalg.solve(small, W.reshape(-1, narrow).T)                           # weights per site
+    big = np.stack([offsets ** k for k in range(wide)]) @ w                       # moments of the padded stencil
+    out = dict(theta)
+    for k, n in enumerate(names):
+        out[n] = _parameter(n, big[k].reshape(shape))
+    return out
+
+
+def _moment(name: str, value):
+    """``W_k`` of the 1-D parameter ``name`` (``R → 1 + R``, ``U → −U``, ``D → 2D``, ``Ck → k!·Ck``)."""
+    if name == "R":
+        return 1 + value
+    if name == "U":
+        return -value
+    if name == "D":
+        return 2 * value
+    return math.factorial(int(name[1:])) * value
+
+
+def _parameter(name: str, moment):
+    """Inverse of :func:`_moment`."""
+    if name == "R":
+        return moment - 1
+    if name == "U":
+        return -moment
+    if name == "D":
+        return moment / 2
+    return moment / math.factorial(int(name[1:]))
 
 
 def _axes(name: str) -> tuple:
