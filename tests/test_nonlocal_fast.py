@@ -41,10 +41,14 @@ def test_fused_loops_equal_plain_loops(use_numba):
                                rtol=1e-12, atol=1e-10)
     m = rng.standard_normal((B, 33)) + 1j * rng.standard_normal((B, 33))
     s = rng.standard_normal((B, 33)) + 1j * rng.standard_normal((B, 33))
+    k = (rng.standard_normal(33) + 1j * rng.standard_normal(33)).astype(np.complex64)
     acc = np.full(33, 1.0 + 2.0j)
-    fused.correlate_spectra(acc, m.astype(np.complex64), s.astype(np.complex64), use_numba=use_numba)
-    want = 1.0 + 2.0j + sum(np.conj(m[b].astype(np.complex64)) * s[b].astype(np.complex64) for b in range(B))
+    m32, s32 = m.astype(np.complex64), s.astype(np.complex64)
+    want = 1.0 + 2.0j + sum(np.conj(m32[b]) * s32[b] for b in range(B))
+    scaled = m32 * k
+    fused.correlate_spectra(acc, m32, s32, k, use_numba=use_numba)
     np.testing.assert_allclose(acc, want, rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(m32, scaled, rtol=1e-6, atol=1e-6)        # the spectrum scaled in place
 
 
 @pytest.mark.parametrize("direct", [True, False])

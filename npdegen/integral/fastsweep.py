@@ -130,8 +130,9 @@ class _FFT(_Engine):
         if self.zh is not None:
             if self.acc is None:
                 self.acc = np.zeros(self.half, np.complex128)
-            fused.correlate_spectra(self.acc, self.muhat, self.zh[t])
-        self.muhat *= self.ks
+            fused.correlate_spectra(self.acc, self.muhat, self.zh[t], self.ks)      # and μ̂ *= k̂/P_tot
+        else:
+            self.muhat *= self.ks
         dz = self.fft.c2r(self.muhat, self.back)
         return dz if self.same else self.op._fold(dz)
 

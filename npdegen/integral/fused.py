@@ -6,7 +6,8 @@ also the reference definitions:
 * :func:`relax` — ``out = a·z + c·f`` (the relaxation ``(1 − ω) z + ω f(Z)``, and the adjoint's
   ``λ ← (1 − ω) λ + Kᵀμ``), one pass instead of three;
 * :func:`correlate_spectra` — ``Ĉ_f += Σ_b conj(μ̂_{b,f}) ẑ_{b,f}`` accumulated in complex128 (the
-  half spectrum of the lag correlation that the kernel-parameter gradient contracts, one pass);
+  half spectrum of the lag correlation that the kernel-parameter gradient contracts), then
+  ``μ̂_{b,f} ← μ̂_{b,f} k̂_f`` (the adjoint's product), in one pass;
 * :func:`correlate` / :func:`lag_sums` — the direct 1-D stencil: ``out_{b,i} = Σ_j w_j zp_{b,i+j}``
   over a halo-padded ``zp`` (``len(w) − 1`` more columns than ``out``), and
   ``C_j = Σ_{b,i} μ_{b,i} zp_{b,i+j}`` (float64 sums).
@@ -33,10 +34,11 @@ def _relax_np(out, z, f, a, c):
     out += c * f
 
 
-def _spectra_np(acc, m, z):
+def _spectra_np(acc, m, z, k):
     t = np.conjugate(m)
     t *= z
     acc += t.sum(axis=0, dtype=np.complex128)
+    m *= k
 
 
 def _correlate_np(zp, w, out):
@@ -63,10 +65,12 @@ if HAVE_NUMBA:
                 out[b, i] = a * z[b, i] + c * f[b, i]
 
     @_jit
-    def _spectra_nb(acc, m, z):
+    def _spectra_nb(acc, m, z, k):
         for b in range(m.shape[0]):
-            for k in range(m.shape[1]):
-                acc[k] += m[b, k].conjugate() * z[b, k]
+            for f in range(m.shape[1]):
+                v = m[b, f]
+                acc[f] += v.conjugate() * z[b, f]
+                m[b, f] = v * k[f]
 
     @numba.njit(cache=True, nogil=True, fastmath={"contract"})
     def _correlate_nb(zp, w, out):                 # per row, per block of columns, tap by tap (vectorises)
@@ -108,13 +112,14 @@ def relax(out, z, f, a: float, c: float, use_numba: bool = True) -> None:
         _relax_np(out, z, f, a, c)
 
 
-def correlate_spectra(acc, m, z, use_numba: bool = True) -> None:
-    """``acc += Σ_b conj(m_b) · z_b`` (``acc`` complex128 of the spectrum's shape, ``m``, ``z`` with a
-    leading batch axis)."""
-    if HAVE_NUMBA and use_numba and m.flags.c_contiguous and z.flags.c_contiguous and acc.flags.c_contiguous:
-        _spectra_nb(acc.reshape(-1), _two_d(m), _two_d(z))
+def correlate_spectra(acc, m, z, k, use_numba: bool = True) -> None:
+    """``acc += Σ_b conj(m_b) · z_b``, then ``m_b *= k`` (``acc`` complex128 and ``k`` of the spectrum's
+    shape, ``m``, ``z`` with a leading batch axis)."""
+    if HAVE_NUMBA and use_numba and m.flags.c_contiguous and z.flags.c_contiguous and acc.flags.c_contiguous \
+            and k.flags.c_contiguous and k.dtype == m.dtype:
+        _spectra_nb(acc.reshape(-1), _two_d(m), _two_d(z), k.reshape(-1))
     else:
-        _spectra_np(acc, m, z)
+        _spectra_np(acc, m, z, k)
 
 
 def correlate(zp, w, out, use_numba: bool = True) -> None:

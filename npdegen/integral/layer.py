@@ -57,10 +57,18 @@ class Activation:
         return np.asarray(self._f(z, *args)).astype(z.dtype, copy=False)
 
     def slope(self, z, args=()):
-        return np.broadcast_to(np.asarray(self._df(z, *args)), z.shape).astype(z.dtype)
+        return self._full(self._df(z, *args), z)
 
     def dparam(self, name, z, args=()):
-        return np.broadcast_to(np.asarray(self._dp[name](z, *args)), z.shape).astype(z.dtype)
+        return self._full(self._dp[name](z, *args), z)
+
+    @staticmethod
+    def _full(value, z):
+        """``value`` as an array of ``z``'s shape and dtype (no copy when it already is one)."""
+        value = np.asarray(value)
+        if value.shape == z.shape and value.dtype == z.dtype:
+            return value
+        return np.broadcast_to(value, z.shape).astype(z.dtype)
 
 
 class NonlocalPDE:
