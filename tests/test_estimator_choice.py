@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("sklearn")
 
 from npdegen.estimator import KINDS, NeuralPDERegressor, Recipe, RecipeSpace, register  # noqa: E402
-from npdegen.estimator.choice import (AMPLIFICATION_TOL, CERTIFIED_WITHIN, Certificate,  # noqa: E402
+from npdegen.estimator.choice import (AMPLIFICATION_TOL, CERTIFIED_WITHIN, PARSIMONY, Certificate,  # noqa: E402
                                       better, certify, choose, data_growth)
 from npdegen.estimator.moments import MomentStencil  # noqa: E402
 from npdegen.estimator.recipes import LayerKind  # noqa: E402
@@ -157,6 +157,16 @@ def test_certified_fits_rank_first_within_the_factor():
     assert better(_fit(3, 1e-3, True), _fit(3, 2e-3, True)) and not better(_fit(3, 1e-3, False), _fit(3, 2e-3, True))
     with pytest.raises(ValueError):
         choose([])
+
+
+def test_parsimony_rule():
+    """The fewest parameters within the factor PARSIMONY of the least validation nRMSE (certified fits)."""
+    a, b, c = _fit(3, 1e-2, True), _fit(1280, 4e-3, True), _fit(81920, 1e-3, True)
+    assert choose([a, b, c]) is c                                   # 4x better than the 1,280-parameter fit
+    d = _fit(81920, 4e-3 / PARSIMONY * 1.01, True)                  # not PARSIMONY times better
+    assert choose([a, b, d]) is b
+    e = _fit(81920, 4e-3 / PARSIMONY * 0.99, True)
+    assert choose([a, b, e]) is e
 
 
 # ---------------------------------------------------------------- wider from narrower

@@ -32,14 +32,15 @@
   less than :data:`GAIN` in :data:`PATIENCE` checks (richer families are fitted coarse to fine by
   ``npdegen.train``, whose coarse plateaus must not end the run), and the recipe once the rounding
   floor :data:`FLOOR` is reached.
-* **Polish.** Time left after the last stage goes to the :data:`POLISH` best fits, trained on from
+* **Polish.** Time left after the last stage goes to the :data:`POLISH` preferred fits (the current
+  winner first, :func:`~npdegen.estimator.choice.preferred`), trained on from
   their parameters (a row each in the report), in rounds while they improve; a fit is only
   replaced by a better one.
 * **Certificate and winner** (:mod:`npdegen.estimator.choice`). Every fit gets a stability
   certificate (gain per layer; certified when the network amplifies no more than the data grow);
   the winner is the fewest parameters among the certified fits within the factor ``CERTIFIED_WITHIN``
-  of the least validation nRMSE (all fits when none is) that are within :data:`SIMPLER_WITHIN` of
-  their least (:func:`choose`). Every recipe tried, skipped or failed is in the report, with
+  of the least validation nRMSE (all fits when none is) that are within :data:`PARSIMONY` of their
+  least (:func:`choose`). Every recipe tried, skipped or failed is in the report, with
   its gain per layer and whether it is certified.
 """
 from __future__ import annotations
@@ -55,14 +56,14 @@ from ..runtime.network import NonFiniteError
 from ..runtime.train import TrainingDiverged, train
 from ..runtime.multilevel import hierarchy
 from ..runtime.train_lbfgs import _periodic
-from .choice import SIMPLER_WITHIN, better, certify, choose, data_growth
+from .choice import PARSIMONY, better, certify, choose, data_growth, preferred
 from .metrics import nrmse
 from .monitor import CHECK_EVERY, GAIN, PATIENCE, Monitor, host
 from .recipes import KINDS, STAGE_WEIGHTS, NotApplicable, Recipe, RecipeSpace
 from .report import format_report
 
 __all__ = ["Problem", "Fit", "Search", "choose", "format_report", "host", "STAGE_WEIGHTS", "PROMOTE", "BEHIND",
-           "POLISH", "CHECK_EVERY", "PATIENCE", "GAIN", "SIMPLER_WITHIN"]
+           "POLISH", "CHECK_EVERY", "PATIENCE", "GAIN", "PARSIMONY"]
 
 #: Recipes promoted from one family to the next.
 PROMOTE = 2
@@ -335,7 +336,7 @@ class Search:
         improved = True
         while improved and time.perf_counter() < self.deadline:
             improved = False
-            ranked = sorted(self.fits.values(), key=lambda f: f.val_nrmse)[:POLISH]
+            ranked = preferred(list(self.fits.values()))[:POLISH]
             for i, fit in enumerate(ranked):
                 if time.perf_counter() >= self.deadline or fit.val_nrmse <= FLOOR[str(fit.net.dtype)]:
                     return
