@@ -170,6 +170,8 @@ def test_experiment_smoke(tmp_path):
         assert all(np.isfinite(r["nrmse"]) and np.isfinite(r["pooled"]) for r in rec["results"].values()
                    if "nrmse" in r)
     assert "stability" in records[0]["inspect"]["npdegen"] and "physics" in records[1]["inspect"]["npdegen-nonlocal"]
+    estimator = records[0]["results"]["npdegen"]          # the estimator's certificate travels with its row
+    assert isinstance(estimator["certified"], bool) and estimator["gain_per_layer"] > 0
     md = (tmp_path / "results.md").read_text()
     assert "| advection-beta0.4-T0.5 | npdegen |" in md and "| fisher-kpp | npdegen-nonlocal |" in md
     import plot

@@ -100,7 +100,8 @@ def run(name: str, budget: float, n: int, n_train: int, n_test: int, fno_epochs:
             seconds = time.perf_counter() - t0
             rows[model] = _row(task, est.predict(task.x_test), seconds, sum(np.size(v) for v in est.theta_.values()),
                                load, recipe=est.recipe_, validation_nrmse=float(est.validation_nrmse_),
-                               tried=len(est.search_report_))
+                               tried=len(est.search_report_), certified=bool(est.certified_),
+                               gain_per_layer=(est.certificate_ or {}).get("gain_per_layer"))
             inspect[model] = extras.summary("estimator", est=est)
             from npdegen.estimator.search import format_report
             inspect[model]["search_report"] = format_report(est.search_report_)
@@ -170,7 +171,9 @@ def latest(records: list) -> dict:
 def _note(row: dict) -> str:
     if "recipe" in row:
         r = row["recipe"]
-        return f"{r['kind']}/{r['family']}/w{r['width']}/L{r['depth']}/{r['activation']}, {row.get('tried', '?')} tried"
+        cert = {True: ", certified", False: ", NOT certified"}.get(row.get("certified"), "")
+        return (f"{r['kind']}/{r['family']}/w{r['width']}/L{r['depth']}/{r['activation']}, "
+                f"{row.get('tried', '?')} tried{cert}")
     if "depth" in row:
         tried = f"; depths tried {', '.join(map(str, row['tried']))}" if isinstance(row.get("tried"), dict) else ""
         return f"L = {row['depth']}, {row['iterations']} L-BFGS iterations / evaluations{tried}"
