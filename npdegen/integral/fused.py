@@ -10,7 +10,8 @@ also the reference definitions:
   ``μ̂_{b,f} ← μ̂_{b,f} k̂_f`` (the adjoint's product), in one pass;
 * :func:`correlate` / :func:`lag_sums` — the direct 1-D stencil: ``out_{b,i} = Σ_j w_j zp_{b,i+j}``
   over a halo-padded ``zp`` (``len(w) − 1`` more columns than ``out``), and
-  ``C_j = Σ_{b,i} μ_{b,i} zp_{b,i+j}`` (float64 sums).
+  ``C_j = Σ_{b,i} μ_{b,i} zp_{b,i+j}`` (numba: partial sums over blocks of ``BLOCK`` columns in the
+  arrays' dtype, the blocks summed in float64; NumPy: float64 throughout).
 """
 from __future__ import annotations
 
@@ -88,14 +89,21 @@ if HAVE_NUMBA:
                         ob[i] += wj * zb[i]
 
     @numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
-    def _lag_sums_nb(mu, zp, out):                 # float64 sums (reassociated so that they vectorise)
-        n = mu.shape[1]
-        for j in range(out.shape[0]):
-            total = 0.0
-            for b in range(mu.shape[0]):
-                for i in range(n):
-                    total += mu[b, i] * zp[b, i + j]
-            out[j] = total
+    def _lag_sums_nb(mu, zp, out):
+        """Per block of BLOCK columns a partial sum in the arrays' dtype (reassociated so that it
+        vectorises), the blocks summed in float64."""
+        n, taps = mu.shape[1], out.shape[0]
+        for b in range(mu.shape[0]):
+            m, zr = mu[b], zp[b]
+            for s in range(0, n, BLOCK):
+                e = min(s + BLOCK, n)
+                mb = m[s:e]
+                for j in range(taps):
+                    zb = zr[s + j:e + j]
+                    part = mb[0] * zb[0]
+                    for i in range(1, e - s):
+                        part += mb[i] * zb[i]
+                    out[j] += part
 
 
 def _two_d(a):

@@ -16,6 +16,9 @@ with ``w_{i,o} = (Π_k Δ_k) W(q_i, oΔ; θ)`` the kernel sampled on the grid (:
 
 A linear network (``f`` the identity) with a homogeneous kernel on a periodic grid runs all layers in
 Fourier space instead (:mod:`.spectral`): the same operator, four FFTs of the batch instead of ``4L``.
+Any other network with one homogeneous kernel applied by FFT, or (1-D, numba installed) by a stencil,
+runs its layers in :mod:`.fastsweep` (transforms and compiled loops into kept work arrays; a network
+must not run two ``loss_and_grad`` calls at once); the rest layer by layer in :mod:`.sweeps`.
 
 Parameter families as for npdegen's layers: ``homogeneous`` ``()``, ``heterogeneous`` ``grid``,
 ``time-dependent`` ``(L, *grid)`` (row ``t`` acts in the step ``t → t + 1``). A kernel whose
@@ -52,12 +55,12 @@ class NonlocalNetwork(HostNetworkAPI, Sweeps):
     #: ``method="auto"`` samples a stencil while its offsets per site are at most this many times
     #: ``log2 N``, else uses the FFT (a kernel whose weights beyond reach K are below the dtype's
     #: resolution *is* a stencil of reach K, so this is a choice of speed only). Measured (1-D, float32,
-    #: tanh, batch 8, L 16, one thread; benchmarks/bench_nonlocal.py --crossover, RESULTS.md): with
-    #: numba's direct loops (:mod:`.fastsweep`) stencil and FFT cost the same at 27 offsets for
-    #: N = 1,024, 29 for N = 8,192 and ~37 for N = 65,536 (2.2-2.7 log2 N); the NumPy/SciPy stencil
-    #: (no numba, or N-D) at 5 offsets for N = 1,024 and 7 for N = 65,536.
+    #: tanh, batch 8, L 16, one thread; ``benchmarks/bench_nonlocal.py --crossover``, RESULTS.md): with
+    #: numba's direct loops (:mod:`.fastsweep`) stencil and FFT cost the same at ~27 offsets for
+    #: N = 1,024, ~37 for N = 8,192 and ~39 for N = 65,536 (2.4-2.9 log2 N); the NumPy/SciPy stencil
+    #: (no numba, or N-D) at 5 offsets for N = 1,024 and 7 for N = 65,536. ``method=`` overrides.
     STENCIL_PER_LOG2 = 0.5
-    STENCIL_PER_LOG2_NUMBA = 2.25
+    STENCIL_PER_LOG2_NUMBA = 2.5
 
     def __init__(self, layer, grid, spacing, layers, omega, boundaries, dtype, method, reach, train_omega,
                  threads):
