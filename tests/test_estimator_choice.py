@@ -74,6 +74,24 @@ def test_moment_gain_is_the_largest_mode_amplification(R, U, D):
     assert cert.certified == (gain ** 16 <= 1 + AMPLIFICATION_TOL)
 
 
+@pytest.mark.parametrize("family, shape", [("heterogeneous", (N,)), ("time-dependent", (3, N))])
+@pytest.mark.parametrize("width", [3, 5])
+def test_moment_gain_equals_the_certificates(family, shape, width):
+    """Per site and per layer: the kind's gain is npdegen.stability's max |G| (it evaluates the same
+    angles from the weights without the rest of the certificate)."""
+    import npdegen
+    rng = np.random.default_rng(width)
+    recipe = Recipe("moments", family, width, shape[0] if len(shape) == 2 else 4, "tanh", 0.7)
+    layer, net = moments_net(recipe)
+    theta = {"R": 0.01 * rng.standard_normal(shape), "U": 0.3 * H * rng.standard_normal(shape),
+             "D": 0.2 * H * H * rng.uniform(0.5, 1.5, shape)}
+    if width == 5:
+        theta.update(C3=1e-3 * H ** 3 * rng.standard_normal(shape), C4=-1e-3 * H ** 4 * rng.uniform(0, 1, shape))
+    gain, _ = KINDS["moments"].gain(layer, net, theta, recipe, (H,))
+    cert = npdegen.stability(layer, theta, spacing=H, omega=0.7, slope=1.0)
+    assert gain == pytest.approx(cert.max_gain, rel=1e-12)
+
+
 def test_growth_beyond_the_data_is_uncertified_and_within_it_certified():
     one = Recipe("moments", "homogeneous", 3, 8, "identity", 0.5)
     layer, net = moments_net(one)
