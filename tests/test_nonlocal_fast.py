@@ -175,7 +175,7 @@ def test_numpy_fallback_equals_compiled_path(monkeypatch, method, boundary):
 
 @pytest.mark.parametrize("numba_on", [True, False])
 def test_auto_rule_crossover(monkeypatch, numba_on):
-    """auto: stencil while 2K+1 <= c log2 N (c = 2.25 with numba's 1-D loops, 0.5 otherwise)."""
+    """auto: stencil while 2K+1 <= c log2 N (c = 2.75 with numba's 1-D loops, 0.5 otherwise)."""
     monkeypatch.setattr(fused, "HAVE_NUMBA", numba_on and fused.HAVE_NUMBA)
     c = NonlocalNetwork.STENCIL_PER_LOG2_NUMBA if fused.HAVE_NUMBA else NonlocalNetwork.STENCIL_PER_LOG2
     n = 4096
