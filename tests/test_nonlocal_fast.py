@@ -187,3 +187,18 @@ def test_auto_rule_crossover(monkeypatch, numba_on):
         th = net.check_params({"sigma": np.array(s)})
         k = net._reach(th)[0]
         assert net.plan(th).op.name == ("stencil" if 2 * k + 1 <= limit else "fft")
+
+
+@pytest.mark.slow
+def test_benchmark_script_quick_mode(capsys):
+    """benchmarks/bench_nonlocal.py --quick runs and reports the target line for both activations (~11 s:
+    it compiles the local numba layers)."""
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "bench_nonlocal.py"
+    spec = importlib.util.spec_from_file_location("bench_nonlocal", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("fft / local = ") == 2 and "transforms" in out
