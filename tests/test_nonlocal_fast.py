@@ -10,6 +10,7 @@ import sympy as sp
 
 from npdegen.integral import NonlocalPDE, gaussian
 from npdegen.integral import fastsweep, fused
+from npdegen.integral.layer import Activation
 from npdegen.integral.network import NonlocalNetwork
 
 q = sp.Symbol("q", real=True)
@@ -41,6 +42,15 @@ def test_fused_loops_equal_plain_loops(use_numba):
                                rtol=1e-12, atol=1e-10)
     m = rng.standard_normal((B, 33)) + 1j * rng.standard_normal((B, 33))
     s = rng.standard_normal((B, 33)) + 1j * rng.standard_normal((B, 33))
+    s_out, out2 = np.empty_like(z), np.empty_like(z)
+    for kind, slope in ((1, 1 - f * f), (2, f * (1 - f))):
+        fused.relax_slope(out2, z, f, s_out, 0.3, 0.7, kind, use_numba=use_numba)
+        np.testing.assert_allclose(out2, 0.3 * z + 0.7 * f, rtol=0, atol=1e-15)
+        np.testing.assert_allclose(s_out, slope, rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match="kind must be 1 or 2"):
+        fused.relax_slope(out2, z, f, s_out, 0.3, 0.7, 3, use_numba=use_numba)
+    fused.product(out2, z, f, 0.6, use_numba=use_numba)
+    np.testing.assert_allclose(out2, 0.6 * z * f, rtol=0, atol=1e-15)
     k = (rng.standard_normal(33) + 1j * rng.standard_normal(33)).astype(np.complex64)
     acc = np.full(33, 1.0 + 2.0j)
     m32, s32 = m.astype(np.complex64), s.astype(np.complex64)
@@ -81,29 +91,41 @@ def dense_matrix(n, dx, s, reach, kind):
     return M
 
 
-def reference_loss_and_grad(M, x, y, b, omega, L):
-    """Forward z_{t+1} = (1-ω) z_t + ω tanh(z_t Mᵀ - b) and its adjoint, derived by hand."""
+ACTIVATIONS = {                                  # f and f' by hand
+    "tanh": (np.tanh, lambda v: 1 / np.cosh(v) ** 2),
+    "sigmoid": (lambda v: 1 / (1 + np.exp(-v)), lambda v: np.exp(-v) / (1 + np.exp(-v)) ** 2),
+    "softplus": (lambda v: np.log1p(np.exp(v)), lambda v: 1 / (1 + np.exp(-v))),
+}
+
+
+def reference_loss_and_grad(M, x, y, b, omega, L, activation="tanh"):
+    """Forward z_{t+1} = (1-ω) z_t + ω f(z_t Mᵀ - b) and its adjoint, derived by hand."""
+    f, df = ACTIVATIONS[activation]
     traj, pres = [x], []
     for _ in range(L):
         Z = traj[-1] @ M.T - b
         pres.append(Z)
-        traj.append((1 - omega) * traj[-1] + omega * np.tanh(Z))
+        traj.append((1 - omega) * traj[-1] + omega * f(Z))
     lam = traj[-1] - y
     loss = 0.5 * np.sum(lam ** 2)
     gb, gomega = np.zeros_like(b), 0.0
     for t in reversed(range(L)):
-        gomega += np.sum(lam * (np.tanh(pres[t]) - traj[t]))
-        mu = omega * lam * (1 - np.tanh(pres[t]) ** 2)
+        gomega += np.sum(lam * (f(pres[t]) - traj[t]))
+        mu = omega * lam * df(pres[t])
         gb -= mu.sum(axis=0)
         lam = (1 - omega) * lam + mu @ M
     return loss, gb, gomega, lam
 
 
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "softplus"])
 @pytest.mark.parametrize("boundary", BOUNDARIES)
 @pytest.mark.parametrize("method", ["stencil", "fft"])
-def test_sweep_equals_dense_reference_network(boundary, method):
+def test_sweep_equals_dense_reference_network(boundary, method, activation):
+    """tanh and sigmoid keep f′(Z) from the forward (slope of the value), softplus keeps Z."""
     n, dx, s, L, omega, reach = 29, 0.1, 0.23, 5, 0.7, 8
-    layer = NonlocalPDE(gaussian(sigma), z1, activation="tanh", params={sigma: "homogeneous"}, bias="heterogeneous")
+    layer = NonlocalPDE(gaussian(sigma), z1, activation=activation, params={sigma: "homogeneous"},
+                        bias="heterogeneous")
+    assert layer.activation.slope_of_value == {"tanh": 1, "sigmoid": 2, "softplus": 0}[activation]
     net = layer.compile(n, spacing=dx, layers=L, omega=omega, boundary=boundary, method=method, reach=reach,
                         train_omega=True)
     rng = np.random.default_rng(2)
@@ -111,15 +133,27 @@ def test_sweep_equals_dense_reference_network(boundary, method):
     b = 0.1 * rng.standard_normal(n)
     theta = {"sigma": np.array(s), "b": b, "omega": np.array(omega)}
     loss, grads = net.loss_and_grad(x, y, theta, input_grad=True)
-    ref_loss, gb, gomega, gx = reference_loss_and_grad(dense_matrix(n, dx, s, reach, boundary), x, y, b, omega, L)
+    ref_loss, gb, gomega, gx = reference_loss_and_grad(dense_matrix(n, dx, s, reach, boundary), x, y, b, omega, L,
+                                                       activation)
     assert loss == pytest.approx(ref_loss, rel=1e-13)
     np.testing.assert_allclose(grads["b"], gb, rtol=0, atol=1e-12)
     np.testing.assert_allclose(grads["x"], gx, rtol=0, atol=1e-12)
     assert float(grads["omega"]) == pytest.approx(gomega, rel=1e-12, abs=1e-12)
     h = 1e-6                                    # the kernel parameter by central differences
-    fd = (reference_loss_and_grad(dense_matrix(n, dx, s + h, reach, boundary), x, y, b, omega, L)[0]
-          - reference_loss_and_grad(dense_matrix(n, dx, s - h, reach, boundary), x, y, b, omega, L)[0]) / (2 * h)
+    fd = (reference_loss_and_grad(dense_matrix(n, dx, s + h, reach, boundary), x, y, b, omega, L, activation)[0]
+          - reference_loss_and_grad(dense_matrix(n, dx, s - h, reach, boundary), x, y, b, omega, L, activation)[0]
+          ) / (2 * h)
     assert float(grads["sigma"]) == pytest.approx(fd, rel=1e-6, abs=1e-8)
+
+
+def test_slope_of_value_is_found_only_where_it_holds():
+    x = sp.Symbol("x")
+    rho = sp.Symbol("rho")
+    cases = {"tanh": 1, "sigmoid": 2, 1 / (1 + sp.exp(-x)): 2, sp.tanh(x): 1, sp.tanh(2 * x): 0, "softplus": 0,
+             "relu": 0, "square": 0, "identity": 0}
+    for activation, code in cases.items():
+        assert Activation(activation).slope_of_value == code, activation
+    assert Activation(sp.tanh(rho * x), [rho]).slope_of_value == 0          # parameters: Z is kept
 
 
 # ---------------------------------------------------------------------- kept buffers

@@ -209,7 +209,9 @@ class LayerSweep:
         return self.kept(name, shape, dtype) if transient else np.empty(shape, dtype)
 
     def forward(self, x2d, theta, omega, keep: bool, transient: bool):
-        """``(z_L, trajectory, aux)`` as ``Sweeps._run``."""
+        """``(z_L, trajectory, aux)`` as ``Sweeps._run``. For the backward it keeps ``Z_t`` — or, when
+        the activation's slope is a function of its value (tanh, sigmoid: ``Activation.slope_of_value``),
+        ``f′(Z_t)`` itself, written in the same pass as ``z_{t+1}``."""
         net, act, eng = self.net, self.net.layer.activation, self.engine
         L, B, real = net.layers, x2d.shape[0], net.dtype
         traj = self.array(transient, "traj", (L + 1, B, *net.grid), real)
@@ -217,29 +219,36 @@ class LayerSweep:
         if keep and net.kernel_names:
             eng.keep(transient, L)
         pres = self.array(transient, "pre", (L, B, *net.grid), real) if keep and not act.linear else None
+        slopes = act.slope_of_value if pres is not None else 0
         for t in range(L):
-            Z = eng.apply(t, traj[t], None if pres is None else pres[t])
-            if pres is not None and Z is not pres[t]:
+            Z = eng.apply(t, traj[t], None if pres is None or slopes else pres[t])
+            if pres is not None and not slopes and Z is not pres[t]:
                 np.copyto(pres[t], Z)
                 Z = pres[t]
             b = net._bias(theta, t)
             if b is not None:
                 Z -= b
-            fz = act.value(Z, net._act_args(theta, t))
-            fused.relax(traj[t + 1], traj[t], np.ascontiguousarray(fz), 1 - omega, omega)
-        return traj[-1], traj, ("sweep", self, traj, pres)
+            fz = np.ascontiguousarray(act.value(Z, net._act_args(theta, t)))
+            if slopes:
+                fused.relax_slope(traj[t + 1], traj[t], fz, pres[t], 1 - omega, omega, slopes)
+            else:
+                fused.relax(traj[t + 1], traj[t], fz, 1 - omega, omega)
+        return traj[-1], traj, ("sweep", self, traj, pres, slopes)
 
     def adjoint(self, aux, lam, theta):
         """``(∂loss/∂x, grads)`` from :meth:`forward`'s ``aux`` and ``λ = ∂loss/∂z_L`` (consumed)."""
         net, act, eng = self.net, self.net.layer.activation, self.engine
-        _, _, traj, pres = aux
+        _, _, traj, pres, slopes = aux
         omega = net._omega(theta)
         grads = {k: np.zeros(s, np.float64) for k, s in net.shapes.items()}
         eng.reset()
         mu = eng.mu
         for t in reversed(range(net.layers)):
-            np.multiply(lam, omega, out=mu)
-            if pres is not None:
+            if slopes:                                   # pres[t] is f′(Z_t)
+                fused.product(mu, lam, pres[t], omega)
+            else:
+                np.multiply(lam, omega, out=mu)
+            if pres is not None and not slopes:
                 args = net._act_args(theta, t)
                 for k in act.names:
                     net._reduce(grads, k, t, np.sum(mu * act.dparam(k, pres[t], args), axis=0, dtype=np.float64))

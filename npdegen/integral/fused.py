@@ -5,6 +5,9 @@ also the reference definitions:
 
 * :func:`relax` — ``out = a·z + c·f`` (the relaxation ``(1 − ω) z + ω f(Z)``, and the adjoint's
   ``λ ← (1 − ω) λ + Kᵀμ``), one pass instead of three;
+* :func:`relax_slope` — the same and ``s = g_k(f)``, the slope written in the activation's value
+  (``k = 1``: ``1 − f²``, tanh; ``k = 2``: ``f(1 − f)``, the sigmoid; :data:`.layer.VALUE_SLOPES`),
+  and :func:`product` — ``out = c·a·b`` (the adjoint's ``μ = ω λ f′``);
 * :func:`correlate_spectra` — ``Ĉ_f += Σ_b conj(μ̂_{b,f}) ẑ_{b,f}`` accumulated in complex128 (the
   half spectrum of the lag correlation that the kernel-parameter gradient contracts), then
   ``μ̂_{b,f} ← μ̂_{b,f} k̂_f`` (the adjoint's product), in one pass;
@@ -22,7 +25,7 @@ try:                                       # numba is optional (the "fast" extra
 except ImportError:                        # pragma: no cover - exercised where numba is absent
     numba = None
 
-__all__ = ["HAVE_NUMBA", "relax", "correlate_spectra", "correlate", "lag_sums"]
+__all__ = ["HAVE_NUMBA", "relax", "relax_slope", "product", "correlate_spectra", "correlate", "lag_sums"]
 
 HAVE_NUMBA = numba is not None
 #: Columns of a block in the direct stencil loops: the block of ``out`` and of ``zp`` stays in L1/L2.
@@ -33,6 +36,16 @@ BLOCK = 2048
 def _relax_np(out, z, f, a, c):
     np.multiply(z, a, out=out)
     out += c * f
+
+
+def _relax_slope_np(out, z, f, s, a, c, kind):
+    _relax_np(out, z, f, a, c)
+    if kind == 1:
+        np.multiply(f, f, out=s)
+        np.subtract(1, s, out=s)
+    else:
+        np.subtract(1, f, out=s)
+        s *= f
 
 
 def _spectra_np(acc, m, z, k):
@@ -66,6 +79,26 @@ if HAVE_NUMBA:
                 out[b, i] = a * z[b, i] + c * f[b, i]
 
     @_jit
+    def _relax_slope_nb(out, z, f, s, a, c, one, kind):      # one: 1 in the arrays' dtype
+        for b in range(out.shape[0]):
+            if kind == 1:
+                for i in range(out.shape[1]):
+                    v = f[b, i]
+                    out[b, i] = a * z[b, i] + c * v
+                    s[b, i] = one - v * v
+            else:
+                for i in range(out.shape[1]):
+                    v = f[b, i]
+                    out[b, i] = a * z[b, i] + c * v
+                    s[b, i] = v * (one - v)
+
+    @_jit
+    def _product_nb(out, x, y, c):
+        for b in range(out.shape[0]):
+            for i in range(out.shape[1]):
+                out[b, i] = c * x[b, i] * y[b, i]
+
+    @_jit
     def _spectra_nb(acc, m, z, k):
         for b in range(m.shape[0]):
             for f in range(m.shape[1]):
@@ -74,19 +107,29 @@ if HAVE_NUMBA:
                 m[b, f] = v * k[f]
 
     @numba.njit(cache=True, nogil=True, fastmath={"contract"})
-    def _correlate_nb(zp, w, out):                 # per row, per block of columns, tap by tap (vectorises)
+    def _correlate_nb(zp, w, out):
+        """Per row and block of BLOCK columns, four taps per pass over the block (vectorises; the block
+        of ``out`` is read and written once per four taps)."""
         n, taps = out.shape[1], w.shape[0]
         for b in range(out.shape[0]):
             o, zr = out[b], zp[b]
             for s in range(0, n, BLOCK):
                 e = min(s + BLOCK, n)
-                ob, zb, w0 = o[s:e], zr[s:e], w[0]
-                for i in range(e - s):
-                    ob[i] = w0 * zb[i]
-                for j in range(1, taps):
-                    zb, wj = zr[s + j:e + j], w[j]
+                ob = o[s:e]
+                ob[:] = 0
+                j = 0
+                while j + 4 <= taps:
+                    z0, z1, z2, z3 = zr[s + j:e + j], zr[s + j + 1:e + j + 1], zr[s + j + 2:e + j + 2], \
+                        zr[s + j + 3:e + j + 3]
+                    w0, w1, w2, w3 = w[j], w[j + 1], w[j + 2], w[j + 3]
                     for i in range(e - s):
-                        ob[i] += wj * zb[i]
+                        ob[i] += (w0 * z0[i] + w1 * z1[i]) + (w2 * z2[i] + w3 * z3[i])
+                    j += 4
+                while j < taps:
+                    z0, w0 = zr[s + j:e + j], w[j]
+                    for i in range(e - s):
+                        ob[i] += w0 * z0[i]
+                    j += 1
 
     @numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
     def _lag_sums_nb(mu, zp, out):
@@ -118,6 +161,30 @@ def relax(out, z, f, a: float, c: float, use_numba: bool = True) -> None:
         _relax_nb(_two_d(out), _two_d(z), _two_d(f), t(a), t(c))
     else:
         _relax_np(out, z, f, a, c)
+
+
+def _fusable(*arrays) -> bool:
+    return all(a.flags.c_contiguous and a.dtype == arrays[0].dtype for a in arrays)
+
+
+def relax_slope(out, z, f, s, a: float, c: float, kind: int, use_numba: bool = True) -> None:
+    """``out = a·z + c·f`` and ``s = g_kind(f)`` (``kind`` 1: ``1 − f²``, 2: ``f(1 − f)``)."""
+    if kind not in (1, 2):
+        raise ValueError(f"relax_slope: kind must be 1 or 2, got {kind!r}")
+    if HAVE_NUMBA and use_numba and _fusable(out, z, f, s):
+        t = out.dtype.type
+        _relax_slope_nb(_two_d(out), _two_d(z), _two_d(f), _two_d(s), t(a), t(c), t(1), kind)
+    else:
+        _relax_slope_np(out, z, f, s, a, c, kind)
+
+
+def product(out, x, y, c: float, use_numba: bool = True) -> None:
+    """``out = c·x·y`` (arrays of one shape; ``out`` may be ``x``)."""
+    if HAVE_NUMBA and use_numba and _fusable(out, x, y):
+        _product_nb(_two_d(out), _two_d(x), _two_d(y), out.dtype.type(c))
+    else:
+        np.multiply(x, c, out=out)
+        out *= y
 
 
 def correlate_spectra(acc, m, z, k, use_numba: bool = True) -> None:

@@ -36,9 +36,18 @@ METHODS = ("auto", "stencil", "fft", "dense")
 DTYPES = ("float32", "float64")
 
 
+#: Slopes written in the activation's value ``y = f(x)``: ``f′ = 1 − y²`` (tanh), ``y(1 − y)`` (the logistic
+#: sigmoid). Index + 1 is :attr:`Activation.slope_of_value`, the code :func:`.fused.relax_slope` takes.
+VALUE_SLOPES = (lambda y: 1 - y * y, lambda y: y * (1 - y))
+
+
 class Activation:
     """``f``, ``f′`` and ``∂f/∂ρ`` (trainable activation parameters ``ρ``) of the step, lambdified once
-    from npdegen's SymPy definitions (:mod:`npdegen.spec.activations`)."""
+    from npdegen's SymPy definitions (:mod:`npdegen.spec.activations`).
+
+    ``slope_of_value`` is ``k > 0`` when ``f′(x) = g_k(f(x))`` for the ``k``-th form of
+    :data:`VALUE_SLOPES` (checked on 201 points of [−8, 8] to 1e-13 in float64; no activation parameters),
+    else 0: then the sweeps keep ``f′(Z)`` from the forward instead of ``Z`` (one fused pass)."""
 
     def __init__(self, activation, parameters=()):
         self.name, self.expr = resolve_activation(activation, parameters)
@@ -50,6 +59,17 @@ class Activation:
         self._f = sp.lambdify(args, self.expr, modules="numpy", cse=True)
         self._df = sp.lambdify(args, sp.diff(self.expr, x), modules="numpy", cse=True)
         self._dp = {p.name: sp.lambdify(args, sp.diff(self.expr, p), modules="numpy", cse=True) for p in self.params}
+        self.slope_of_value = 0 if self.params or self.linear else self._value_slope()
+
+    def _value_slope(self) -> int:
+        x = np.linspace(-8.0, 8.0, 201)
+        with np.errstate(all="ignore"):
+            y, d = np.broadcast_to(self._f(x), x.shape), np.broadcast_to(self._df(x), x.shape)
+            for k, form in enumerate(VALUE_SLOPES, start=1):
+                g = form(y)
+                if np.all(np.isfinite(d)) and np.all(np.abs(g - d) <= 1e-13 * (1 + np.abs(d))):
+                    return k
+        return 0
 
     def value(self, z, args=()):
         if self.linear:
