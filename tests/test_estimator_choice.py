@@ -15,7 +15,7 @@ pytest.importorskip("sklearn")
 
 from npdegen.estimator import KINDS, NeuralPDERegressor, Recipe, RecipeSpace, register  # noqa: E402
 from npdegen.estimator.choice import (AMPLIFICATION_TOL, CERTIFIED_WITHIN, PARSIMONY, Certificate,  # noqa: E402
-                                      better, certify, choose, data_growth)
+                                      better, certify, choose, data_growth, penalised)
 from npdegen.estimator.moments import MomentStencil  # noqa: E402
 from npdegen.estimator.recipes import LayerKind  # noqa: E402
 from npdegen.estimator.search import Fit, Problem, Search  # noqa: E402
@@ -178,13 +178,16 @@ def test_certified_fits_rank_first_within_the_factor():
 
 
 def test_parsimony_rule():
-    """The fewest parameters within the factor PARSIMONY of the least validation nRMSE (certified fits)."""
-    a, b, c = _fit(3, 1e-2, True), _fit(1280, 4e-3, True), _fit(81920, 1e-3, True)
-    assert choose([a, b, c]) is c                                   # 4x better than the 1,280-parameter fit
-    d = _fit(81920, 4e-3 / PARSIMONY * 1.01, True)                  # not PARSIMONY times better
-    assert choose([a, b, d]) is b
-    e = _fit(81920, 4e-3 / PARSIMONY * 0.99, True)
-    assert choose([a, b, e]) is e
+    """The least max(v, 1e-9) * P**PARSIMONY among the certified fits: k times the parameters must buy
+    k**(1/4) times less validation nRMSE."""
+    a, b = _fit(3, 1e-2, True), _fit(768, 4e-3, True)
+    assert penalised(a) == pytest.approx(1e-2 * 3 ** PARSIMONY) and PARSIMONY == 0.25
+    assert choose([a, b]) is a                                      # 256x the parameters for 2.5x: not enough
+    ratio = 81920 / 768
+    assert choose([b, _fit(81920, 4e-3 / ratio ** 0.25 * 1.01, True)]) is b
+    assert choose([b, _fit(81920, 4e-3 / ratio ** 0.25 * 0.99, True)]).n_params == 81920
+    assert choose([_fit(3, 1e-12, True), _fit(768, 1e-15, True)]).n_params == 3    # exact data: the fewest
+    assert choose([_fit(5, 1e-3, True), _fit(5, 5e-4, True)]).val_nrmse == 5e-4
 
 
 # ---------------------------------------------------------------- wider from narrower

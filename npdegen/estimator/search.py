@@ -38,9 +38,9 @@
   replaced by a better one.
 * **Certificate and winner** (:mod:`npdegen.estimator.choice`). Every fit gets a stability
   certificate (gain per layer; certified when the network amplifies no more than the data grow);
-  the winner is the fewest parameters among the certified fits within the factor ``CERTIFIED_WITHIN``
-  of the least validation nRMSE (all fits when none is) that are within :data:`PARSIMONY` of their
-  least (:func:`choose`). Every recipe tried, skipped or failed is in the report, with
+  the winner is, among the certified fits within the factor ``CERTIFIED_WITHIN`` of the least
+  validation nRMSE (all fits when none is), the least validation nRMSE × parameters^:data:`PARSIMONY`
+  (:func:`choose`). Every recipe tried, skipped or failed is in the report, with
   its gain per layer and whether it is certified.
 """
 from __future__ import annotations
