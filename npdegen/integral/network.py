@@ -56,11 +56,11 @@ class NonlocalNetwork(HostNetworkAPI, Sweeps):
     #: ``log2 N``, else uses the FFT (a kernel whose weights beyond reach K are below the dtype's
     #: resolution *is* a stencil of reach K, so this is a choice of speed only). Measured (1-D, float32,
     #: tanh, batch 8, L 16, one thread; ``benchmarks/bench_nonlocal.py --crossover``, RESULTS.md): with
-    #: numba's direct loops (:mod:`.fastsweep`) stencil and FFT cost the same at 27-29 offsets for
-    #: N = 1,024, ~40 for N = 8,192 and ~43 for N = 65,536 (2.7-3.1 log2 N); the NumPy/SciPy stencil
+    #: numba's direct loops (:mod:`.fastsweep`) stencil and FFT cost the same at ~37 offsets for
+    #: N = 1,024, ~53 for N = 8,192 and ~57 for N = 65,536 (3.6-4.1 log2 N); the NumPy/SciPy stencil
     #: (no numba, or N-D) at 5 offsets for N = 1,024 and 7 for N = 65,536. ``method=`` overrides.
     STENCIL_PER_LOG2 = 0.5
-    STENCIL_PER_LOG2_NUMBA = 2.75
+    STENCIL_PER_LOG2_NUMBA = 3.5
 
     def __init__(self, layer, grid, spacing, layers, omega, boundaries, dtype, method, reach, train_omega,
                  threads):
