@@ -15,7 +15,7 @@ pytest.importorskip("sklearn")
 
 from npdegen.estimator import KINDS, NeuralPDERegressor, Recipe, RecipeSpace, register  # noqa: E402
 from npdegen.estimator.choice import (AMPLIFICATION_TOL, CERTIFIED_WITHIN, PARSIMONY, Certificate,  # noqa: E402
-                                      better, certify, choose, data_growth, penalised)
+                                      better, certify, choose, data_growth, penalised, rank)
 from npdegen.estimator.moments import MomentStencil  # noqa: E402
 from npdegen.estimator.recipes import LayerKind  # noqa: E402
 from npdegen.estimator.search import Fit, Problem, Search  # noqa: E402
@@ -67,11 +67,26 @@ def test_moment_gain_is_the_largest_mode_amplification(R, U, D):
     # the certificate's sup over all angles θ: at least the grid modes' largest, equal to a fine sampling's
     assert gain >= impulse_gain(net, theta) - 1e-12
     assert gain == pytest.approx(impulse_gain(net, theta, modes=20001), rel=1e-7)
+    # the learnable reaction x + A2 x² + A3 x³ (a step-IR layer): slope 1 at 0, the same gain; with
+    # A2 = A3 = 0 the layer is linear and its impulse response is the reference again
+    poly = Recipe("moments", "homogeneous", 3, 1, "reaction", 0.5)
+    poly_layer, poly_net = moments_net(poly)
+    zero = dict(theta, A2=np.array(0.0), A3=np.array(0.0))
+    assert impulse_gain(poly_net, zero, modes=20001) == pytest.approx(gain, rel=1e-7)
+    for a2, a3 in ((0.0, 0.0), (0.3, -0.2)):
+        curved = dict(theta, A2=np.array(a2), A3=np.array(a3))
+        assert KINDS["moments"].gain(poly_layer, poly_net, curved, poly, (H,))[0] == pytest.approx(gain, rel=1e-12)
     # certified when gain**L is within the data's growth (here 1) plus the slack
     deep = Recipe("moments", "homogeneous", 3, 16, "identity", 0.5)
     cert = certify(KINDS["moments"], layer, net, theta, deep, (H,), growth=1.0)
     assert cert.amplification == pytest.approx(gain ** 16, rel=1e-12)
     assert cert.certified == (gain ** 16 <= 1 + AMPLIFICATION_TOL)
+
+
+def test_uncertified_fits_are_promoted_last():
+    """A first stage whose most accurate fit is uncertified: the certified one is promoted first."""
+    fits = [_fit(3, 1e-3, False), _fit(5, 2e-3, True), _fit(5, 3e-3, False)]
+    assert [f.val_nrmse for f in sorted(fits, key=rank)] == [2e-3, 1e-3, 3e-3]
 
 
 @pytest.mark.parametrize("family, shape", [("heterogeneous", (N,)), ("time-dependent", (3, N))])

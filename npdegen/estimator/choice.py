@@ -35,7 +35,8 @@ over its heterogeneous start, 4x for a heterogeneous fit over a homogeneous one 
 returned a time-dependent fit with 81,920 parameters and the same validation nRMSE (1.37e-4) as the
 1,280-parameter heterogeneous fit it started from; a rule "fewest parameters within a factor 2"
 returned the 768-parameter width-3 fit at 1.6x the error of the width-5 one. Time left after the
-stages polishes the current winner first (:func:`preferred`); a polished fit replaces its recipe's
+stages polishes the current winner first (:func:`preferred`); certified fits are promoted to the
+next family before uncertified ones (:func:`rank`); a polished fit replaces its recipe's
 earlier one only when it is better and still certified if that one was (:func:`better`).
 """
 from __future__ import annotations
@@ -45,7 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Certificate", "certify", "data_growth", "choose", "better", "preferred", "AMPLIFICATION_TOL",
+__all__ = ["Certificate", "certify", "data_growth", "choose", "rank", "better", "preferred", "AMPLIFICATION_TOL",
            "PARSIMONY", "PARSIMONY_FLOOR", "CERTIFIED_WITHIN", "penalised"]
 
 #: Relative slack on the network's amplification over the data's own growth.
@@ -111,6 +112,13 @@ def certify(kind, layer, net, theta: dict, recipe, spacing: tuple, growth: float
 def _certified(fit) -> bool:
     cert = getattr(fit, "certificate", None)
     return bool(cert is not None and cert.certified)
+
+
+def rank(fit) -> tuple:
+    """Sort key of the fits promoted to the next family: certified first, then by validation nRMSE
+    (an uncertified homogeneous fit — a depth too shallow for the data's transport, say — tends to
+    become an unstable per-site fit)."""
+    return (not _certified(fit), fit.val_nrmse)
 
 
 def better(new, old) -> bool:

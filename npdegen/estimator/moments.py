@@ -144,6 +144,9 @@ class MomentStencil(LayerKind):
             return float(cert.max_gain), ""
         from ..inspect.matrix import layer_weights
         from ..inspect.vonneumann import THETA_POINTS
+        if recipe.activation == "reaction":        # runs on the step IR; f'(0) = 1: the identity layer's weights
+            layer = _linear_layer(self, recipe.family, recipe.width)
+            theta = {k: v for k, v in theta.items() if k not in ("A2", "A3")}
         offsets, w = layer_weights(layer, {k: np.asarray(v, np.float64) for k, v in theta.items()}, spacing[0])
         flat = w.reshape(-1, len(offsets))
         phase = np.exp(1j * np.outer(np.asarray(offsets, np.float64), np.linspace(0.0, np.pi, THETA_POINTS + 1)))
@@ -160,6 +163,18 @@ class MomentStencil(LayerKind):
         if name in ("A2", "A3"):
             return value
         return value * ratio
+
+
+_LINEAR: dict = {}
+
+
+def _linear_layer(kind, family: str, width: int):
+    """The 1-D identity-activation layer of ``family`` and ``width`` (cached): the linear part of a
+    ``reaction`` layer, whose stencil weights are the same functions of ``R, U, D, …``."""
+    key = (family, width)
+    if key not in _LINEAR:
+        _LINEAR[key] = kind.layer(Recipe(kind.name, family, width, 1, "identity"), 1)
+    return _LINEAR[key]
 
 
 def _widen(theta: dict, narrow: int, wide: int, spacing: float) -> dict:

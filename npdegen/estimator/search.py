@@ -6,8 +6,9 @@
   says why.
 * **Order.** The families are walked in order (homogeneous → heterogeneous → time-dependent). The
   first stage fits every recipe of :meth:`~npdegen.estimator.recipes.RecipeSpace.initial`; each
-  later stage promotes the :data:`PROMOTE` best recipes of each kind from the latest stage that
-  fitted it (:meth:`~npdegen.estimator.recipes.RecipeSpace.promote`), warm-started from their fits,
+  later stage promotes the :data:`PROMOTE` best recipes (certified fits first) of each kind from
+  the latest stage that fitted it (:meth:`~npdegen.estimator.recipes.RecipeSpace.promote`),
+  warm-started from their fits,
   but not those of a kind whose best validation nRMSE so far is more than :data:`BEHIND` times
   the best of all (a richer family of a kind that far behind is unlikely to catch up, and its
   time goes to the others).
@@ -56,7 +57,7 @@ from ..runtime.network import NonFiniteError
 from ..runtime.train import TrainingDiverged, train
 from ..runtime.multilevel import hierarchy
 from ..runtime.train_lbfgs import _periodic
-from .choice import PARSIMONY, better, certify, choose, data_growth, preferred
+from .choice import PARSIMONY, better, certify, choose, data_growth, preferred, rank
 from .metrics import nrmse
 from .monitor import CHECK_EVERY, GAIN, PATIENCE, Monitor, host
 from .recipes import KINDS, STAGE_WEIGHTS, NotApplicable, Recipe, RecipeSpace
@@ -370,7 +371,7 @@ class Search:
                 fit = self._attempt(recipe, weights[i] / (sum(weights[i:]) + later), s == 0)
                 if isinstance(fit, Fit):
                     stage_fits.append(fit)
-            history.append([f.recipe for f in sorted(stage_fits, key=lambda f: f.val_nrmse)])
+            history.append([f.recipe for f in sorted(stage_fits, key=rank)])     # certified first
         self._polish()
         if not self.fits:
             raise RuntimeError("no recipe could be fitted within the budget:\n" + format_report(self.report))
