@@ -112,8 +112,8 @@ class ConservationLaw(NeuralPDE):
         super().__init__(transform, field, activation=activation, params=params, bias=bias,
                          name=name)
         self._args = args
-        if self._tuned_1d:                 # the masks need the step IR: never the tuned 1-D kernels
-            self._tuned_1d, self._stencil = False, None
+        if self._linear_1d:                # a flux layer is not a 1-D stencil layer: no 1-D kernel description
+            self._linear_1d, self._stencil = False, None
             self.lowered
 
     # ------------------------------------------------------------------ IR

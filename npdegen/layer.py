@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -12,7 +13,6 @@ from pathlib import Path
 import sympy as sp
 
 from .codegen.numba_target import ACTIVATION_MODES
-from .codegen.render import KernelOptions, render
 from .derive.kernel import KernelIR, build_kernel
 from .codegen.step_render import StepOptions, render_step
 from .spec.spacing import spacing_symbols
@@ -22,7 +22,7 @@ from .derive.stencil import SPACING, Stencil, discretise, stencil_moments
 from .grid import normalise_boundaries
 from .ir.lower import LoweredStep, lower
 from .ir.step import StepIR, build_step, param_symbol
-from .runtime.backends import get_backend, kernel_filename, step_filename
+from .runtime.backends import get_backend, step_filename
 from .runtime.cache import stamp, write_atomic
 from .constructors import free_stencil_transform, moments_transform
 from .runtime.network import Network
@@ -63,13 +63,12 @@ class NeuralPDE:
                                          bias=bias, accuracy=accuracy, offsets=offsets, name=name)
         self._args = dict(transform=transform, field=field, activation=activation, params=params, bias=bias,
                           accuracy=accuracy, offsets=offsets, name=name)
-        # 1-D linear layers without activation parameters run the tuned 1-D kernels; every other
-        # layer (N-D, nonlinear, activation parameters) the step-IR kernels.
-        self._tuned_1d = (self.spec.dim == 1 and self.spec.terms is not None and not self.spec.activation_params
-                          and not self.spec.shifts)
-        self._stencil: Stencil | None = discretise(self.spec) if self._tuned_1d else None
-        if not self._tuned_1d:
-            self.lowered                   # derive now: errors surface at construction
+        # Every layer runs the step-IR kernels. A 1-D linear layer without activation parameters also
+        # has the 1-D symbolic description (its Stencil and KernelIR) that inspection works with.
+        self._linear_1d = (self.spec.dim == 1 and self.spec.terms is not None and not self.spec.activation_params
+                           and not self.spec.shifts)
+        self._stencil: Stencil | None = discretise(self.spec) if self._linear_1d else None
+        self.lowered                       # derive now: errors surface at construction
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -149,7 +148,7 @@ class NeuralPDE:
         e.g. ``(1, -1)`` for ``z[i_x + 1, i_y − 1]``.
         """
         subs = self._spacing_map(spacing)
-        if self._tuned_1d:
+        if self._linear_1d:
             return {j: w.subs(subs) for j, w in self._stencil.as_dict().items()}
         weights = self._user_weights()
         if self.dim == 1:
@@ -166,7 +165,7 @@ class NeuralPDE:
         if not isinstance(max_order, int) or isinstance(max_order, bool) or max_order < 0:
             raise ValueError(f"max_order must be an integer >= 0, got {max_order!r}")
         subs = self._spacing_map(spacing)
-        if self._tuned_1d:
+        if self._linear_1d:
             return {k: sp.expand(m.subs(subs)) for k, m in stencil_moments(self._stencil, max_order, SPACING).items()}
         return tensor_moments(self._user_weights(), self.spacing_symbols, max_order, subs)
 
@@ -174,7 +173,7 @@ class NeuralPDE:
         """Table moment → physical process: reaction, advection (per axis), diffusion (tensor
         components), dispersion, … (docs/theory.md §2)."""
         if max_order is None:
-            reach = max(self.step_ir.halo) * 2 if not self._tuned_1d else len(self._stencil.offsets) - 1
+            reach = max(self.step_ir.halo) * 2 if not self._linear_1d else len(self._stencil.offsets) - 1
             max_order = max(reach, 2)
         if self.dim == 1:
             return explain_moments(self.moments(max_order))
@@ -182,9 +181,11 @@ class NeuralPDE:
 
     @cached_property
     def kernel_ir(self) -> KernelIR:
-        """The derived kernel description of the tuned 1-D kernels (1-D linear layers only)."""
-        if not self._tuned_1d:
-            raise ValueError(f"layer {self.spec.name!r} runs on the step IR (layer.step_ir), not the 1-D kernels")
+        """The 1-D symbolic description (weights ``w_j(θ)``, Jacobians) that inspection works with:
+        1-D linear layers only (every layer's kernels come from :attr:`lowered`)."""
+        if not self._linear_1d:
+            raise ValueError(f"layer {self.spec.name!r} has no 1-D kernel description (N-D, nonlinear or with "
+                             "activation parameters): use layer.step_ir")
         return build_kernel(self.spec)
 
     @cached_property
@@ -198,17 +199,6 @@ class NeuralPDE:
         return lower(self.step_ir)
 
     # ------------------------------------------------------------------ code
-    @staticmethod
-    def _split_options(options: dict) -> tuple[KernelOptions, dict]:
-        unknown = set(options) - set(_CODE_OPTIONS) - set(_RUN_OPTIONS)
-        if unknown:
-            raise TypeError(f"unknown option(s) {sorted(unknown)}; code options are {_CODE_OPTIONS}, "
-                            f"run options {_RUN_OPTIONS}")
-        chosen = {k: options[k] for k in _CODE_OPTIONS if k in options}
-        chosen.setdefault("normalise", bool(options.get("alpha")))
-        code = KernelOptions(**chosen)
-        return code, {k: options[k] for k in _RUN_OPTIONS if k in options}
-
     def _step_options(self, options: dict) -> tuple[StepOptions, dict]:
         unknown = set(options) - set(_CODE_OPTIONS) - set(_RUN_OPTIONS)
         if unknown:
@@ -218,15 +208,14 @@ class NeuralPDE:
                            boundary=normalise_boundaries(options.get("boundary", "periodic"), self.dim),
                            dtype=options.get("dtype", "float64"),
                            normalise=bool(options.get("alpha", options.get("normalise", False))),
-                           train_omega=options.get("train_omega", False))
+                           train_omega=options.get("train_omega", False),
+                           activations=(options.get("activations") or "auto") if options.get("backend") == "numba"
+                           else "auto")
         return code, {k: options[k] for k in _RUN_OPTIONS if k in options}
 
     def source(self, **options) -> str:
         """The generated kernel source for the given code options (see :meth:`compile`)."""
-        if not self._tuned_1d:
-            return render_step(self.lowered, self._step_options(options)[0]).source
-        code, _ = self._split_options(self._one_boundary(options))
-        return render(self.kernel_ir, code).source
+        return render_step(self.lowered, self._step_options(options)[0]).source
 
     def generate(self, out, **options) -> list[Path]:
         """Write the generated kernel(s) into folder ``out``; returns the paths written.
@@ -234,22 +223,10 @@ class NeuralPDE:
         Takes the options of :meth:`compile`; only ``backend, boundary, dtype, normalise,
         train_omega`` change the code (the others are accepted and ignored).
         """
-        if not self._tuned_1d:
-            code, _ = self._step_options(options)
-            rendered, stem = render_step(self.lowered, code), step_filename(self.lowered, code)
-        else:
-            code, _ = self._split_options(self._one_boundary(options))
-            rendered, stem = render(self.kernel_ir, code), kernel_filename(self.kernel_ir, code)
+        code, _ = self._step_options(options)
+        rendered, stem = render_step(self.lowered, code), step_filename(self.lowered, code)
         return [write_atomic(Path(out) / f"{stem}{suffix}", stamp(text, suffix), mode="umask")
                 for suffix, text in rendered.files.items()]
-
-    @staticmethod
-    def _one_boundary(options: dict) -> dict:
-        """1-D layers accept ``boundary`` as a kind or a 1-tuple."""
-        b = options.get("boundary")
-        if isinstance(b, (tuple, list)):
-            options = {**options, "boundary": normalise_boundaries(b, 1)[0]}
-        return options
 
     def compile(self, n, spacing=1.0, layers: int = 1, omega: float = 1.0,
                 boundary="periodic", backend: str = "numpy", dtype: str = "float64",
@@ -291,24 +268,16 @@ class NeuralPDE:
                       dtype=dtype, alpha=alpha, train_omega=train_omega, threads=threads, checkpoint=checkpoint,
                       activations=activations, allow_unstable=allow_unstable)
         impl = get_backend(backend)      # "auto": cupy or numpy; numba without numba: numpy
-        if not self._tuned_1d:
-            code, _ = self._step_options(dict(backend=impl.name, boundary=boundary, dtype=dtype, alpha=alpha,
-                                              train_omega=train_omega))
-            return Network(ir=self.lowered, options=code, backend=impl, kernel=impl.load_step(self.lowered, code),
-                           n=n, spacing=tuple(float(v) for v in spacings), layers=layers, omega=float(omega),
-                           alpha=float(alpha or 0.0), threads=threads, checkpoint=checkpoint,
-                           recipe=(self, recipe))
-        n = _one_size(n)
-        if not isinstance(n, int) or isinstance(n, bool) or n <= 2 * self.kernel_ir.halo:
-            raise ValueError(f"n must be an integer > {2 * self.kernel_ir.halo} (twice the stencil "
-                             f"half-width), got {n!r}")
-        boundary = self._one_boundary({"boundary": boundary})["boundary"]
-        code = KernelOptions(backend=impl.name, boundary=boundary, dtype=dtype,
-                             normalise=bool(alpha), train_omega=train_omega)
-        code = impl.code_options(code, activations=activations)
-        return Network(ir=self.kernel_ir, options=code, backend=impl, kernel=impl.load(self.kernel_ir, code),
-                       n=n, spacing=float(spacings[0]), layers=layers, omega=float(omega),
-                       alpha=float(alpha or 0.0), threads=threads, checkpoint=checkpoint, recipe=(self, recipe))
+        code, _ = self._step_options(dict(backend=impl.name, boundary=boundary, dtype=dtype, alpha=alpha,
+                                          train_omega=train_omega, activations=activations))
+        if self.dim == 1:                # 1-D networks keep the 1-D conventions: n an int, spacing a number
+            n = n[0] if isinstance(n, (tuple, list)) and len(n) == 1 else n
+            n = int(n) if isinstance(n, numbers.Integral) and not isinstance(n, bool) else n
+        space = float(spacings[0]) if self.dim == 1 else tuple(float(v) for v in spacings)
+        return Network(ir=self.lowered, options=code, backend=impl, kernel=impl.load_step(self.lowered, code),
+                       n=n, spacing=space, layers=layers, omega=float(omega),
+                       alpha=float(alpha or 0.0), threads=threads, checkpoint=checkpoint,
+                       recipe=(self, recipe))
 
     def __getstate__(self):
         """A layer pickles as the arguments it was made from (everything else is derived again)."""
@@ -321,12 +290,3 @@ class NeuralPDE:
         bias = " - b" if self.spec.bias else ""
         return f"NeuralPDE({self.spec.name!r}: Z = {self.spec.transform}{bias}, f = {self.spec.activation_name})"
 
-
-def _one_size(n):
-    """A 1-D grid size: an int (NumPy integers and 1-tuples accepted)."""
-    import numbers
-    if isinstance(n, (tuple, list)) and len(n) == 1:
-        n = n[0]
-    if isinstance(n, numbers.Integral) and not isinstance(n, bool):
-        return int(n)
-    return n

@@ -10,7 +10,7 @@ def test_generate_writes_where_asked(tmp_path, capsys):
     spec.write_text('[layer]\nname = "heat"\ntransform = "z + D*z_qq"\n[layer.params]\nD = "homogeneous"\n')
     assert main(["generate", str(spec), "--out", str(tmp_path / "out"), "--dtype", "float32",
                  "--boundary", "neumann"]) == 0
-    written = (tmp_path / "out" / "heat_numpy_neumann_float32.py")
+    written = (tmp_path / "out" / "heat_numpy_1d_neumann_float32.py")
     assert written.is_file() and str(written) in capsys.readouterr().out
 
 

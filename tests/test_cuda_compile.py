@@ -383,10 +383,11 @@ def test_generate_writes_the_cuda_files_without_a_gpu(tmp_path):
     assert sorted(p.suffix for p in paths) == [".cu", ".py"]
     cu = next(p for p in paths if p.suffix == ".cu").read_text()
     py = next(p for p in paths if p.suffix == ".py").read_text()
-    key = render(layer.kernel_ir, KernelOptions("cupy", "neumann", "float32", True)).key
+    from npdegen.codegen.step_render import StepOptions, render_step
+    key = render_step(layer.lowered, StepOptions("cupy", ("neumann",), "float32", True)).key
     for text in (cu, py):
-        assert f"content-hash: {key}" in text and "Derivation (SymPy, exact)" in text
-    assert "typedef float real;" in cu and "return log1pf(expf(-fabsf(Z))) + fmaxf(0, Z);" in cu
+        assert f"content-hash: {key}" in text
+    assert "Derivation (SymPy" in cu and "typedef float real;" in cu and "log1pf(expf(-fabsf(" in cu
     for needle in ("def forward", "def adjoint", "def step_adjoint", "def workspace", "def fill_halo"):
         assert needle in py
 

@@ -103,7 +103,7 @@ def net():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"n": 2}, "n must be an integer > 2"),
+    ({"n": 2}, "n must be > 2"),
     ({"n": 8.0}, "n must be an integer"),
     ({"n": 8, "layers": 0}, "layers must be a positive integer"),
     ({"n": 8, "omega": float("nan")}, "omega must be a positive finite"),

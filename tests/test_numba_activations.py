@@ -16,8 +16,9 @@ from npdegen.codegen.vector_math import vector_activation
 
 from npdegen import NeuralPDE
 from npdegen.codegen.fast_forms import SOFTPLUS_CLAMP, TANH_CLAMP, fast_activation
-from npdegen.codegen.numba_target import NumbaOptions, activation_forms, numba_context
-from npdegen.codegen.render import render
+from npdegen.codegen.numba_target import choose_forms
+from npdegen.codegen.step_numba import numba_step_context
+from npdegen.codegen.step_render import StepOptions, render_step
 from npdegen.spec.activations import ACTIVATION_SYMBOL, BUILTIN_ACTIVATIONS
 
 x = ACTIVATION_SYMBOL
@@ -25,10 +26,24 @@ x = ACTIVATION_SYMBOL
 BOUNDS = {"tanh": (3.8e-7, 2.1e-7), "sigmoid": (1.9e-7, 1.1e-7), "softplus": (1.5e-7, 1.8e-8)}
 
 
-def kernel_ir(activation):
+def layer_of(activation):
     q = sp.Symbol("q")
     z = sp.Function("z")(q)
-    return NeuralPDE(z + z.diff(q, 2), z, activation=activation).kernel_ir
+    return NeuralPDE(z + z.diff(q, 2), z, activation=activation)
+
+
+def kernel_ir(activation):
+    return layer_of(activation).kernel_ir
+
+
+def NumbaOptions(backend="numba", dtype="float64", activations="auto"):
+    """The step options of a numba kernel (the activation mode is one of them)."""
+    return StepOptions(backend=backend, dtype=dtype, activations=activations)
+
+
+def activation_forms(ir, options):
+    """``(form, f, f')`` as the numba kernel computes ``ir.f`` for ``options``."""
+    return choose_forms(ir.f, x, options)
 
 
 # ---------------------------------------------------------------------------- the forms (no numba needed)
@@ -69,13 +84,13 @@ def test_clamps_make_the_forms_saturate():
 
 
 def test_modes_change_code_and_key():
-    ir = kernel_ir("tanh")
-    auto32 = render(ir, NumbaOptions(backend="numba", dtype="float32"))
-    exact32 = render(ir, NumbaOptions(backend="numba", dtype="float32", activations="exact"))
-    auto64 = render(ir, NumbaOptions(backend="numba", dtype="float64"))
-    exact64 = render(ir, NumbaOptions(backend="numba", dtype="float64", activations="exact"))
+    low = layer_of("tanh").lowered
+    auto32 = render_step(low, NumbaOptions(backend="numba", dtype="float32"))
+    exact32 = render_step(low, NumbaOptions(backend="numba", dtype="float32", activations="exact"))
+    auto64 = render_step(low, NumbaOptions(backend="numba", dtype="float64"))
+    exact64 = render_step(low, NumbaOptions(backend="numba", dtype="float64", activations="exact"))
     assert "math.tanh" not in auto32.source and "math.tanh" in exact32.source and "math.tanh" not in auto64.source
-    assert "fast forms" in auto32.source and "vector forms" in auto64.source and "_vtanh(" in auto64.source
+    assert "fast_forms" in auto32.source and "_vtanh, a vectorisable" in auto64.source and "_vtanh(" in auto64.source
     assert "math.tanh" in exact64.source and "_vtanh" not in exact64.source
     assert len({auto32.key, exact32.key, auto64.key, exact64.key}) == 4
     with pytest.raises(ValueError, match="activations"):
@@ -89,13 +104,15 @@ def test_float32_code_has_no_bare_numbers():
     z = sp.Function("z")(q)
     layer = NeuralPDE(z + R * z - U * z.diff(q) + D * z.diff(q, 2), z, activation="softplus",
                       params={U: "heterogeneous", D: "homogeneous", R: "time-dependent"}, bias="heterogeneous")
-    ctx = numba_context(layer.kernel_ir, NumbaOptions(backend="numba", dtype="float32"))
-    blocks = [*ctx["act"].values(), ctx["weights"], ctx["weights_and_jacobians"]]
-    codes = [rhs for a in blocks for _, rhs in a.temps] + [r for a in blocks for r in a.results]
+    ctx = numba_step_context(layer.lowered, NumbaOptions(backend="numba", dtype="float32"))
+    blocks = [ctx["pre"], ctx["forward_act"], ctx["adjoint_act"], *(b for _, b in ctx["coef_bodies"]),
+              *(J["body"] for J in ctx["jacobians"]), *(g["body"] for g in ctx["gradients"])]
+    codes = [rhs for a in blocks for _, rhs in a["temps"]] + [r for a in blocks for r in a["results"]]
+    codes += [rhs for t in ctx["gather"] for _, rhs in t["temps"]] + [t["result"] for t in ctx["gather"]]
     assert any("_F(" in code for code in codes)
     for code in codes:
         bare = re.sub(r"_F\([^()]*\)", "", code)
-        bare = re.sub(r"\b_\w+", "", bare)          # generated locals such as _ca3, _cw0
+        bare = re.sub(r"\b[A-Za-z_]\w*", "", bare)   # names: locals such as _ca3, w0, z_m1, Delta0
         assert not re.search(r"\d", bare), code
 
 
@@ -109,10 +126,11 @@ def error_kernel(name, dtype, mode="auto"):
     """A compiled loop: the numba target's printed f (the text the kernel template inlines) on every
     value, against the float64 reference; returns the largest error."""
     nb = pytest.importorskip("numba", reason="numba is not installed (pip install 'npdegen[fast]')")
-    act = numba_context(kernel_ir(name), NumbaOptions(backend="numba", dtype=dtype, activations=mode))["act"]["f"]
+    act = numba_step_context(layer_of(name).lowered, NumbaOptions(backend="numba", dtype=dtype,
+                                                                 activations=mode))["forward_act"]
     lines = ["def worst(values):", "    e = 0.0", "    for i in range(values.shape[0]):", "        _Z = values[i]"]
-    lines += [f"        {lhs} = {rhs}" for lhs, rhs in act.temps]
-    lines += [f"        fast = {act.results[0]}", "        v = numba.float64(values[i])", f"        ref = {REFERENCE[name]}",
+    lines += [f"        {lhs} = {rhs}" for lhs, rhs in act["temps"]]
+    lines += [f"        fast = {act['results'][0]}", "        v = numba.float64(values[i])", f"        ref = {REFERENCE[name]}",
               "        e = max(e, abs(numba.float64(fast) - ref) / max(1.0, abs(ref)))", "    return e"]
     scope = {"_F": getattr(np, dtype), "math": math, "numba": nb}
     exec(compile("\n".join(lines), f"<{name}-{dtype}>", "exec"), scope)

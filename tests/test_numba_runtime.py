@@ -194,8 +194,9 @@ def test_jit_cache_is_reused_by_a_fresh_module(rng):
     assert verify(text)
     fresh = {"__name__": "npdegen_kernel_again", "__file__": path}
     exec(compile(text, path, "exec"), fresh)          # as npdegen.runtime.cache.load_module does
-    fresh["forward"](net._trajectory(x), net.check_params(theta), 0.8, 0.7, 0.1, fresh["workspace"](2, 10, np.float64))
-    stats = fresh["_forward_serial"].stats
+    fresh["forward"](net._trajectory(x), net.check_params(theta), (0.8,), 0.7, 0.1, fresh["workspace"](2, (10,), np.float64))
+    driver = fresh["_forward_serial" if fresh["NORMALISE"] else "_forward_run_serial"]   # the layer loop's kernel
+    stats = driver.stats
     assert sum(stats.cache_hits.values()) == 1 and sum(stats.cache_misses.values()) == 0
 
 
@@ -204,10 +205,10 @@ def test_threads_follow_numba_num_threads():
     import numba
     layer = adr_layer("tanh")
     net = layer.compile(n=64, layers=2, backend="numba", threads=64)
-    work = net.kernel.workspace(512, 4096, np.float64, threads=64)
+    work = net.kernel.workspace(512, (4096,), np.float64, threads=64)
     assert work["threads"] == numba.config.NUMBA_NUM_THREADS
-    assert net.kernel.workspace(1, 64, np.float64, threads=2)["parallel"] is False      # tiny: one thread
-    assert net.kernel.workspace(512, 4096, np.float64, threads=1)["parallel"] is False
+    assert net._workspace(1)["parallel"] is False      # tiny (batch·n under THREAD_MIN_SIZE): one thread
+    assert net.kernel.workspace(512, (4096,), np.float64, threads=1)["parallel"] is False
 
 
 @needs_numba
@@ -218,14 +219,14 @@ def test_parallel_loops_agree_with_serial(rng):
     serial = case_net("tanh-dirichlet", n=40, threads=1)      # per-layer weights
     par = case_net("tanh-dirichlet", n=40, threads=2)
     k = par.kernel
-    saved = k.PARALLEL_MIN_SIZE, k.THREAD_MIN_SIZE, k.MIN_PARALLEL_CHUNK, k.CHUNK
+    saved = k.THREAD_MIN_SIZE, k.MIN_CHUNK, k.CHUNK
     try:
-        k.PARALLEL_MIN_SIZE, k.THREAD_MIN_SIZE, k.MIN_PARALLEL_CHUNK, k.CHUNK = 0, 0, 3, 5
+        k.THREAD_MIN_SIZE, k.MIN_CHUNK, k.CHUNK = 0, 3, 5
         theta = params(serial)
         loss, grads = par.loss_and_grad(x, y, theta, input_grad=True)
         assert par._workspace(4)["parallel"] and par._workspace(4)["chunk"] == 5
     finally:
-        k.PARALLEL_MIN_SIZE, k.THREAD_MIN_SIZE, k.MIN_PARALLEL_CHUNK, k.CHUNK = saved
+        k.THREAD_MIN_SIZE, k.MIN_CHUNK, k.CHUNK = saved
         par._work.clear()
     loss0, grads0 = serial.loss_and_grad(x, y, theta, input_grad=True)
     assert loss == pytest.approx(loss0, rel=1e-14)
@@ -249,6 +250,6 @@ def test_float32_fast_forms_against_numpy(rng):
     for key in grads0:
         assert grads[key].dtype == np.float32
         np.testing.assert_allclose(grads[key], grads0[key], rtol=1e-4, atol=1e-4 * np.max(np.abs(grads0[key])))
-    for driver in (net.kernel._forward_chunk, net.kernel._adjoint_chunk):
+    for driver in (net.kernel._forward_serial, net.kernel._adjoint_a_serial):
         (llvm,) = driver.inspect_llvm().values()
         assert "vector.body" in llvm and "x float>" in llvm

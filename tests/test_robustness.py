@@ -153,7 +153,11 @@ def test_cache_cli(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("boundary", ["periodic", "dirichlet", "neumann"])
 def test_threads_give_bit_identical_results(monkeypatch, boundary):
-    """Threads split the grid into column groups: same arithmetic, same order, same bits."""
+    """numba's threads split the grid into chunks: a site's sums over the batch are owned by one
+    thread and added in a fixed order, so one or two threads give the same bits."""
+    numba = pytest.importorskip("numba", reason="numba is not installed (pip install 'npdegen[fast]')")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one numba thread")
     from npdegen.runtime.network import Network
     monkeypatch.setattr(Network, "THREAD_MIN_SIZE", 0)
     layer = NeuralPDE(z + R * z - U * z.diff(q) + D * z.diff(q, 2), z, activation="softplus",
@@ -161,9 +165,11 @@ def test_threads_give_bit_identical_results(monkeypatch, boundary):
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((64, 3000)), rng.standard_normal((64, 3000))
     results = []
-    for threads in (1, 3):
-        net = layer.compile(n=3000, layers=3, omega=0.7, boundary=boundary, threads=threads, train_omega=True)
-        assert len(net._workspace(64)["groups"]) == threads
+    for threads in (1, 2):
+        net = layer.compile(n=3000, layers=3, omega=0.7, boundary=boundary, threads=threads, train_omega=True,
+                            backend="numba")
+        monkeypatch.setattr(net.kernel, "THREAD_MIN_SIZE", 0)
+        assert net._workspace(64)["parallel"] == (threads > 1)
         theta = net.init_params(seed=1, scale=0.05, values={"D": 0.2})
         results.append(net.loss_and_grad(x, y, theta, input_grad=True))
     (l1, g1), (l3, g3) = results

@@ -24,9 +24,9 @@ import sympy as sp
 
 from ..ir.lower import LoweredStep, coefficient_symbol
 from ..ir.step import ARGUMENT
-from .fast_forms import expand_forms, fast_activation
-from .vector_math import VTANH_SOURCE, uses_vector_math, vector_activation
-from .numba_target import NumbaPrinter, shared_assignments
+from .fast_forms import expand_forms
+from .vector_math import VTANH_SOURCE, uses_vector_math
+from .numba_target import NumbaPrinter, choose_forms, shared_assignments
 from .step_render import StepOptions, StepTarget
 
 __all__ = ["TARGET", "numba_step_context"]
@@ -53,8 +53,11 @@ class _Site:
         idx = (["_r"] if batch else []) + [f"_j{k} + {self.halo[k] + o}" for k, o in enumerate(outer)]
         return f"{array}[{', '.join(idx)}]" if idx else array
 
-    def grid_row(self, array: str, lead: str | None = None) -> str:
-        idx = ([lead] if lead is not None else []) + [f"_j{k}" for k in range(self.dim - 1)]
+    def grid_row(self, array: str, lead: str | None = None, shift: tuple = ()) -> str:
+        """Row of a grid array at the site's line, or at the line ``shift`` (outer offsets) away."""
+        shift = tuple(shift) or (0,) * (self.dim - 1)
+        idx = ([lead] if lead is not None else []) + [f"_j{k}" + (f" + {o}" if o > 0 else f" - {-o}" if o else "")
+                                                      for k, o in enumerate(shift)]
         return f"{array}[{', '.join(idx)}]" if idx else array
 
 
@@ -81,6 +84,45 @@ def _body(exprs, printer, prefix, site: _Site, low: LoweredStep, site_coefs: dic
                 zloads=loads, wloads=wloads, ploads=ploads)
 
 
+def _gather_terms(low: LoweredStep, printer, site: _Site, site_coefs: dict, site_params: dict) -> list:
+    """The adjoint's gather ``Σ_o s[j − o] J_o(j − o)`` at site ``j`` of an interior line: per access
+    offset ``o``, the Jacobian printed with its own names (suffix ``_g<k>``: the same access or
+    parameter at two source sites must not share a name), and what it loads at the source site
+    ``j − o``: rows of the source line, constant column bases (the loop index ``_ii`` runs over the
+    columns ``HL … n − HL``, so the source column is ``HL − o_last + _ii``)."""
+    ir = low.ir
+    HL = ir.halo[-1]
+    terms = []
+    for k, (off, jac) in enumerate(zip(ir.accesses, low.access_jacobians)):
+        if jac == 0:
+            continue
+        sfx, outer, ol = f"_g{k}", off[:-1], off[-1]
+        free, sub, zrows, zloads, wloads, ploads = jac.free_symbols, {}, {}, [], [], []
+        for a, sym in zip(ir.accesses, ir.access_symbols):
+            if sym in free:
+                new = sp.Symbol(printer.doprint(sym) + sfx)
+                sub[sym] = new
+                rel = tuple(x - y for x, y in zip(a[:-1], outer))
+                rname = "_zr" + sfx + "".join("_" + _offset_name(o) for o in rel)
+                zrows[rname] = site.padded_row("_zp", rel)
+                zloads.append((new.name, rname, HL - ol + HL + a[-1]))
+        for m, row in site_coefs.items():
+            c = coefficient_symbol(m)
+            if c in free:
+                sub[c] = sp.Symbol(c.name + sfx)
+                wloads.append((c.name + sfx, f"_Wr{row}{sfx}", site.grid_row("_W", str(row), tuple(-o for o in outer))))
+        for name, sym in site_params.items():
+            if sym in free:
+                sub[sym] = sp.Symbol(printer.doprint(sym) + sfx)
+                ploads.append((printer.doprint(sym) + sfx, f"_ar_{name}{sfx}",
+                               site.grid_row("_a_" + name, None, tuple(-o for o in outer))))
+        a = shared_assignments([jac.xreplace(sub)], printer, f"_cg{k}_")
+        terms.append(dict(k=k, zrows=sorted(zrows.items()), zloads=zloads, wloads=wloads, ploads=ploads,
+                          srow=site.grid_row("_s", "_r", tuple(-o for o in outer)),
+                          sbase=HL - ol, temps=a.temps, result=a.results[0]))
+    return terms
+
+
 def numba_step_context(low: LoweredStep, options: StepOptions) -> dict:
     ir = low.ir
     printer = NumbaPrinter()
@@ -105,10 +147,8 @@ def numba_step_context(low: LoweredStep, options: StepOptions) -> dict:
     # the activation as computed: fast forms in float32
     f, fprime = ir.f, ir.fprime
     d_act = dict(ir.d_activation)
-    form = "exact"
-    computed = fast_activation(ir.f) if options.dtype == "float32" else vector_activation(ir.f)
+    form, computed, _ = choose_forms(ir.f, ARGUMENT, options)
     if computed != ir.f:
-        form = "fast" if options.dtype == "float32" else "vector"
         f, fprime = computed, sp.diff(computed, ARGUMENT)
         d_act = {p.name: sp.diff(computed, p.symbol) for p in ir.params if p.role == "activation"}
     to_loop = {ARGUMENT: _Z}
@@ -144,6 +184,7 @@ def numba_step_context(low: LoweredStep, options: StepOptions) -> dict:
             continue
         body = _body([jac], printer, "_cj", site, low, site_coefs, site_params)
         jacobians.append(dict(offset=off, body=body, qcol=ir.halo[-1] + off[-1]))
+    gather = _gather_terms(low, printer, site, site_coefs, site_params)
     # gradient assembly: site = scale * sum_k kappa_k * S[r_k]
     rules = [r for r in low.gradients if r.terms]
     gradients = []
@@ -157,7 +198,7 @@ def numba_step_context(low: LoweredStep, options: StepOptions) -> dict:
         site=site, const_lines=const_lines, site_coefs=site_coefs, coef_bodies=coef_bodies,
         nsite=len(site_coefs), pre=pre, forward_act=forward_act, adjoint_act=adjoint_act,
         reduction_info=reduction_info, simple_reductions=simple_reductions,
-        simple_body=simple_body, nreductions=len(reductions), jacobians=jacobians, gradients=gradients,
+        simple_body=simple_body, nreductions=len(reductions), jacobians=jacobians, gather=gather, gradients=gradients,
         homogeneous_rules=homogeneous_rules, hom_params=hom_params, site_params=list(site_params),
         params=params, families=ir.families, form=form, f=f, fprime=fprime,
         vtanh_source=VTANH_SOURCE if uses_vector_math(f, fprime, *d_act.values()) else "",

@@ -56,8 +56,13 @@ class StepOptions:
     dtype: str = "float64"
     normalise: bool = False
     train_omega: bool = False
+    #: numba: ``"auto"`` (vectorisable forms of f in float32, a vectorisable tanh in float64),
+    #: ``"fast"`` or ``"exact"`` (libm); the other backends compute the exact forms.
+    activations: str = "auto"
 
     def __post_init__(self):
+        if self.activations not in ("auto", "fast", "exact"):
+            raise ValueError(f"activations must be one of auto, fast, exact, got {self.activations!r}")
         if self.backend not in _TARGET_MODULES:
             raise ValueError(f"unknown backend {self.backend!r}; available: {', '.join(_TARGET_MODULES)}")
         object.__setattr__(self, "boundary", normalise_boundaries(self.boundary, len(self.boundary)

@@ -89,7 +89,7 @@ def _inspect_spec(args) -> tuple[dict, str, dict]:
     from .report import physics_report
     from .stability import stability
     layer, options = load_spec(args.source)
-    if not layer._tuned_1d:
+    if not layer._linear_1d:
         return _inspect_step(args, layer, options)
     ir = layer.kernel_ir
     spacing = args.spacing if args.spacing is not None else float(options.get("spacing", 1.0))

@@ -223,14 +223,13 @@ def stability(layer, params: dict, spacing: float | None = None, omega: float | 
 
 
 def _step_layer(layer):
-    """The NeuralPDE of a step-IR layer or network (N-D, nonlinear, ...), else None (1-D kernels)."""
+    """The NeuralPDE of an N-D, nonlinear, ... layer or network, else None (a 1-D linear layer: the
+    1-D description of :mod:`.matrix` certifies it)."""
     if isinstance(layer, Network):
-        if not layer._step:
-            return None
         if layer.recipe is None:
-            raise TypeError("this step-IR Network was not made by NeuralPDE.compile: certify its layer instead")
-        return layer.recipe[0]
-    return layer if getattr(layer, "_tuned_1d", True) is False else None
+            raise TypeError("this Network was not made by NeuralPDE.compile: certify its layer instead")
+        layer = layer.recipe[0]
+    return layer if getattr(layer, "_linear_1d", True) is False else None
 
 
 def stability_monitor(net, every: int = 1):

@@ -106,7 +106,7 @@ class Network(Checkpointing):
             self.halos = tuple(step_ir.halo)
             self.grid = normalise_grid(self.n, step_ir.dim, self.halos)
             families = step_ir.families
-            self._size, self._space = self.grid, tuple(float(v) for v in self.spacing)
+            self._size, self._space = self.grid, tuple(float(v) for v in np.atleast_1d(self.spacing))
             if step_ir.fixed:              # grid fields of the site expression (flux-form face masks)
                 values = fixed_values(step_ir, self.grid, self.options.boundary, self.dtype, self.xp)
                 self.kernel = WithFixedFields(self.kernel, values)
