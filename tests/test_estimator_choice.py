@@ -249,3 +249,36 @@ def test_wider_stencil_never_fits_worse_than_the_narrower(activation, shift, var
     assert wide.val_nrmse <= narrow.val_nrmse * (1 + 1e-12)
     if activation == "identity":
         assert wide.val_nrmse < 0.5 * narrow.val_nrmse          # and it uses its extra moments
+
+
+# ---------------------------------------------------------------- certified checkpoints
+def test_monitor_keeps_the_best_certified_checkpoint():
+    """Checkpoints improve while the later ones are uncertified: the result is the last certified one
+    when it is within the factor, else the best; certifying stays within its share of the time."""
+    import time as _time
+
+    from npdegen.estimator.monitor import CERTIFY_SHARE, Monitor
+    values = {0: 1e-2, 1: 5e-3, 2: 2e-3, 3: 1e-3, 4: 4e-4}
+    monitor = Monitor(lambda th: values[int(th["k"])], _time.perf_counter() + 60, 1,
+                      certify=lambda th: int(th["k"]) <= 2)
+    for k in range(5):
+        monitor.began -= 10.0                       # as if 10 s of training passed between checks
+        monitor.consider({"k": np.array(k)})
+    assert monitor.best == 4e-4 and monitor.stable == 2e-3
+    value, theta = monitor.result(10.0)
+    assert value == 2e-3 and int(theta["k"]) == 2
+    value, theta = monitor.result(4.0)              # the certified checkpoint is 5x worse: the best
+    assert value == 4e-4 and int(theta["k"]) == 4
+    calls = []
+
+    def slow(th):
+        calls.append(1)
+        _time.sleep(0.02)
+        return True
+    monitor = Monitor(lambda th: 1.0 / (1 + int(th["k"])), _time.perf_counter() + 60, 1, certify=slow)
+    started = _time.perf_counter()
+    for k in range(40):
+        monitor.consider({"k": np.array(k)})
+        _time.sleep(0.005)
+    assert monitor.certifying <= CERTIFY_SHARE * (_time.perf_counter() - started) + 0.03
+    assert 1 <= len(calls) < 40

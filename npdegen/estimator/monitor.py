@@ -5,6 +5,13 @@ Every :data:`CHECK_EVERY` iterations the validation nRMSE is evaluated and the b
 lower its own best by the relative :data:`GAIN` (when ``patience`` is not None), at its share of the
 recipe's time (the time left split evenly over the starts left) — already when the next iteration,
 expected to last as long as the longest so far, would end after it — or once the floor is reached.
+
+With a ``certify(theta) -> bool`` callable it also keeps the best **certified** parameters seen
+(:mod:`npdegen.estimator.choice`): each new best is certified while certifying has taken at most
+:data:`CERTIFY_SHARE` of the time since the monitor began (a candidate not checked is not
+certified); :meth:`Monitor.result` returns the best certified parameters when their validation nRMSE
+is within ``CERTIFIED_WITHIN`` of the best, else the best (a per-site fit that drifts into local
+growth late in its run keeps its last stable checkpoint).
 """
 from __future__ import annotations
 
@@ -20,6 +27,8 @@ __all__ = ["Monitor", "host", "CHECK_EVERY", "PATIENCE", "GAIN"]
 #: Validation checks: every CHECK_EVERY L-BFGS iterations; a start stops after PATIENCE checks that
 #: did not lower its validation nRMSE by the relative GAIN.
 CHECK_EVERY, PATIENCE, GAIN = 5, 5, 1e-3
+#: At most this share of a recipe's time goes to certifying its checkpoints.
+CERTIFY_SHARE = 0.1
 
 
 def host(a) -> np.ndarray:
@@ -30,11 +39,14 @@ def host(a) -> np.ndarray:
 class Monitor(Callback):
     """Deadline per start, validation checks, best parameters across starts."""
 
-    def __init__(self, evaluate, end: float, starts: int, floor: float = 0.0, patience: int | None = PATIENCE):
+    def __init__(self, evaluate, end: float, starts: int, floor: float = 0.0, patience: int | None = PATIENCE,
+                 certify=None):
         self.evaluate, self.end, self.left, self.floor = evaluate, end, max(starts, 1), floor
-        self.patience = patience
+        self.patience, self.certify = patience, certify
         self.stop_at = end
         self.best, self.best_theta, self.iterations = math.inf, None, 0
+        self.stable, self.stable_theta = math.inf, None          # the best certified checkpoint
+        self.began, self.certifying = time.perf_counter(), 0.0
 
     def on_train_begin(self, info):
         now = time.perf_counter()
@@ -47,7 +59,21 @@ class Monitor(Callback):
         value = self.evaluate(theta)
         if value < self.best:
             self.best, self.best_theta = value, {k: host(v).copy() for k, v in theta.items()}
+        if (self.certify is not None and value < self.stable
+                and self.certifying <= CERTIFY_SHARE * (time.perf_counter() - self.began)):
+            t0 = time.perf_counter()
+            ok = self.certify(theta)
+            self.certifying += time.perf_counter() - t0
+            if ok:
+                self.stable, self.stable_theta = value, {k: host(v).copy() for k, v in theta.items()}
         return value
+
+    def result(self, certified_within: float) -> tuple:
+        """``(validation nRMSE, parameters)``: the best certified checkpoint when it is within the
+        factor ``certified_within`` of the best, else the best."""
+        if self.stable_theta is not None and self.stable <= certified_within * self.best + 1e-12:
+            return self.stable, self.stable_theta
+        return self.best, self.best_theta
 
     def on_step(self, step, loss, theta):
         self.iterations += 1

@@ -32,7 +32,8 @@
   as their time affords, :func:`_affordable`), stops a start of a homogeneous recipe that gained
   less than :data:`GAIN` in :data:`PATIENCE` checks (richer families are fitted coarse to fine by
   ``npdegen.train``, whose coarse plateaus must not end the run), and the recipe once the rounding
-  floor :data:`FLOOR` is reached.
+  floor :data:`FLOOR` is reached. A fit keeps its best certified checkpoint when that is within
+  ``CERTIFIED_WITHIN`` of its best (:class:`~npdegen.estimator.monitor.Monitor`).
 * **Polish.** Time left after the last stage goes to the :data:`POLISH` preferred fits (the current
   winner first, :func:`~npdegen.estimator.choice.preferred`), trained on from
   their parameters (a row each in the report), in rounds while they improve; a fit is only
@@ -57,7 +58,7 @@ from ..runtime.network import NonFiniteError
 from ..runtime.train import TrainingDiverged, train
 from ..runtime.multilevel import hierarchy
 from ..runtime.train_lbfgs import _periodic
-from .choice import PARSIMONY, better, certify, choose, data_growth, preferred, rank
+from .choice import CERTIFIED_WITHIN, PARSIMONY, better, certify, choose, data_growth, preferred, rank
 from .metrics import nrmse
 from .monitor import CHECK_EVERY, GAIN, PATIENCE, Monitor, host
 from .recipes import KINDS, STAGE_WEIGHTS, NotApplicable, Recipe, RecipeSpace
@@ -230,7 +231,8 @@ class Search:
         levels = _levels(net)
         single = levels == 1
         monitor = Monitor(lambda th: self._error(net, th, p.x_val, p.y_val), end, len(starts), floor,
-                           PATIENCE if single else None)
+                          PATIENCE if single else None,
+                          lambda th: certify(kind, layer, net, th, recipe, p.spacing, self.growth).certified)
         bounds = kind.bounds(recipe, len(p.grid)) or None
         # every start is a candidate as it is; the most promising (least validation error) trains first
         screened = sorted(((monitor.consider(st), i) for i, st in enumerate(starts)))
@@ -252,8 +254,8 @@ class Search:
         if not math.isfinite(monitor.best):
             return self._entry(recipe, "failed", started, n_params=n_params, starts=ran,
                                note=f"every start diverged ({diverged} of {ran})")
-        theta = monitor.best_theta
-        fit = Fit(recipe, layer, net, theta, self._error(net, theta, p.x_train, p.y_train), monitor.best,
+        value, theta = monitor.result(CERTIFIED_WITHIN)
+        fit = Fit(recipe, layer, net, theta, self._error(net, theta, p.x_train, p.y_train), value,
                   time.perf_counter() - started, monitor.iterations, kind)
         fit.certificate = certify(kind, layer, net, theta, recipe, p.spacing, self.growth)
         self.fits[recipe.label] = fit
