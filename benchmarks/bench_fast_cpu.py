@@ -194,12 +194,12 @@ def crossover(repeat):
         res = {}
         for threads in (1, numba.config.NUMBA_NUM_THREADS):
             net = compile_net(batch, n, L, threads=threads)
-            saved = net.kernel.PARALLEL_MIN_SIZE, net.kernel.THREAD_MIN_SIZE
-            net.kernel.PARALLEL_MIN_SIZE = net.kernel.THREAD_MIN_SIZE = 0     # parallel whenever threads > 1
+            saved = net.kernel.THREAD_MIN_SIZE
+            net.kernel.THREAD_MIN_SIZE = 0                # parallel whenever threads > 1
             net._work.clear()
             net.loss_and_grad(x, y, theta)
             res[threads] = statistics.median(_timed(lambda: net.loss_and_grad(x, y, theta)) for _ in range(repeat))
-            net.kernel.PARALLEL_MIN_SIZE, net.kernel.THREAD_MIN_SIZE = saved
+            net.kernel.THREAD_MIN_SIZE = saved
         rows.append(dict(size=batch * n, batch=batch, n=n, serial=res[1], parallel=res[max(res)]))
         print(f"  batch*n = {batch * n:7d}: 1 thread {1e3 * res[1]:8.3f} ms   {max(res)} threads "
               f"{1e3 * res[max(res)]:8.3f} ms", flush=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import sympy as sp
 
-from .codegen.numba_target import ACTIVATION_MODES
+from .codegen.numba_printer import ACTIVATION_MODES
 from .derive.kernel import KernelIR, build_kernel
 from .codegen.step_render import StepOptions, render_step
 from .spec.spacing import spacing_symbols

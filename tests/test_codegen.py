@@ -9,7 +9,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from npdegen import NeuralPDE
-from npdegen.codegen.render import KernelOptions, render
+from npdegen.codegen.step_render import StepOptions, render_step
 from npdegen.codegen.ufuncs import ufunc_program
 from npdegen.runtime import cache
 
@@ -83,23 +83,25 @@ def adr_ir():
     U, D, R = sp.symbols("U D R")
     return NeuralPDE(z + R * z - U * z.diff(q) + sp.exp(D) * z.diff(q, 2), z, activation="softplus",
                      params={U: "heterogeneous", D: "homogeneous", R: "time-dependent"},
-                     bias="time-dependent").kernel_ir
+                     bias="time-dependent").lowered
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba", "cupy"])
 @pytest.mark.parametrize("boundary, dtype, normalise, train_omega", list(itertools.product(
     ("periodic", "dirichlet", "neumann"), ("float32", "float64"), (False, True), (False, True))))
-def test_every_option_renders_valid_python(adr_ir, boundary, dtype, normalise, train_omega):
-    rendered = render(adr_ir, KernelOptions(boundary=boundary, dtype=dtype, normalise=normalise,
-                                            train_omega=train_omega))
+def test_every_option_renders_valid_python(adr_ir, backend, boundary, dtype, normalise, train_omega):
+    rendered = render_step(adr_ir, StepOptions(backend=backend, boundary=(boundary,), dtype=dtype,
+                                               normalise=normalise, train_omega=train_omega))
     compile(rendered.source, "<kernel>", "exec")
     assert f"content-hash: {rendered.key}" in rendered.source
 
 
 def test_cache_key_changes_with_every_option(adr_ir):
-    keys = {render(adr_ir, KernelOptions(boundary=b, dtype=d)).key
-            for b in ("periodic", "dirichlet", "neumann") for d in ("float32", "float64")}
-    assert len(keys) == 6
-    assert render(adr_ir, KernelOptions()).key == render(adr_ir, KernelOptions()).key
+    keys = {render_step(adr_ir, StepOptions(backend=k, boundary=(b,), dtype=d, activations=a)).key
+            for k in ("numpy", "numba") for b in ("periodic", "dirichlet", "neumann") for d in ("float32", "float64")
+            for a in ("auto", "exact")}
+    assert len(keys) == 24
+    assert render_step(adr_ir, StepOptions()).key == render_step(adr_ir, StepOptions()).key
 
 
 def test_checksum_detects_tampering():

@@ -1,6 +1,6 @@
 """The CUDA backend without a GPU.
 
-1. Every template renders and the CUDA source compiles with NVRTC to PTX for compute_90 and
+1. Every 1-D linear layer's step-IR CUDA source compiles with NVRTC to PTX for compute_90 and
    compute_80 (``cupy_backends.cuda.libs.nvrtc``: createProgram / compileProgram / getPTX), so a
    syntax or type error in a template fails. Matrix: parameter families (3 rotations of U, D, R and
    the bias) × activations (6 built-in, 3 custom) × boundaries × dtypes, with (normalise,
@@ -10,11 +10,10 @@
    faster). Six sources, one per boundary × dtype, are also compiled with the options CuPy uses at
    run time for both architectures. NVRTC holds the GIL, and on the 2-core machine this was
    written on two processes were no faster than one, so the compiles run in turn (about 25 s).
-2. The generated CUDA also runs on the CPU: g++ compiles it with a small CUDA shim (one
-   Python thread per CUDA thread, ``__syncthreads`` a barrier) and the wrapper, importing a NumPy
-   stand-in for CuPy, is compared with the NumPy backend (1e-12 float64, 1e-5 float32) with every
-   output and buffer poisoned with NaN, in all three reduction modes. The GPU itself is tested in
-   ``test_cuda_gpu.py``.
+2. The CPU emulator of generated CUDA: g++ compiles a source with a small CUDA shim (one Python
+   thread per CUDA thread, ``__syncthreads`` a barrier) and the wrapper imports a NumPy stand-in for
+   CuPy. ``test_step_cuda.py`` runs it inside a Network for every layer kind (1-D linear included)
+   against the NumPy backend; the GPU itself is tested there and in ``test_cuda_gpu.py``.
 3. The printer, ``generate(backend="cupy")`` without a GPU, the source's checks, backend selection.
 
 Parts skip (one line saying why) without CuPy's NVRTC bindings or without a C++20 g++.
@@ -37,8 +36,8 @@ import pytest
 import sympy as sp
 
 import npdegen
-from npdegen.codegen.cuda_target import CudaPrinter
-from npdegen.codegen.render import KernelOptions, render
+from npdegen.codegen.cuda_printer import CudaPrinter
+from npdegen.codegen.step_render import StepOptions, render_step
 from npdegen.runtime import backends
 from npdegen.runtime.cache import stamp
 
@@ -51,7 +50,13 @@ ACTIVATIONS = ("identity", "tanh", "sigmoid", "relu", "softplus", "square",
                sp.sin(_s) + _s**3 / 10, _s / (1 + sp.Abs(_s)), sp.Lambda(_s, sp.atan(2 * _s)))
 WIDE = (dict(accuracy=4), dict(accuracy=6), dict(offsets=(-2, -1, 0), accuracy=None),
         dict(offsets=(0, 1, 2), accuracy=None))
-KERNELS = ("fill_halo", "forward_step", "adjoint_step", "adjoint_gradients", "finish_homogeneous")
+KERNELS = ("fill_halo", "forward_step", "adjoint_site", "reduce_partials", "adjoint_gather", "assemble",
+           "finish_homogeneous")
+
+
+def KernelOptions(backend="cupy", boundary="periodic", dtype="float64", normalise=False, train_omega=False):
+    """The step options of a 1-D CUDA kernel."""
+    return StepOptions(backend, (boundary,), dtype, normalise, train_omega)
 ARCHS = ("90", "80")
 
 
@@ -85,7 +90,7 @@ def source(args, options):
     if args not in _layers:
         rotation, act, wide = args
         _layers[args] = make_layer(rotation, ACTIVATIONS[act], **(WIDE[wide] if wide is not None else {}))
-    return render(_layers[args].kernel_ir, options)
+    return render_step(_layers[args].lowered, options)
 
 
 # ---------------------------------------------------------------------------- 1. NVRTC
@@ -257,114 +262,6 @@ def load_wrapper(rendered, folder, stem="kernel", monkeypatch=None):
     return module
 
 
-def make_theta(layer, n, layers, real, rng, relu=False):
-    """ADR values (U 0.3, D 0.15, R -0.1, b 0.1; relu: b -0.3 keeps Z off the kink) + 0.05 N(0, 1)."""
-    shapes = {"homogeneous": (), "heterogeneous": (n,), "time-dependent": (layers, n)}
-    values = {"U": 0.3, "D": 0.15, "R": -0.1, "b": -0.3 if relu else 0.1}
-    families = dict(layer.kernel_ir.params) | ({"b": layer.kernel_ir.bias} if layer.kernel_ir.bias else {})
-    return {k: np.asarray(values[k] + 0.05 * rng.standard_normal(shapes[f]), real) for k, f in families.items()}
-
-
-def poison(work):
-    for value in work.values():
-        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
-            value[...] = np.nan
-
-
-def run(kernel, work, theta, x, lam, layers, omega, alpha, halo, prepare=lambda work: None):
-    """Forward over `layers` layers, the adjoint sweep, and the adjoint of layer 1 alone:
-    {"trajectory", "dz0", "grads", "step dz", "step grads"}. prepare(work) runs before every call."""
-    real = x.dtype
-    (batch, n), H = x.shape, halo
-    traj = np.full((layers + 1, batch, n + 2 * H), np.nan, real)
-    traj[0, :, H:H + n] = x                 # ghost cells NaN: the CUDA kernels must not read them
-    prepare(work)
-    kernel.forward(traj, theta, 0.8, omega, alpha, work)
-    out = {"trajectory": traj, "grads": {k: np.zeros(np.shape(v), real) for k, v in theta.items()},
-           "step grads": {k: np.zeros(np.shape(v), real) for k, v in theta.items()}}
-    prepare(work)
-    out["dz0"] = kernel.adjoint(traj, lam.copy(), theta, 0.8, omega, alpha, out["grads"], work)
-    out["step dz"] = lam.copy()
-    prepare(work)
-    kernel.step_adjoint(traj[1].copy(), out["step dz"], theta, 1, 0.8, omega, alpha, out["step grads"], work)
-    return out
-
-
-def flatten(result):
-    return {k: v for k, v in result.items() if not isinstance(v, dict)} | \
-        {f"{name} {k}": v for name in ("grads", "step grads") for k, v in result[name].items()}
-
-
-def assert_matches(got, want, exact, dtype):
-    """float64: |got - want| <= 1e-12 max|want|. float32: got is as accurate as the NumPy float32
-    kernel (want) up to 1e-5 relative, measured against the NumPy float64 result (exact):
-    |got - exact| <= 1e-5 max|exact| + 2 |want - exact| (sums over sites lose digits to cancellation)."""
-    got, want, exact = flatten(got), flatten(want), flatten(exact)
-    for what, g in got.items():
-        assert np.all(np.isfinite(g)), f"{what}: non-finite values (an element was not written)"
-        scale = max(float(np.max(np.abs(exact[what]))), 1e-30)
-        if dtype == "float64":
-            err = np.abs(g - want[what])
-            assert float(np.max(err)) <= 1e-12 * scale, (what, float(np.max(err)) / scale)
-        else:
-            err = np.abs(g.astype(np.float64) - exact[what])
-            bound = 1e-5 * scale + 2 * np.abs(want[what].astype(np.float64) - exact[what])
-            assert np.all(err <= bound), (what, float(np.max(err - bound)) / scale)
-
-
-# (rotation, activation, wide, boundary, dtype, normalise, train_omega, n, batch, target_blocks, atomics)
-CPU_CASES = [
-    (0, 1, None, "neumann", "float64", True, True, 7, 3, 1024, False),       # chunks > 1: two-stage sums
-    (1, 4, None, "periodic", "float64", False, True, 300, 2, 1, False),      # one chunk, two tiles
-    (2, 2, None, "dirichlet", "float32", True, False, 9, 2, 1024, True),     # atomics
-    (1, 7, 1, "neumann", "float64", True, True, 13, 2, 1024, False),         # halo 3, custom activation
-    (2, 3, 2, "periodic", "float32", False, False, 260, 3, 1, False),        # one-sided, relu
-    (0, 5, 3, "dirichlet", "float64", False, True, 11, 2, 1024, False),      # one-sided right, square
-]
-
-
-@pytest.mark.parametrize("case", CPU_CASES, ids=lambda c: f"{c[3]}-{c[4]}-n{c[7]}-tb{c[9]}{'-atomic' if c[10] else ''}")
-def test_cuda_source_on_the_cpu_matches_numpy(emulator, case):
-    rotation, act, wide, boundary, dtype, normalise, train_omega, n, batch, target_blocks, atomics = case
-    layer = make_layer(rotation, ACTIVATIONS[act], **(WIDE[wide] if wide is not None else {}))
-    options = KernelOptions("cupy", boundary, dtype, normalise, train_omega)
-    cuda = load_wrapper(render(layer.kernel_ir, options), emulator, stem=f"case{CPU_CASES.index(case)}")
-    rng = np.random.default_rng(7)
-    real, layers, omega, alpha = np.dtype(dtype), 2, 0.7, (0.1 if normalise else 0.0)
-    theta = make_theta(layer, n, layers, real, rng, relu=act == 3)
-    if train_omega:
-        theta["omega"] = np.asarray(omega, real)
-    x = rng.uniform(0.5 if act == 3 else -1, 1, (batch, n)).astype(real)
-    lam = rng.standard_normal((batch, n)).astype(real)
-    args = (layers, omega, alpha, layer.kernel_ir.halo)
-    work = cuda.workspace(batch, n, real, target_blocks=target_blocks, atomics=atomics)
-    assert work["mode"] == (2 if atomics else 1 if work["chunks"] == 1 else 0)
-    got = run(cuda, work, theta, x, lam, *args, prepare=poison)
-    refs = []
-    for ref_dtype in (dtype, "float64"):
-        kernel = backends.get_backend("numpy").load(layer.kernel_ir, replace(options, backend="numpy", dtype=ref_dtype))
-        cast = {k: v.astype(ref_dtype) for k, v in theta.items()}
-        refs.append(run(kernel, kernel.workspace(batch, n, np.dtype(ref_dtype)), cast, x.astype(ref_dtype),
-                        lam.astype(ref_dtype), *args))
-    assert_matches(got, *refs, dtype)
-
-
-def test_wrapper_checks_its_source(emulator, tmp_path):
-    rendered = render(make_layer(0, "tanh").kernel_ir, KernelOptions("cupy"))
-    module = load_wrapper(rendered, tmp_path)
-    assert module.SOURCE.startswith("// ====") and f"content-hash: {rendered.key}" in module.SOURCE
-    assert module.launch_shape(64, 1 << 18) == (1024, 1, 64)        # one wave: a block per tile, all rows
-    assert module.launch_shape(8, 100) == (1, 8, 1)                  # small grid: a block per row
-    assert module.launch_shape(5, 700, target_blocks=4) == (3, 2, 3)
-    cu = tmp_path / "kernel.cu"
-    cu.write_text(cu.read_text().replace("Generated by", "Edited by"))
-    with pytest.raises(RuntimeError, match="checksum"):
-        module._read_source()
-    cu.write_text(stamp(rendered.files[".cu"].replace(rendered.key, "0" * 64)))
-    with pytest.raises(RuntimeError, match="not the source of this wrapper"):
-        module._read_source()
-
-
 # ---------------------------------------------------------------------------- 3. printer, files, backends
 def test_printer_precision():
     x, D, Delta = sp.symbols("x D Delta")
@@ -394,8 +291,8 @@ def test_generate_writes_the_cuda_files_without_a_gpu(tmp_path):
 
 def test_cache_key_changes_exactly_with_the_source():
     layer = make_layer(0, "tanh")
-    a, b = (render(layer.kernel_ir, KernelOptions("cupy", dtype=d)) for d in DTYPES)
-    again = render(make_layer(0, "tanh").kernel_ir, KernelOptions("cupy", dtype="float32"))
+    a, b = (render_step(layer.lowered, KernelOptions("cupy", dtype=d)) for d in DTYPES)
+    again = render_step(make_layer(0, "tanh").lowered, KernelOptions("cupy", dtype="float32"))
     assert a.files == again.files and a.key == again.key
     assert a.key != b.key and a.files[".cu"] != b.files[".cu"]
     assert f"content-hash: {a.key}" in a.files[".cu"]

@@ -2,13 +2,12 @@
 references in test_gradients.py and test_reference.py). Marked ``gpu``; without CuPy or a usable
 device the module is skipped with one line saying why.
 
-1. CuPy ≡ NumPy for the matrix of test_cuda_compile.py (families × activations × boundaries ×
-   dtypes, normalise and train_omega cycling, wide stencils) on random inputs: the trajectory,
-   dLoss/dz0, every gradient and the single-layer adjoint, with every output and work buffer filled
-   with NaN before each call (so an element a kernel fails to write shows). float64: 1e-12 relative
-   to the largest entry; float32: as accurate as the NumPy float32 kernel up to 1e-5 relative,
-   both measured against NumPy float64. The shapes cycle through the three reduction modes
-   (per-chunk sums + second pass, one chunk, atomics); one more case has n = 2^18.
+1. CuPy ≡ NumPy for the 1-D linear matrix of test_cuda_compile.py (families × activations ×
+   boundaries × dtypes, normalise and train_omega cycling, wide stencils) on random inputs, through
+   the Network API: the trajectory, the vjp (dLoss/dz0 and every gradient) and the single-layer
+   vjp. float64: 1e-12 relative to the largest entry; float32: as accurate as the NumPy float32
+   kernel up to 1e-5 relative, both measured against NumPy float64. Sizes: a few sites (one tile),
+   300 (two tiles), and n = 2^18. (Work buffers poisoned with NaN: test_step_cuda.py.)
 2. Finite-difference gradients (central, ε = 1e-6, error < 1e-6 as in test_gradients.py) and
    dot-product tests of the step (⟨J v, w⟩ = ⟨v, Jᵀ w⟩; 1e-12 for affine layers, 1e-7 against
    central differences otherwise) through the Network API on the GPU.
@@ -16,7 +15,6 @@ device the module is skipped with one line saying why.
    several chunks); the atomics mode agrees to 1e-12.
 """
 import itertools
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -25,7 +23,7 @@ import sympy as sp
 cupy = pytest.importorskip("cupy", reason="CuPy is not installed (pip install 'npdegen[cuda]')")
 
 import npdegen  # noqa: E402
-from npdegen.codegen.render import KernelOptions  # noqa: E402
+from npdegen.codegen.step_render import StepOptions  # noqa: E402
 from npdegen.runtime import backends  # noqa: E402
 from npdegen.runtime.cupy_backend import gpu_status  # noqa: E402
 
@@ -48,6 +46,11 @@ WIDE = (dict(accuracy=4), dict(accuracy=6), dict(offsets=(-2, -1, 0), accuracy=N
 #: (n, batch, target_blocks, atomics): chunks > 1 with a second pass; one chunk over 2 tiles; atomics
 SHAPES = ((37, 3, 1024, False), (300, 2, 1, False), (70, 4, 1024, True))
 OMEGA, ALPHA, SPACING, LAYERS = 0.7, 0.1, 0.8, 3
+
+
+def KernelOptions(backend="cupy", boundary="periodic", dtype="float64", normalise=False, train_omega=False):
+    """The step options of a 1-D CUDA kernel."""
+    return StepOptions(backend, (boundary,), dtype, normalise, train_omega)
 
 
 def make_layer(rotation, activation, **kw):
@@ -77,34 +80,6 @@ def make_theta(layer, n, layers, real, rng, relu=False):
     return {k: np.asarray(values[k] + 0.05 * rng.standard_normal(shapes[f]), real) for k, f in families.items()}
 
 
-def poison(work):
-    for value in work.values():
-        if isinstance(value, cupy.ndarray) and value.dtype.kind == "f":
-            value.fill(np.nan)
-
-
-def run(kernel, work, xp, theta, x, lam, halo, prepare=lambda work: None):
-    """Forward, the adjoint sweep and the adjoint of layer 1 alone, as NumPy arrays."""
-    (batch, n), H = x.shape, halo
-    theta = {k: xp.asarray(v) for k, v in theta.items()}
-    traj = xp.full((LAYERS + 1, batch, n + 2 * H), np.nan, x.dtype)
-    traj[0, :, H:H + n] = xp.asarray(x)                   # ghost cells NaN: the CUDA kernels must not read them
-    grads = {k: xp.zeros(np.shape(v), x.dtype) for k, v in theta.items()}
-    step_grads = {k: xp.zeros(np.shape(v), x.dtype) for k, v in theta.items()}
-    omega = float(theta["omega"]) if "omega" in theta else OMEGA
-    alpha = ALPHA if kernel.NORMALISE else 0.0
-    prepare(work)
-    kernel.forward(traj, theta, SPACING, omega, alpha, work)
-    prepare(work)
-    dz0 = kernel.adjoint(traj, xp.asarray(lam).copy(), theta, SPACING, omega, alpha, grads, work)
-    step_dz = xp.asarray(lam).copy()
-    prepare(work)
-    kernel.step_adjoint(traj[1].copy(), step_dz, theta, 1, SPACING, omega, alpha, step_grads, work)
-    host = (lambda a: cupy.asnumpy(a)) if xp is cupy else np.asarray
-    return {"trajectory": host(traj), "dz0": host(dz0), "step dz": host(step_dz)} | \
-        {f"grad {k}": host(v) for k, v in grads.items()} | {f"step grad {k}": host(v) for k, v in step_grads.items()}
-
-
 def assert_matches(got, want, exact, dtype):
     """float64: |got - want| <= 1e-12 max|want|; float32: |got - exact| <= 1e-5 max|exact| + 2 |want - exact|."""
     for what, g in got.items():
@@ -116,6 +91,22 @@ def assert_matches(got, want, exact, dtype):
             err = np.abs(g.astype(np.float64) - exact[what])
             bound = 1e-5 * scale + 2 * np.abs(want[what].astype(np.float64) - exact[what])
             assert np.all(err <= bound), (what, float(np.max(err - bound)) / scale)
+
+
+def outputs(net, theta, x, lam):
+    """Trajectory, vjp (dLoss/dz0 and gradients) and the vjp of layer 1 alone, as NumPy float64 arrays."""
+    xp, dt = net.xp, net.dtype
+    th = {k: xp.asarray(np.asarray(v, dt)) for k, v in theta.items()}
+    xx, ll = xp.asarray(x.astype(dt)), xp.asarray(lam.astype(dt))
+    host = (lambda a: np.asarray(cupy.asnumpy(a), np.float64)) if xp is cupy else (lambda a: np.asarray(a, np.float64))
+    out = {"trajectory": host(net.forward(xx, th, trajectory=True))}
+    dz0, grads = net.vjp(xx, th, ll)
+    out["dz0"] = host(dz0)
+    out.update({f"grad {k}": host(v) for k, v in grads.items()})
+    dz1, step_grads = net.step_vjp(xx, th, ll, 1)
+    out["step dz"] = host(dz1)
+    out.update({f"step grad {k}": host(v) for k, v in step_grads.items()})
+    return out
 
 
 _layers = {}
@@ -135,14 +126,12 @@ def test_cupy_matches_numpy(case):
         theta["omega"] = np.asarray(OMEGA, real)
     x = rng.uniform(0.5 if act == RELU else -1, 1, (batch, n)).astype(real)
     lam = rng.standard_normal((batch, n)).astype(real)
-    cuda = backends.get_backend("cupy").load(layer.kernel_ir, options)
-    work = cuda.workspace(batch, n, real, target_blocks=target_blocks, atomics=atomics)
-    got = run(cuda, work, cupy, theta, x, lam, layer.kernel_ir.halo, prepare=poison)
-    refs = []
-    for dtype in (options.dtype, "float64"):
-        kernel = backends.get_backend("numpy").load(layer.kernel_ir, replace(options, backend="numpy", dtype=dtype))
-        refs.append(run(kernel, kernel.workspace(batch, n, np.dtype(dtype)), np, {k: v.astype(dtype) for k, v in theta.items()},
-                        x.astype(dtype), lam.astype(dtype), layer.kernel_ir.halo))
+    alpha = ALPHA if options.normalise else None
+    common = dict(n=n, spacing=SPACING, layers=LAYERS, omega=OMEGA, boundary=options.boundary, alpha=alpha,
+                  train_omega=options.train_omega)
+    got = outputs(layer.compile(backend="cupy", dtype=options.dtype, **common), theta, x, lam)
+    refs = [outputs(layer.compile(backend="numpy", dtype=dtype, **common), theta, x, lam)
+            for dtype in (options.dtype, "float64")]
     assert_matches(got, *refs, options.dtype)
 
 

@@ -40,12 +40,9 @@ def c_names(source):
 
 
 def rendered(layer, backend):
-    from npdegen.codegen.render import KernelOptions, render
-    code = KernelOptions(backend=backend, boundary="neumann", normalise=True, train_omega=True)
-    if backend == "numba":
-        from npdegen.codegen.numba_target import NumbaOptions
-        code = NumbaOptions(**vars(code))
-    return render(layer.kernel_ir, code).files
+    from npdegen.codegen.step_render import StepOptions, render_step
+    code = StepOptions(backend=backend, boundary=("neumann",), normalise=True, train_omega=True)
+    return render_step(layer.lowered, code).files
 
 
 def identifiers(files):

@@ -16,7 +16,7 @@ from npdegen.codegen.vector_math import vector_activation
 
 from npdegen import NeuralPDE
 from npdegen.codegen.fast_forms import SOFTPLUS_CLAMP, TANH_CLAMP, fast_activation
-from npdegen.codegen.numba_target import choose_forms
+from npdegen.codegen.numba_printer import choose_forms
 from npdegen.codegen.step_numba import numba_step_context
 from npdegen.codegen.step_render import StepOptions, render_step
 from npdegen.spec.activations import ACTIVATION_SYMBOL, BUILTIN_ACTIVATIONS

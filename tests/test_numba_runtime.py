@@ -11,8 +11,7 @@ import pytest
 import sympy as sp
 
 import npdegen
-from npdegen.codegen.numba_target import NumbaOptions
-from npdegen.codegen.render import KernelOptions, render
+from npdegen.codegen.step_render import StepOptions, render_step
 from npdegen.runtime import backends
 from npdegen.runtime.numba_backend import numba_or_numpy
 
@@ -75,10 +74,11 @@ def test_every_option_renders_valid_python(boundary, dtype, train_omega, normali
     """Rendering needs no numba; every combination is valid Python with its header."""
     for families, bias in ((("heterogeneous", "homogeneous", "time-dependent"), "homogeneous"),
                            (("heterogeneous", "heterogeneous", "homogeneous"), "time-dependent")):
-        ir = adr_layer("softplus", families, bias).kernel_ir
+        low = adr_layer("softplus", families, bias).lowered
         for activations in ("auto", "exact"):
-            rendered = render(ir, NumbaOptions(backend="numba", boundary=boundary, dtype=dtype, normalise=normalise,
-                                               train_omega=train_omega, activations=activations))
+            rendered = render_step(low, StepOptions(backend="numba", boundary=(boundary,), dtype=dtype,
+                                                    normalise=normalise, train_omega=train_omega,
+                                                    activations=activations))
             compile(rendered.source, "<numba kernel>", "exec")
             assert f"content-hash: {rendered.key}" in rendered.source and "backend: numba" in rendered.source
 
@@ -91,8 +91,9 @@ def test_option_validation():
         with pytest.raises(ValueError, match="checkpoint"):
             layer.compile(n=9, layers=4, checkpoint=bad)
     # the content key covers the code options the numba target adds
-    ir = layer.kernel_ir
-    assert render(ir, KernelOptions(backend="numba")).key != render(ir, NumbaOptions(backend="numba", activations="exact")).key
+    low = layer.lowered
+    assert (render_step(low, StepOptions(backend="numba")).key
+            != render_step(low, StepOptions(backend="numba", activations="exact")).key)
 
 
 def test_cli_generates_a_numba_kernel(tmp_path):

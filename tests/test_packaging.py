@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_templates_found():
-    assert (template_dir() / "numpy" / "module.py.j2").is_file()
+    assert (template_dir() / "step_numpy" / "module.py.j2").is_file()
 
 
 def test_installed_distribution_contains_templates():
@@ -21,7 +21,7 @@ def test_installed_distribution_contains_templates():
     names = {f.as_posix() for f in files}
     if not any(n.startswith("npdegen/") and n.endswith(".py") for n in names):
         pytest.skip("editable install: the package is served from the source tree")
-    assert "npdegen/templates/numpy/module.py.j2" in names
+    assert "npdegen/templates/step_numpy/module.py.j2" in names
     assert "npdegen/theory.md" in names                       # the theory ships with the wheel
     for template in (ROOT / "templates").rglob("*.j2"):
         assert f"npdegen/templates/{template.relative_to(ROOT / 'templates').as_posix()}" in names

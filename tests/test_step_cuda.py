@@ -62,6 +62,14 @@ def make(case, pf="heterogeneous", bf="homogeneous"):
         layer = npdegen.NeuralPDE(z2 + D * (z2.diff(x, 2) + z2.diff(y, 2)) - sp.cos(U * z2) * z2.diff(x), z2,
                                   activation="tanh", params={U: pf, D: "homogeneous"}, bias=bf)
         return layer, (5, 4), (1.0, 0.9), {"D": 0.1, "U": 0.7}
+    if case == "adr1d":        # the 1-D linear layers (formerly their own CUDA template)
+        layer = npdegen.NeuralPDE(z1 + R * z1 - U * z1.diff(q) + D * z1.diff(q, 2), z1, activation="softplus",
+                                  params={U: pf, D: "homogeneous", R: "time-dependent"}, bias=bf)
+        return layer, (11,), (0.8,), {"U": 0.3, "D": 0.15, "R": -0.1}
+    if case == "wide1d":       # halo 2 (accuracy 4) and a custom activation
+        layer = npdegen.NeuralPDE(z1 - U * z1.diff(q) + D * z1.diff(q, 2), z1, activation=sp.sin(X) + X**3 / 10,
+                                  params={U: pf, D: "homogeneous"}, bias=bf, accuracy=4)
+        return layer, (13,), (0.9,), {"U": 0.3, "D": 0.15}
     raise KeyError(case)
 
 
@@ -78,7 +86,7 @@ def layer_of(case, pf="heterogeneous", bf="homogeneous"):
 BOUNDARY_SETS = {1: ("periodic", "dirichlet", "neumann"),
                  2: (("periodic", "neumann"), ("dirichlet", "periodic"), "neumann"),
                  3: (("neumann", "periodic", "dirichlet"), "periodic", ("dirichlet", "neumann", "periodic"))}
-CASES = {"burgers1d": 1, "adr2d": 2, "nl3d": 3, "act": 2, "mixed2d": 2}
+CASES = {"burgers1d": 1, "adr2d": 2, "nl3d": 3, "act": 2, "mixed2d": 2, "adr1d": 1, "wide1d": 1}
 FAMILIES = ("homogeneous", "heterogeneous", "time-dependent")
 
 
@@ -199,6 +207,9 @@ CPU_CASES = [
      dict(train_omega=True, batch=5, target_blocks=2)),
     ("burgers1d", ("homogeneous", "homogeneous"), ("periodic",), dict(n=(300,), batch=2)),   # two tiles
     ("adr2d", ("time-dependent", "heterogeneous"), ("dirichlet", "periodic"), dict(dtype="float32")),
+    ("adr1d", ("heterogeneous", "time-dependent"), ("neumann",), dict(normalise=True, train_omega=True)),
+    ("adr1d", ("time-dependent", "heterogeneous"), ("dirichlet",), dict(n=(300,), batch=5)),
+    ("wide1d", ("heterogeneous", "homogeneous"), ("periodic",), dict(dtype="float32", target_blocks=1)),
 ]
 
 

@@ -2,8 +2,8 @@
 and its CuPy wrapper).
 
 One thread owns one grid site (the flattened index of a 1–3-D grid) and loops over the batch rows
-of its block, like the tuned 1-D kernels (:mod:`npdegen.codegen.cuda_target`). This module prints
-what runs at one site with :class:`~npdegen.codegen.cuda_target.CudaPrinter` after a shared CSE,
+of its block. This module prints
+what runs at one site with :class:`~npdegen.codegen.cuda_printer.CudaPrinter` after a shared CSE,
 and lists what each printed block loads at the site it is evaluated at:
 
 * ``coefficients``: the ``w_m`` (parameters, spacings), written per site into ``W`` once per call
@@ -24,7 +24,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..ir.lower import LoweredStep, coefficient_symbol
-from .cuda_target import TARGET_BLOCKS, TILE, CudaPrinter
+from .cuda_printer import TARGET_BLOCKS, TILE, CudaPrinter
 from .printing import assignments
 from .step_render import StepOptions, StepTarget
 

@@ -2,7 +2,7 @@
 
 The template writes the loops (grid lines × chunks of the last, unit-stride axis, batch rows inside,
 ``numba.prange`` over the outer items); this module prints what runs at one site, with
-:class:`~npdegen.codegen.numba_target.NumbaPrinter` (numbers typed ``_F``, integer powers as
+:class:`~npdegen.codegen.numba_printer.NumbaPrinter` (numbers typed ``_F``, integer powers as
 products), after a shared CSE:
 
 * *constant* coefficients ``w_m`` (homogeneous parameters and spacings only): scalars computed
@@ -26,7 +26,7 @@ from ..ir.lower import LoweredStep, coefficient_symbol
 from ..ir.step import ARGUMENT
 from .fast_forms import expand_forms
 from .vector_math import VTANH_SOURCE, uses_vector_math
-from .numba_target import NumbaPrinter, choose_forms, shared_assignments
+from .numba_printer import NumbaPrinter, choose_forms, shared_assignments
 from .step_render import StepOptions, StepTarget
 
 __all__ = ["TARGET", "numba_step_context"]
@@ -86,8 +86,9 @@ def _body(exprs, printer, prefix, site: _Site, low: LoweredStep, site_coefs: dic
 
 def _gather_terms(low: LoweredStep, printer, site: _Site, site_coefs: dict, site_params: dict) -> list:
     """The adjoint's gather ``Σ_o s[j − o] J_o(j − o)`` at site ``j`` of an interior line: per access
-    offset ``o``, the Jacobian printed with its own names (suffix ``_g<k>``: the same access or
-    parameter at two source sites must not share a name), and what it loads at the source site
+    offset ``o``, the Jacobian printed with its own names (suffix ``__g<k>``: the same access or
+    parameter at two source sites must not share a name, and no user name has a double underscore),
+    and what it loads at the source site
     ``j − o``: rows of the source line, constant column bases (the loop index ``_ii`` runs over the
     columns ``HL … n − HL``, so the source column is ``HL − o_last + _ii``)."""
     ir = low.ir
@@ -96,7 +97,7 @@ def _gather_terms(low: LoweredStep, printer, site: _Site, site_coefs: dict, site
     for k, (off, jac) in enumerate(zip(ir.accesses, low.access_jacobians)):
         if jac == 0:
             continue
-        sfx, outer, ol = f"_g{k}", off[:-1], off[-1]
+        sfx, outer, ol = f"__g{k}", off[:-1], off[-1]     # "__": never in a user name (spec.names)
         free, sub, zrows, zloads, wloads, ploads = jac.free_symbols, {}, {}, [], [], []
         for a, sym in zip(ir.accesses, ir.access_symbols):
             if sym in free:

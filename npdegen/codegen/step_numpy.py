@@ -11,12 +11,19 @@ import sympy as sp
 
 from ..ir.lower import LoweredStep
 from ..ir.step import ARGUMENT
-from .numpy_target import _template_program
 from .printing import NumpyKernelPrinter, assignments
 from .step_render import StepOptions, StepTarget
-from .ufuncs import ufunc_program
+from .ufuncs import UfuncCall, UfuncProgram, ufunc_program
 
 __all__ = ["TARGET", "numpy_step_context"]
+
+
+def _template_program(program: UfuncProgram) -> UfuncProgram:
+    """Temporaries t0, t1, … live in the list ``t`` of the generated functions."""
+    rename = {f"t{i}": f"t[{i}]" for i in range(program.buffers)}
+    calls = tuple(UfuncCall(c.func, tuple(rename.get(a, a) for a in c.args), rename.get(c.out, c.out))
+                  for c in program.calls)
+    return UfuncProgram(calls, rename.get(program.result, program.result), program.buffers)
 
 
 def _linear_terms(expr: sp.Expr, symbols) -> list | None:

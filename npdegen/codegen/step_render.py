@@ -5,8 +5,7 @@ module path, so this module imports no target): its template folder, its files, 
 that prints the IR's expressions for its templates. Templates hold loop shapes over accesses and
 reductions only; no template knows what a particular layer computes.
 
-While the 1-D linear layers still run the tuned kernels of :mod:`npdegen.codegen.render`, every
-other layer (N-D, nonlinear, activation parameters) runs through here.
+Every layer's kernels come from here (1-D and N-D, linear or not).
 """
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ from pathlib import Path
 from .._version import __version__
 from ..grid import normalise_boundaries
 from ..ir.lower import LoweredStep
-from .render import DTYPES, Rendered, _environment, _templates_digest
+from .render import DTYPES, Rendered, environment, templates_digest
 
 __all__ = ["StepOptions", "StepTarget", "STEP_TARGETS", "step_target", "render_step", "step_content_key"]
 
@@ -91,7 +90,7 @@ def step_content_key(lowered: LoweredStep, options: StepOptions) -> str:
     target's templates, the generator's own code and the options."""
     target = step_target(options.backend)
     blob = json.dumps({"step": lowered.ir.fingerprint(), "version": __version__,
-                       "templates": _templates_digest(target.folder), "generator": _generator_digest(),
+                       "templates": templates_digest(target.folder), "generator": _generator_digest(),
                        "options": repr(options)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -103,7 +102,7 @@ def render_step(lowered: LoweredStep, options: StepOptions) -> Rendered:
         context = target.context(lowered, options)
     except NotImplementedError as exc:
         raise ValueError(f"cannot generate {options.backend} code for layer {lowered.ir.name!r}: {exc}") from None
-    env = _environment()
+    env = environment()
     files = {suffix: env.get_template(f"{target.folder}/{name}").render(
         key=key, ir=lowered.ir, low=lowered, opt=options, version=__version__, **context)
         for suffix, name in target.files}

@@ -1,7 +1,7 @@
 """Backends: where rendered kernels are stored, loaded and run.
 
-A backend turns a :class:`~npdegen.derive.kernel.KernelIR` and
-:class:`~npdegen.codegen.render.KernelOptions` into a loaded kernel module, and names the array
+A backend turns a lowered step IR (:class:`~npdegen.ir.lower.LoweredStep`) and
+:class:`~npdegen.codegen.step_render.StepOptions` into a loaded kernel module, and names the array
 module its arrays live in (``xp``). Every kernel module offers the same interface, which the
 :class:`~npdegen.runtime.network.Network` calls:
 
@@ -22,12 +22,9 @@ from types import ModuleType
 
 import numpy
 
-from ..codegen.render import KernelOptions, content_key, get_target, render
-from ..derive.kernel import KernelIR
 from .cache import load_module, stamp
 
-__all__ = ["Backend", "NumpyBackend", "BACKENDS", "BackendUnavailable", "get_backend", "kernel_filename",
-           "step_filename"]
+__all__ = ["Backend", "NumpyBackend", "BACKENDS", "BackendUnavailable", "get_backend", "step_filename"]
 
 
 class BackendUnavailable(RuntimeError):
@@ -40,27 +37,10 @@ def _filename(parts: list, options, key: str | None) -> str:
     return "_".join([*parts, *flags, *([key[:16]] if key else [])])
 
 
-def kernel_filename(ir: KernelIR, options: KernelOptions, key: str | None = None) -> str:
-    """``<layer>_<backend>_<boundary>_<dtype>[_<key>]`` (no suffix): readable, unique with a key."""
-    return _filename([ir.name, options.backend, options.boundary, options.dtype], options, key)
-
-
 class Backend:
     """Renders with its code-generation target, caches, imports. Subclasses set ``name`` and ``xp``."""
     name = "numpy"
     xp: ModuleType = numpy
-
-    def code_options(self, options: KernelOptions, **extra) -> KernelOptions:
-        """``options`` with this backend's own code options (e.g. numba's ``activations``) applied;
-        backends without any ignore them."""
-        return options
-
-    def load(self, ir: KernelIR, options: KernelOptions) -> ModuleType:
-        key = content_key(ir, options)          # rendering happens only on a cache miss
-        suffixes = [suffix for suffix, _ in get_target(options.backend).files]
-        return load_module(key, kernel_filename(ir, options, key),
-                           lambda: {s: stamp(t, s) for s, t in render(ir, options).files.items()}, suffixes)
-
 
     def load_step(self, lowered, options) -> ModuleType:
         """Load (rendering on a cache miss) the step-IR kernel of a lowered layer."""

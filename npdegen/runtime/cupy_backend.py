@@ -1,6 +1,6 @@
 """The CuPy backend: generated CUDA kernels run on an NVIDIA GPU.
 
-A kernel is two files rendered by :mod:`npdegen.codegen.cuda_target`: the CUDA C++ source
+A kernel is two files rendered by :mod:`npdegen.codegen.step_cuda`: the CUDA C++ source
 (``.cu``) and its Python wrapper (``.py``), which offers the kernel-module interface of
 :mod:`npdegen.runtime.backends` on CuPy arrays and compiles the source with ``cupy.RawModule``
 on first use. Both go through the same content-hash cache as the NumPy kernels; CuPy keeps the

@@ -73,9 +73,8 @@ _SHAPES = {"homogeneous": lambda grid, L: (), "heterogeneous": lambda grid, L: t
 class Network(Checkpointing):
     """L layers of one generated kernel; create it with ``NeuralPDE.compile``.
 
-    ``ir`` is the kernel description the kernel was generated from: a 1-D ``KernelIR`` (the
-    tuned 1-D kernels) or a lowered step IR (:class:`~npdegen.ir.lower.LoweredStep`, any layer on a
-    1–3-D grid); ``n`` is an int in 1-D, a tuple of sizes per axis in N-D.
+    ``ir`` is the lowered step IR the kernel was generated from (:class:`~npdegen.ir.lower.LoweredStep`,
+    any layer on a 1–3-D grid); ``n`` is an int in 1-D, a tuple of sizes per axis in N-D.
     """
     ir: object
     options: object
@@ -100,23 +99,14 @@ class Network(Checkpointing):
     def __post_init__(self):
         self.dtype = np.dtype(self.options.dtype)
         self.xp = self.backend.xp          # numpy, or cupy for the GPU backend
-        step_ir = getattr(self.ir, "ir", None)
-        self._step = step_ir is not None
-        if self._step:                     # step IR: grids of 1-3 axes, spacing per axis
-            self.halos = tuple(step_ir.halo)
-            self.grid = normalise_grid(self.n, step_ir.dim, self.halos)
-            families = step_ir.families
-            self._size, self._space = self.grid, tuple(float(v) for v in np.atleast_1d(self.spacing))
-            if step_ir.fixed:              # grid fields of the site expression (flux-form face masks)
-                values = fixed_values(step_ir, self.grid, self.options.boundary, self.dtype, self.xp)
-                self.kernel = WithFixedFields(self.kernel, values)
-        else:                              # the tuned 1-D kernels
-            self.halos = (self.ir.halo,)
-            self.grid = (self.n,)
-            families = dict(self.ir.params)
-            if self.ir.bias:
-                families["b"] = self.ir.bias
-            self._size, self._space = self.n, self.spacing
+        step_ir = self.ir.ir                # the step IR of the lowered layer
+        self.halos = tuple(step_ir.halo)    # grids of 1-3 axes, spacing per axis
+        self.grid = normalise_grid(self.n, step_ir.dim, self.halos)
+        families = step_ir.families
+        self._size, self._space = self.grid, tuple(float(v) for v in np.atleast_1d(self.spacing))
+        if step_ir.fixed:                   # grid fields of the site expression (flux-form face masks)
+            values = fixed_values(step_ir, self.grid, self.options.boundary, self.dtype, self.xp)
+            self.kernel = WithFixedFields(self.kernel, values)
         self.halo = self.halos[0] if len(self.halos) == 1 else self.halos
         self.families = families
         self.size = int(np.prod(self.grid))

@@ -1,4 +1,4 @@
-"""The numba backend: generated fused loops, compiled just in time, cached on disk.
+"""The numba backend: the step IR's generated loops (``templates/step_numba/``), compiled just in time, cached on disk.
 
 numba is an optional extra (``pip install npdegen[fast]``). :func:`numba_or_numpy`, which
 :data:`~npdegen.runtime.backends.BACKENDS` holds under ``"numba"``, returns a :class:`NumbaBackend`
@@ -20,8 +20,8 @@ logging is not configured, so in notebooks too; a warm cache and a second load s
 
 Threads: numba's pool (``NUMBA_NUM_THREADS``, default all cores) caps the ``threads`` a
 :class:`~npdegen.runtime.network.Network` asks for; problems under the kernel's
-``PARALLEL_MIN_SIZE`` values per layer run one serial loop. Each layer is one parallel loop (2·L
-launches per forward and gradient), so the launch cost matters: numba's default OpenMP layer
+``THREAD_MIN_SIZE`` values per layer run the serial loops. A layer is a few parallel loops, called
+from a compiled layer loop, so the launch cost matters: numba's default OpenMP layer
 launches in microseconds (its idle workers spin), ``workqueue`` or ``OMP_WAIT_POLICY=passive``
 in ~0.1 ms. On a machine whose cores are busy with other processes, spinning workers can instead
 stall a launch for a scheduler time slice: there, set ``OMP_WAIT_POLICY=passive`` (or
@@ -30,14 +30,9 @@ stall a launch for a scheduler time slice: there, set ``OMP_WAIT_POLICY=passive`
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
-from types import ModuleType
 
 import numpy
 
-from ..codegen.numba_target import NumbaOptions
-from ..codegen.render import KernelOptions
-from ..derive.kernel import KernelIR
 from .backends import Backend
 
 __all__ = ["NumbaBackend", "numba_or_numpy"]
@@ -46,23 +41,12 @@ log = logging.getLogger("npdegen")
 
 
 class NumbaBackend(Backend):
-    """Kernels from ``templates/numba/``; arrays are NumPy arrays."""
+    """Kernels from ``templates/step_numba/``; arrays are NumPy arrays."""
     name = "numba"
     xp = numpy
 
     def __init__(self):
         import numba  # noqa: F401  (numba_or_numpy handles its absence)
-
-    def code_options(self, options: KernelOptions, activations: str | None = None) -> NumbaOptions:
-        """``options`` with the activation forms (``"auto"``, ``"fast"``, ``"exact"``) of this backend."""
-        fields = asdict(options)
-        if isinstance(options, NumbaOptions) and activations is None:
-            return options
-        fields["activations"] = activations or fields.get("activations", "auto")
-        return NumbaOptions(**fields)
-
-    def load(self, ir: KernelIR, options: KernelOptions) -> ModuleType:
-        return super().load(ir, self.code_options(options))
 
 
 def numba_or_numpy() -> Backend:
