@@ -21,6 +21,7 @@ and cleared. :func:`source` is the same rule for one index (dense matrices in ``
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -86,48 +87,50 @@ def interior(a, halo: Sequence[int]):
     return a[index]
 
 
-def _axis(a, k: int, d: int, start, stop, step=None):
-    index = [slice(None)] * a.ndim
-    index[a.ndim - d + k] = slice(start, stop, step)
-    return a[tuple(index)]
+@lru_cache(maxsize=256)
+def _plan(shape: tuple, boundaries: tuple, halo: tuple) -> tuple:
+    """``(fill, fold)``: the index operations of :func:`fill_halo` and :func:`fold_halo` on arrays
+    whose grid axes (the last ``len(halo)``) are padded to ``shape`` — ``(destination, source)``
+    pairs, a source of None meaning zero. Built once per shape: a layer's loop only indexes."""
+    d = len(halo)
+
+    def ax(k, start, stop, step=None):
+        return (Ellipsis,) + tuple(slice(start, stop, step) if j == k else slice(None) for j in range(d))
+    fill, fold = [], []
+    for k, (kind, h) in enumerate(zip(boundaries, halo)):
+        if h == 0:
+            continue
+        n = shape[k] - 2 * h
+        lo, hi = ax(k, 0, h), ax(k, n + h, None)
+        if kind == "periodic":
+            src = ax(k, n, n + h), ax(k, h, 2 * h)
+        elif kind == "neumann":
+            src = ax(k, 2 * h - 1, h - 1, -1), ax(k, n + h - 1, n - 1, -1)
+        else:
+            src = None, None
+        fill += [(lo, src[0]), (hi, src[1])]
+        # the transpose, axes in reverse: ghost values added to the sites they read, then cleared
+        fold = ([(src[0], lo), (src[1], hi)] if src[0] is not None else []) + [(lo, None), (hi, None)] + fold
+    return tuple(fill), tuple(fold)
 
 
 def fill_halo(a, boundaries: Sequence[str], halo: Sequence[int]) -> None:
     """Set the ghost cells of the padded array ``a`` from its grid (in place)."""
     d = len(halo)
-    for k, (kind, h) in enumerate(zip(boundaries, halo)):
-        if h == 0:
-            continue
-        n = a.shape[a.ndim - d + k] - 2 * h
-        lo, hi = _axis(a, k, d, 0, h), _axis(a, k, d, n + h, None)
-        if kind == "periodic":
-            lo[...] = _axis(a, k, d, n, n + h)
-            hi[...] = _axis(a, k, d, h, 2 * h)
-        elif kind == "neumann":
-            lo[...] = _axis(a, k, d, 2 * h - 1, h - 1, -1)
-            hi[...] = _axis(a, k, d, n + h - 1, n - 1, -1)
-        else:
-            lo[...] = 0
-            hi[...] = 0
+    fill, _ = _plan(tuple(a.shape[a.ndim - d:]), tuple(boundaries), tuple(halo))
+    for dst, src in fill:
+        a[dst] = 0 if src is None else a[src]
 
 
 def fold_halo(a, boundaries: Sequence[str], halo: Sequence[int]) -> None:
     """Transpose of :func:`fill_halo`: add every ghost value to the site it reads, clear the ghosts."""
     d = len(halo)
-    for k in reversed(range(d)):
-        kind, h = boundaries[k], halo[k]
-        if h == 0:
-            continue
-        n = a.shape[a.ndim - d + k] - 2 * h
-        lo, hi = _axis(a, k, d, 0, h), _axis(a, k, d, n + h, None)
-        if kind == "periodic":
-            _axis(a, k, d, n, n + h)[...] += lo
-            _axis(a, k, d, h, 2 * h)[...] += hi
-        elif kind == "neumann":
-            _axis(a, k, d, 2 * h - 1, h - 1, -1)[...] += lo
-            _axis(a, k, d, n + h - 1, n - 1, -1)[...] += hi
-        lo[...] = 0
-        hi[...] = 0
+    _, fold = _plan(tuple(a.shape[a.ndim - d:]), tuple(boundaries), tuple(halo))
+    for dst, src in fold:
+        if src is None:
+            a[dst] = 0
+        else:
+            a[dst] += a[src]
 
 
 def face_mask(grid: Sequence[int], boundaries: Sequence[str], axis: int, side: int, dtype=float) -> np.ndarray:
