@@ -151,7 +151,8 @@ def test_cache_cli(tmp_path, monkeypatch, capsys):
         [cache.KEY_NAME, cache.NUMBA_FOLDER, "notes.txt"])
 
 
-@pytest.mark.parametrize("boundary", ["periodic", "dirichlet", "neumann"])
+@pytest.mark.parametrize("boundary", ["periodic", pytest.param("dirichlet", marks=pytest.mark.slow),
+                                      pytest.param("neumann", marks=pytest.mark.slow)])
 def test_threads_give_bit_identical_results(monkeypatch, boundary):
     """numba's threads split the grid into chunks: a site's sums over the batch are owned by one
     thread and added in a fixed order, so one or two threads give the same bits."""
