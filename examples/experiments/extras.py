@@ -252,8 +252,10 @@ def summary(kind: str, fit: dict | None = None, est=None) -> dict:
             out["stability"] = {"stable": bool(st.stable), "max_gain_per_layer": float(st.max_gain),
                                 "binding": str(st.binding), "omega_range": [float(v) for v in st.omega_range],
                                 "positive": bool(getattr(st, "positive", False))}
-        except Exception as exc:        # a kind the certificate does not cover: say so in the record
-            out["stability"] = {"error": f"{type(exc).__name__}: {exc}"}
+        except Exception as exc:        # a kind npdegen.stability does not cover: the estimator's own certificate
+            cert = getattr(est, "certificate_", None)
+            out["stability"] = ({"estimator_certificate": cert, "npdegen.stability": f"{type(exc).__name__}: {exc}"}
+                                if cert else {"error": f"{type(exc).__name__}: {exc}"})
         out["physics"] = str(est.physics_)
         rows = getattr(est.physics_, "rows", None)
         if callable(rows):

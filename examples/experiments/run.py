@@ -205,7 +205,12 @@ def markdown(records: list) -> str:
                            f"{rec['n_train']} train / {rec['n_test']} test, seed {rec['seed']}")
             info = rec.get("inspect", {}).get(model)
             if info:
-                inspect += [f"### {task} — {model}", "", "Stability: " + json.dumps(info.get("stability")), ""]
+                stab = info.get("stability")
+                if isinstance(stab, dict) and "error" in stab and "certified" in row:   # a kind npdegen.stability
+                    stab = {"estimator_certificate": {"certified": row["certified"],     # does not cover (nonlocal,
+                                                      "gain_per_layer": row.get("gain_per_layer")},   # flux): the
+                            "npdegen.stability": stab["error"]}                         # estimator's own
+                inspect += [f"### {task} — {model}", "", "Stability: " + json.dumps(stab), ""]
                 phys = info.get("physics")
                 inspect += (["```", phys, "```", ""] if isinstance(phys, str)
                             else ["Physics: " + json.dumps(phys), ""])
