@@ -115,7 +115,7 @@ def _gather_terms(low: LoweredStep, printer, site: _Site, site_coefs: dict, site
         for name, sym in site_params.items():
             if sym in free:
                 sub[sym] = sp.Symbol(printer.doprint(sym) + sfx)
-                ploads.append((printer.doprint(sym) + sfx, f"_ar_{name}{sfx}",
+                ploads.append((sub[sym].name, f"_ar_{name}{sfx}",
                                site.grid_row("_a_" + name, None, tuple(-o for o in outer))))
         a = shared_assignments([jac.xreplace(sub)], printer, f"_cg{k}_")
         terms.append(dict(k=k, zrows=sorted(zrows.items()), zloads=zloads, wloads=wloads, ploads=ploads,

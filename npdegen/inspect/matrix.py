@@ -30,13 +30,11 @@ def as_kernel_ir(layer) -> KernelIR:
     if isinstance(layer, KernelIR):
         return layer
     recipe = getattr(layer, "recipe", None)          # a Network: the layer it was compiled from
-    if recipe is not None and getattr(recipe[0], "_linear_1d", False):
-        return recipe[0].kernel_ir
-    ir = getattr(layer, "kernel_ir", None) if getattr(layer, "_linear_1d", True) else None
-    ir = ir or getattr(layer, "ir", None)
-    if not isinstance(ir, KernelIR):
-        raise TypeError(f"expected a NeuralPDE, a Network or a KernelIR, got {type(layer).__name__}")
-    return ir
+    source = recipe[0] if recipe is not None else layer
+    if not getattr(source, "_linear_1d", False):
+        raise TypeError(f"expected a 1-D linear NeuralPDE, a Network compiled from one or a KernelIR, "
+                        f"got {type(layer).__name__}")
+    return source.kernel_ir
 
 
 def param_symbols(ir: KernelIR) -> tuple:
@@ -123,10 +121,7 @@ def layer_matrix(layer, params: dict, n: int | None = None, spacing: float = 1.0
                  boundary: str = "periodic", layer_index: int | None = None) -> np.ndarray:
     """The dense ``n × n`` matrix ``W`` of ``Z = W z − b`` for these parameter values (``boundary``:
     a kind, or a 1-tuple as a compiled 1-D network's options carry it)."""
-    if isinstance(boundary, (tuple, list)) and len(boundary) == 1:
-        boundary = boundary[0]
-    if boundary not in BOUNDARIES:
-        raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
+    boundary = normalise_boundaries(boundary, 1)[0]
     if n is not None and (not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1):
         raise ValueError(f"n must be a positive integer, got {n!r}")
     offsets, w = layer_weights(layer, params, spacing)
