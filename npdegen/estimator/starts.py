@@ -9,8 +9,9 @@ least-squares transfer function over the samples is
 The advection–diffusion–reaction PDE ``z_t = r z − u·∇z + ∇·(C∇z)`` run for unit time has
 ``Ĝ(κ) = exp(r − i b·κ − κᵀCκ)`` (here ``b = u`` and everything is the total over the map). So
 ``log|Ĝ| = r − κᵀCκ`` (least squares over the modes that carry energy, weighted by the output's
-amplitude ``|Ŷ| ∝ |Ĝ|·‖X̂‖``, to which rounding is relative) and the phase along
-axis ``a`` is ``−b_a κ_a`` (unwrapped from the lowest mode up; a shift is known modulo the period).
+amplitude ``|Ŷ| ∝ |Ĝ|·‖X̂‖``, to which rounding is relative) and the phase is ``−b·κ``: in 1-D
+unwrapped from the lowest mode up, on N-D grids from the peak of the cross-correlation and a least
+squares fit of the remaining sub-cell shift over all modes (a shift is known modulo the period).
 The layer kinds turn these totals into per-layer starting values
 (:meth:`~npdegen.estimator.recipes.LayerKind.data_start`); for nonlinear maps it is only a start.
 """
@@ -54,8 +55,8 @@ def spectral_estimate(X, Y, spacing, max_fraction: float = 0.25) -> SpectralEsti
     G = np.where(ok, cross / np.where(ok, energy, 1.0), 0.0)
     if ok.any():                                   # modes damped down to rounding carry no phase
         ok &= np.abs(G) > 1e-8 * np.abs(G).max()
-    velocity = np.zeros(dim)
-    for a in range(dim):                        # phase along axis a: modes m e_a, m = 1, 2, …
+    velocity = _velocity_nd(G, ok, energy, kappa, spacing) if dim > 1 else np.zeros(dim)
+    for a in range(dim if dim == 1 else 0):     # 1-D: phase along the axis, modes m = 1, 2, …
         phases, ks, ws = [], [], []
         for m in range(1, max(2, int(max_fraction * grid[a]) + 1)):
             at = tuple(m if i == a else 0 for i in range(dim))
@@ -86,6 +87,29 @@ def spectral_estimate(X, Y, spacing, max_fraction: float = 0.25) -> SpectralEsti
     for (i, j), c in zip(pairs, coef[1:]):
         C[i, j] = C[j, i] = c
     return SpectralEstimate(float(coef[0]), velocity, C)
+
+
+def _velocity_nd(G, ok, energy, kappa, spacing) -> np.ndarray:
+    r"""N-D shift ``b`` of the transfer function ``Ĝ(κ) ∝ e^{−iκ·b}``: random N-D data need not carry
+    axis-aligned modes (sine sums with every wave-vector component ≠ 0), so the shift is found on all
+    modes at once. The whole cells of ``b`` are the peak of the cross-correlation
+    ``c(x_j) = Σ_κ Ĝ(κ)|X̂(κ)|² e^{iκ·x_j}`` (the modes ``ok``), the rest ``δ`` (``|δ_a| ≤ Δ_a/2``) by
+    weighted least squares on the phases of ``Ĝ(κ) e^{iκ·b₀}``, which lie within ``±π/4`` on modes
+    below a quarter of each axis, so they need no unwrapping."""
+    grid = G.shape
+    cross = np.where(ok, G * energy, 0.0)
+    corr = np.real(np.fft.ifftn(cross))
+    peak = np.unravel_index(int(np.argmax(corr)), grid)
+    b0 = np.array([(((j + n // 2) % n) - n // 2) * h for j, n, h in zip(peak, grid, spacing)], np.float64)
+    K = np.meshgrid(*kappa, indexing="ij")
+    phase = np.angle(G * np.exp(1j * sum(k * b for k, b in zip(K, b0))))
+    w = energy * np.abs(G) ** 2
+    use = ok & (w > 0)
+    if np.count_nonzero(use) < len(grid):
+        return b0
+    A = np.stack([k[use] for k in K], axis=1) * np.sqrt(w[use])[:, None]
+    delta, *_ = np.linalg.lstsq(A, -phase[use] * np.sqrt(w[use]), rcond=None)
+    return b0 + (delta if np.all(np.isfinite(delta)) else 0.0)
 
 
 @dataclass(frozen=True)
