@@ -13,9 +13,13 @@ backend, the adjoint, training and inspection work as for :class:`~npdegen.Neura
 Conservation: with the identity activation and no bias, ``Σ_i z_i`` is kept to round-off on
 periodic axes and on ``neumann`` axes, which here are zero-flux walls: each face flux is multiplied
 by a fixed mask that is 0 on wall faces (:func:`npdegen.grid.face_mask`; the network supplies it).
-``dirichlet`` axes let mass leave through the boundary (ghost value 0). Coefficients must be the
-same at every face (homogeneous or time-dependent): a per-site coefficient would give the two
-sides of a face different fluxes and break the telescoping sum.
+``dirichlet`` axes let mass leave through the boundary (ghost value 0).
+
+Coefficients: ``homogeneous`` (one value), or ``heterogeneous`` / ``time-dependent`` (an array
+shaped like the grid, ``(L, *grid)`` for the latter), which are **face** coefficients: the value
+stored at site ``i`` belongs to the face between cell ``i`` and ``i + e_k`` (every axis ``k``), so
+both cells of a face use the same flux and the sum still telescopes (:mod:`npdegen.faces`, which
+also says what the boundary faces of non-periodic axes hold).
 """
 from __future__ import annotations
 
@@ -26,7 +30,9 @@ import numpy as np
 import sympy as sp
 
 from .derive import flux as fluxes_
-from .derive.flux import NUMERICAL_FLUXES, U, cfl_number, flux_function
+from .derive.flux import NUMERICAL_FLUXES, U, flux_function
+from .faces import (FACE_FAMILIES, coefficient_max, coefficient_table, face_step_ir, lo_symbols,
+                    speed_bound)
 from .ir.step import StepIR, build_step
 from .layer import NeuralPDE
 from .spec.spacing import spacing_symbols
@@ -65,7 +71,8 @@ class ConservationLaw(NeuralPDE):
     flux : SymPy expression of the field (``c*z**2/2`` for Burgers), or one per axis.
     field : the applied function, e.g. ``z(q)`` or ``z(x, y)``.
     diffusion : ``D``, an expression of parameters and numbers (0 for a pure conservation law).
-    params : ``{symbol: "homogeneous" | "time-dependent"}`` for the symbols of ``flux`` and ``diffusion``.
+    params : ``{symbol: "homogeneous" | "heterogeneous" | "time-dependent"}`` for the symbols of ``flux``
+        and ``diffusion``; the last two are face coefficients (module docstring).
     numerical_flux : ``"godunov"`` (default), ``"engquist_osher"``, ``"rusanov"`` or ``"central"``.
     activation, bias, name : as for :class:`~npdegen.NeuralPDE` (conservation needs the identity
         activation and no bias).
@@ -82,31 +89,43 @@ class ConservationLaw(NeuralPDE):
         params = dict(params or {})
         self._args = dict(flux=flux, field=field, diffusion=diffusion, params=dict(params),
                           numerical_flux=numerical_flux, activation=activation, bias=bias, name=name)
-        for key, family in params.items():
-            if family == "heterogeneous":
-                raise ValueError(f"parameter {key}: a flux-form layer needs the same coefficient on both sides of "
-                                 "every face to conserve mass; use 'homogeneous' or 'time-dependent'")
+        params = {(sp.Symbol(k) if isinstance(k, str) else k): v for k, v in params.items()}
         walls = [_wall_name(s, c) for c in coords for s in (-1, 1)]
-        taken = sorted({str(getattr(k, "name", k)) for k in params} & set(walls))
+        lo = {k: lo_symbols(params, x) for k, x in enumerate(coords)}
+        taken = sorted({str(getattr(k, "name", k)) for k in params}
+                       & (set(walls) | {v.name for m in lo.values() for v in m.values()}))
         if taken:
-            raise ValueError(f"parameter name(s) {taken} are reserved for the zero-flux wall masks")
+            raise ValueError(f"parameter name(s) {taken} are reserved for the zero-flux wall masks and the "
+                             "lo-face values of face coefficients")
         fluxes = _as_flux(flux, field, dim)
         self.flux_functions = tuple(flux_function(g) for g in fluxes)
         self.numerical_flux = numerical_flux
         self.diffusion = sp.sympify(diffusion)
         if isinstance(diffusion, (str, bytes)) or self.diffusion.has(field) or self.diffusion.has(sp.Derivative):
             raise ValueError(f"diffusion must be an expression of parameters and numbers, got {diffusion!r}")
-        transform = field
+        faces = {s for s, fam in params.items() if fam in FACE_FAMILIES}
+        #: the face coefficients (``{name: family}``) and whether a flux (not only D) has one
+        self.face_params = {s.name: params[s] for s in faces}
+        self.face_flux = any(F.g.free_symbols & faces for F in self.flux_functions)
+        transform, shifts = field, []
         for k, (x, delta) in enumerate(zip(coords, spacing_symbols(coords))):
-            lo, hi = field.subs(x, x - delta), field.subs(x, x + delta)
+            lo_face = lo[k]
+            hi, low = field.subs(x, x + delta), field.subs(x, x - delta)
             m_lo, m_hi = sp.Symbol(_wall_name(-1, x)), sp.Symbol(_wall_name(1, x))
             F = self.flux_functions[k]
             right = fluxes_.numerical_flux(F, self.numerical_flux, field, hi)
-            left = fluxes_.numerical_flux(F, self.numerical_flux, lo, field)
-            transform += -(m_hi * right - m_lo * left) / delta
+            left = fluxes_.numerical_flux(F, self.numerical_flux, low, field).xreplace(lo_face)
+            term = -(m_hi * right - m_lo * left) / delta
             if self.diffusion != 0:
-                transform += self.diffusion * (m_hi * (hi - field) - m_lo * (field - lo)) / delta ** 2
+                term += (self.diffusion * m_hi * (hi - field) - self.diffusion.xreplace(lo_face) * m_lo
+                         * (field - low)) / delta ** 2
+            transform += term
             params.update({m_lo: "heterogeneous", m_hi: "heterogeneous"})
+            for s, s_lo in lo_face.items():
+                if term.has(s_lo):
+                    params[s_lo] = params[s]
+                    shifts.append((s_lo.name, ("shift", k, s.name)))
+        self._shifts = tuple(shifts)
         self._walls = tuple(walls)
         args = self._args
         super().__init__(transform, field, activation=activation, params=params, bias=bias,
@@ -125,15 +144,21 @@ class ConservationLaw(NeuralPDE):
             params = tuple(replace(p, role="fixed") if p.name in self._walls else p for p in base.params)
             fixed = tuple((_wall_name(s, c), ("face", k, s)) for k, c in enumerate(self.spec.coordinates)
                           for s in (-1, 1))
-            user = ", ".join(f"{p.name}: {p.family}" for p in params if p.role != "fixed") or "none"
-            summary = tuple(f"params:     {user}; {', '.join(self._walls)}: fixed face masks (0 on zero-flux walls)"
-                            if line.startswith("params:") else line for line in base.summary)
+            derived = {name for name, _ in self._shifts}
+            user = ", ".join(f"{p.name}: {p.family}" + (" (face)" if p.name in self.face_params else "")
+                             for p in params if p.role != "fixed" and p.name not in derived) or "none"
+            walls = f"{', '.join(self._walls)}: fixed face masks (0 on zero-flux walls)"
+            if derived:
+                walls += f"; {', '.join(sorted(derived))}: lo-face values (derived, npdegen.faces)"
+            summary = tuple(f"params:     {user}; {walls}" if line.startswith("params:") else line
+                            for line in base.summary)
             summary += tuple(f"flux:       g(z) = {sp.sstr(F.g.xreplace({U: sp.Symbol('z')}))} ({F.kind}), "
                              f"numerical flux {self.numerical_flux}, diffusion D = {sp.sstr(self.diffusion)}"
                              for F in self.flux_functions[:1 if len(set(self.flux_functions)) == 1 else None])
             derivation = tuple(line for line in base.derivation if not line.startswith("dG/dp_wall_"))
-            ir = self.__dict__["_step_ir"] = replace(base, params=params, fixed=fixed, summary=summary,
-                                                     derivation=derivation)
+            changes = dict(params=params, fixed=fixed, summary=summary, derivation=derivation)
+            ir = face_step_ir(base, self._shifts, **changes) if self._shifts else replace(base, **changes)
+            self.__dict__["_step_ir"] = ir
         return ir
 
     def _user_weights(self) -> dict:
@@ -150,35 +175,49 @@ class ConservationLaw(NeuralPDE):
 
     def certificate(self, theta: dict, spacing, state_range=(-1.0, 1.0), omega: float = 1.0,
                     samples: int = 257) -> "FluxCertificate":
-        r"""CFL certificate for states in ``state_range`` (a monotone layer keeps them there; also what
-        ``npdegen.stability`` and the training monitor return for this layer, with the default range):
-        ``ν = max|g'|·Σ 1/Δ_k + 2D·Σ 1/Δ_k² ≤ 1`` with ω ≤ 1 and the identity activation gives a
-        positive, conservative, TVD (maximum-principle) layer."""
+        r"""CFL certificate for states in ``state_range`` (also what ``npdegen.stability`` and the
+        training monitor return for this layer, with the default range). With ``a_k`` the speed bound
+        of :func:`npdegen.faces.speed_bound` (``max|g'|`` when the flux has one coefficient for all
+        faces) and ``D`` the largest diffusion over faces,
+
+        .. math::  ν = \max_t \Big[\sum_k a_{k,t}/Δ_k + 2 \max_f D_{t,f} \sum_k 1/Δ_k^2\Big] ≤ 1,
+
+        ω ≤ 1 and the identity activation certify, for a monotone numerical flux:
+
+        * flux coefficients the same at every face (D may be a face coefficient): a positive,
+          conservative layer with the maximum principle, ``‖z_{t+1}‖_∞ ≤ ‖z_t‖_∞`` (``max_gain`` 1
+          in the l∞ norm), TVD in 1-D (Harten's incremental form);
+        * face-heterogeneous flux coefficients (Godunov, Engquist–Osher or a linear flux only): an
+          order-preserving conservative layer, hence an l1 contraction (Crandall–Tartar),
+          ``‖z_{t+1} − w_{t+1}‖_1 ≤ ‖z_t − w_t‖_1`` (``max_gain`` 1 in the l1 norm). A coefficient
+          that changes from face to face compresses or spreads mass, so there is no maximum principle
+          and no TVD: the state range is certified for one layer, not kept."""
         spacing = (spacing,) * self.dim if np.isscalar(spacing) else tuple(spacing)
         lo, hi = map(float, state_range)
         if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
             raise ValueError(f"state_range must be two finite numbers lo <= hi, got {state_range!r}")
-        values = {}
-        for s, fam in self.spec.params:
-            if s.name in self._walls:
-                continue
-            v = np.asarray(theta[s.name], dtype=float)
-            values[s] = v                     # time-dependent: the worst layer counts
-        grid = np.linspace(lo, hi, samples)
-        speeds, diff = [], []
-        rows = max([v.shape[0] for v in values.values() if v.ndim] or [1])
-        for t in range(rows):
-            at = {s: (float(v[t]) if v.ndim else float(v)) for s, v in values.items()}
-            for F in self.flux_functions:
-                fn = sp.lambdify(U, F.speed.xreplace(at), "numpy")
-                speeds.append(float(np.max(np.abs(np.broadcast_to(fn(grid), grid.shape)))))
-            diff.append(float(self.diffusion.xreplace(at)))
-        nu = max(cfl_number(max(speeds), max(diff), spacing), 0.0)
-        monotone = self.numerical_flux != "central" and min(diff) >= 0
+        derived = {name for name, _ in self._shifts}
+        user = {s: fam for s, fam in self.spec.params if s.name not in self._walls and s.name not in derived}
+        table = coefficient_table(user, theta, self.dim)
+        states = np.linspace(lo, hi, samples)
+        speeds = [speed_bound(F.speed, table, states) for F in self.flux_functions]
+        diff, dmin = coefficient_max(self.diffusion, table)
+        nu_t = sum(a / d for a, d in zip(speeds, spacing)) + 2 * diff * sum(1 / d ** 2 for d in spacing)
+        nu = max(float(nu_t.max()), 0.0)
+        upwind = self.numerical_flux in ("godunov", "engquist_osher") or all(
+            F.kind == "linear" for F in self.flux_functions)
+        monotone = self.numerical_flux != "central" and dmin >= 0 and (upwind or not self.face_flux)
         ok = monotone and nu <= 1 + 1e-12 and 0 < omega <= 1 and self.spec.activation_name == "identity"
+        # positivity needs T(0) = 0: g(0) the same at every face
+        at_zero = not any({s.name for s in F(sp.Integer(0)).free_symbols} & set(self.face_params)
+                          for F in self.flux_functions)
+        plain = not self.face_flux
         return FluxCertificate(cfl=nu, monotone=monotone, conservative=self.spec.bias is None and
-                               self.spec.activation_name == "identity", positive=ok, tvd=ok and self.dim == 1,
-                               max_speed=max(speeds), diffusion=max(diff), omega=float(omega))
+                               self.spec.activation_name == "identity", positive=ok and at_zero,
+                               tvd=ok and plain and self.dim == 1, max_speed=float(max(a.max() for a in speeds)),
+                               diffusion=float(diff.max()), omega=float(omega), certified=ok,
+                               maximum_principle=ok and plain, max_gain=1.0 if ok else math.inf,
+                               gain_norm="l-infinity" if plain else "l1", face_flux=self.face_flux)
 
     def __repr__(self):
         return (f"ConservationLaw({self.spec.name!r}: z_t + div g(z) = D lap z, g = "
@@ -192,7 +231,12 @@ def conservation_law(flux, field, diffusion=0, params=None, numerical_flux="godu
 
 @dataclass(frozen=True)
 class FluxCertificate:
-    """The CFL number ``cfl`` and what it guarantees (see :meth:`ConservationLaw.certificate`)."""
+    """The CFL number ``cfl`` and what it guarantees (see :meth:`ConservationLaw.certificate`).
+
+    ``max_gain`` bounds the gain of one layer in the norm ``gain_norm``: 1 when ``certified`` (the
+    l∞ norm of the state — maximum principle — for flux coefficients shared by all faces; the l1
+    norm of the difference of two states — an l1 contraction — for face-heterogeneous flux
+    coefficients), ``inf`` (no bound) otherwise."""
     cfl: float
     monotone: bool
     conservative: bool
@@ -201,11 +245,16 @@ class FluxCertificate:
     max_speed: float
     diffusion: float
     omega: float = 1.0
+    certified: bool = False
+    maximum_principle: bool = False
+    max_gain: float = math.inf
+    gain_norm: str = "l-infinity"
+    face_flux: bool = False
 
     @property
     def stable(self) -> bool:
         """The same question the linear certificates answer (``npdegen.stability``)."""
-        return self.positive
+        return self.certified
 
     @property
     def binding(self) -> str:
@@ -216,9 +265,16 @@ class FluxCertificate:
         return (0.0, 1.0 if self.monotone and self.cfl <= 1 + 1e-12 else 0.0)
 
     def __str__(self):
-        verdict = "certified: positive, maximum principle" + (", TVD" if self.tvd else "") if self.positive \
-            else "NOT certified"
-        return (f"flux CFL number {self.cfl:.4g} (max |g'| = {self.max_speed:.4g}, D = {self.diffusion:.4g}); "
+        if not self.certified:
+            verdict = "NOT certified" + ("" if self.monotone else " (the numerical flux is not monotone here)")
+        elif self.face_flux:
+            verdict = ("certified: monotone, l1 contraction (gain <= 1 per layer in the l1 norm)"
+                       + (", positive" if self.positive else "")
+                       + "; face-heterogeneous flux: no maximum principle, no TVD")
+        else:
+            verdict = ("certified: positive, maximum principle (gain <= 1 per layer in the l-infinity norm)"
+                       + (", TVD" if self.tvd else ""))
+        return (f"flux CFL number {self.cfl:.4g} (speed bound {self.max_speed:.4g}, max D = {self.diffusion:.4g}); "
                 f"{verdict}; mass {'conserved' if self.conservative else 'not conserved (activation or bias)'}")
 
 
@@ -239,6 +295,9 @@ class FluxPhysics:
             "godunov": " (exact Riemann solver)", "engquist_osher": " (monotone, smooth at sonic points)"}[
             layer.numerical_flux]))
         self.rows.append(("diffusion D", sp.sstr(layer.diffusion)))
+        if layer.face_params:
+            self.rows.append(("face coefficients", ", ".join(f"{k} ({v})" for k, v in sorted(layer.face_params.items()))
+                              + ": one value per face i+1/2, stored at site i (npdegen.faces)"))
 
     def __str__(self):
         width = max(len(a) for a, _ in self.rows)

@@ -10,8 +10,8 @@
 * NumPy ≡ numba ≡ the CUDA emulator;
 * second-order convergence of the central flux to a pseudo-spectral viscous Burgers solution, first
   order for the monotone fluxes;
-* bad input: a flux that is neither convex nor concave with godunov, a per-site coefficient,
-  a reserved name, a flux with derivatives — clear errors.
+* bad input: a flux that is neither convex nor concave with godunov, a reserved name (wall mask,
+  lo-face value), a flux with derivatives — clear errors.
 """
 import numpy as np
 import pytest
@@ -236,8 +236,9 @@ def test_bad_input_is_refused_clearly():
     with pytest.raises(ValueError, match="convex or concave"):
         conservation_law(nu * z ** 2 / 2, z, params={nu: "homogeneous"}, numerical_flux="engquist_osher")
     conservation_law(nu * z ** 2 / 2, z, params={nu: "homogeneous"}, numerical_flux="rusanov")   # fine
-    with pytest.raises(ValueError, match="both sides of every face"):
-        conservation_law(c * z ** 2 / 2, z, params={c: "heterogeneous"})
+    with pytest.raises(ValueError, match="reserved"):    # the lo-face value of a face coefficient
+        taken = sp.Symbol("c_face_lo_q")
+        conservation_law(c * z ** 2 / 2, z, diffusion=taken, params={c: "heterogeneous", taken: "homogeneous"})
     with pytest.raises(ValueError, match="reserved"):
         w = sp.Symbol("wall_lo_q")
         conservation_law(z ** 2 / 2, z, diffusion=w, params={w: "homogeneous"})
