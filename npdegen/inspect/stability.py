@@ -12,6 +12,10 @@ checks, with frozen coefficients per site (and per layer for the time-dependent 
   Markov (stochastic) when its rows also sum to 1 (``s W_0 = 1``).
 * **cell Péclet** ``Pe = 2|Σ j w_j| / Σ j² w_j`` (= ``|U|Δ/D`` for ADR; ≤ 2 ⇔ A, B ≥ 0).
 * **conservation**: ``Σ z`` is conserved iff every column of the step matrix sums to 1.
+
+N-D and nonlinear layers get the numeric certificate of :mod:`.stability_nd`; nonlocal layers
+(:class:`npdegen.NonlocalPDE` and its network) that of :mod:`.stability_nonlocal` (the kernel's
+sampled DFT: the exact l2 gain per layer on periodic grids, a Schur bound otherwise).
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from ..derive.stencil import SPACING
 from ..runtime.network import Network
 from ._format import fmt_expr, fmt_number
 from .stability_nd import step_stability
+from .stability_nonlocal import is_nonlocal, nonlocal_stability
 from .matrix import as_kernel_ir, layer_matrix, layer_weights, param_symbols
 from .vonneumann import OMEGA, SLOPE, amplification_factor, mode_limits
 
@@ -162,7 +167,12 @@ def stability(layer, params: dict, spacing: float | None = None, omega: float | 
     ``layer``: a NeuralPDE, KernelIR or Network (a Network supplies spacing, ω, n, boundary
     defaults, and ``params["omega"]`` when ω is trained). ``slope`` is ``f′`` at the operating
     point; pass ``operating_point=x0`` to use ``f′(x0)`` of the layer's activation instead.
+    A nonlocal layer (``NonlocalPDE`` with ``n=``, or its ``NonlocalNetwork``) gets a
+    :class:`~.stability_nonlocal.NonlocalStability`.
     """
+    if is_nonlocal(layer):
+        return nonlocal_stability(layer, params, spacing=spacing, omega=omega, slope=slope,
+                                  operating_point=operating_point, n=n, boundary=boundary)
     step_layer = _step_layer(layer)
     if step_layer is not None:          # N-D, nonlinear, ...: the numeric certificate of the step IR
         net = layer if isinstance(layer, Network) else None

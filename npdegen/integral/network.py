@@ -269,6 +269,17 @@ class NonlocalNetwork(HostNetworkAPI, Sweeps):
             out[order] = (e, sampled[order], sampled[order] - e)
         return out
 
+    def sampled_weights(self, theta, layer: int = 0) -> tuple:
+        """``(offsets, w)``: the weights ``w_{i,o}`` that step ``layer`` applies (the call's reach, as
+        :meth:`plan` samples them), float64, shaped ``(count,)`` for one kernel or ``(*grid, count)``
+        when it varies with the site; ``offsets`` ``(count, d)``. For :func:`npdegen.stability`."""
+        theta = self.check_params(theta)
+        self._check_layer(layer)
+        offsets = box_offsets(self._reach(theta))
+        sites = self.grid if self._site else None
+        values = self._values(theta, layer if self._time else 0)
+        return offsets, self.layer.sampler.weights(offsets, self.spacing, values, sites, self._positions)
+
     def moments(self, max_order: int = 4):
         """The kernel's exact moments (:meth:`NonlocalPDE.moments`); :meth:`truncation` compares the sampled ones."""
         return self.layer.moments(max_order)
