@@ -301,3 +301,41 @@ def test_bad_input():
                       params={SIG: "homogeneous", rho: "heterogeneous"})
     with pytest.raises(ValueError, match="slope="):
         npdegen.stability(het, {"sigma": 1.0, "rho": np.zeros(8)}, n=8, operating_point=0.1)
+
+
+# ------------------------------------------------------------------------------ quadrature update, estimator
+def _jacobian(net, theta, n, h=1e-6):
+    """Central differences of the network's own step at z = 0 (float64): the linearised update."""
+    E = np.eye(n) * h
+    return ((net.step(E, theta, 0) - net.step(-E, theta, 0)) / (2 * h)).T
+
+
+@pytest.mark.parametrize("boundary", ["periodic", "dirichlet"])
+@pytest.mark.parametrize("activation", ["identity", "tanh"])
+def test_quadrature_update_certifies_the_collapsed_operator(boundary, activation):
+    from npdegen.integral import QuadraturePDE
+    n = 16
+    theta = {"sigma": np.asarray(0.5), "mu": np.asarray(0.3), "A": np.asarray(1.0)}
+    net = QuadraturePDE(_layer(activation=activation), Q=2).compile(n, omega=0.8, boundary=boundary)
+    cert = npdegen.stability(net, theta)                # slope 1 = tanh'(0)
+    J = _jacobian(net, theta, n)
+    if boundary == "periodic":
+        assert cert.exact and cert.max_gain == pytest.approx(_smax(J), rel=1e-8)
+    else:
+        assert not cert.exact and _smax(J) <= cert.max_gain + 1e-8
+    grid_layer = npdegen.stability(_layer(activation=activation).compile(n, omega=0.8, boundary=boundary), theta)
+    assert cert.max_gain != pytest.approx(grid_layer.max_gain, rel=1e-6)     # K_Q, not the grid layer's K
+    assert (cert.lipschitz_gain is None) == (activation == "tanh")
+
+
+def test_agrees_with_the_estimators_kernel_gain():
+    """The estimator's nonlocal kind measures ||K||_2 from the FFT of one layer's impulse response."""
+    from npdegen.estimator.kernels import GaussianKernel
+    from npdegen.estimator.recipes import Recipe
+    kind, recipe = GaussianKernel(), Recipe("nonlocal", "homogeneous", 0, 1, "identity", 1.0)
+    layer = kind.layer(recipe, 1)
+    net = kind.compile(layer, recipe, (32,), (0.25,), "periodic", "numpy", "float64")
+    theta = {"sigma": np.asarray(0.4), "mu": np.asarray(-0.3), "A": np.asarray(1.1)}
+    gain, _ = kind.gain(layer, net, theta, recipe, (0.25,))
+    cert = npdegen.stability(net, theta)
+    assert cert.kernel_norm == pytest.approx(gain, rel=1e-12) and cert.max_gain == pytest.approx(gain, rel=1e-12)

@@ -39,6 +39,11 @@ case: circulants commute).
 ``ρ_i = s Σ_o w_{i,o} − 1`` (the kernel's mass minus one, the growth of the mean). If its gain is
 ``≤ 1`` then ``‖A‖₂ ≤ 1 + ω max|ρ|`` and ``‖A^L‖₂ ≤ e^{ω max|ρ| L}``: bounded growth.
 
+**The quadrature update** (:class:`~npdegen.integral.QuadratureNetwork`): with one slope at every
+node the linearised update is ``(1 − ω) z + ω s K_Q z``, ``K_Q`` the collapsed operator; certified
+as above (no Lipschitz bound of the nonlinear update with several nodes: each node's ``f′``
+multiplies its own operator).
+
 **The nonlinear step.** With ``Lip(f) = sup|f′|`` (1 for identity, tanh, relu, softplus; 1/4 for
 the sigmoid; none for ``square`` and polynomial reactions) the step itself is Lipschitz in l2 with
 constant ``lipschitz_gain = |1 − ω| + ω Lip(f) ‖K‖₂`` (``‖K‖₂`` exact or bounded as above).
@@ -125,8 +130,8 @@ class NonlocalStability:
 
 
 def is_nonlocal(layer) -> bool:
-    """A :class:`~npdegen.integral.NonlocalPDE` or a network compiled from one (npdegen.integral is
-    imported only when the object comes from it)."""
+    """A :class:`~npdegen.integral.NonlocalPDE` or a network compiled from one (a ``QuadratureNetwork``
+    included; npdegen.integral is imported only when the object comes from it)."""
     if not type(layer).__module__.startswith("npdegen.integral"):
         return False
     from ..integral import NonlocalPDE
@@ -383,6 +388,9 @@ def nonlocal_stability(layer, params: dict, spacing=None, omega=None, slope: flo
     worst = per[int(np.argmax(gains))]
     knorm = max(r["knorm"] for r in per)
     lip = activation_lipschitz(net.layer.activation, theta)
+    nodes = getattr(getattr(net, "nodes", None), "count", 1)
+    if nodes > 1 and not net.layer.activation.linear:
+        lip = None          # the quadrature update: each node's f′ multiplies its own operator K_k, not K_Q
     lip_gain = None if lip is None else (math.inf if not math.isfinite(lip) else abs(1 - omega) + omega * lip * knorm)
     return NonlocalStability(
         stable=criterion != "none", criterion=criterion, method="symbol" if exact else "Schur bound",

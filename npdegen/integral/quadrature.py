@@ -202,6 +202,16 @@ class QuadratureNetwork(NonlocalNetwork):
             out.append(acc)
         return out
 
+    def sampled_weights(self, theta, layer: int = 0) -> tuple:
+        """``(offsets, w)`` of ``K_Q`` for step ``layer`` (the nodes collapsed, module docstring step 6):
+        with one slope ``s`` at every node the linearised update is ``(1 − ω) z + ω s K_Q z``. For
+        :func:`npdegen.stability`."""
+        theta = self.check_params(theta)
+        self._check_layer(layer)
+        offsets = box_offsets(self._reach(theta))
+        values = self._values(theta, layer if self._time else 0)
+        return offsets, self._collapsed(self._node_weights(offsets, values, False), False)
+
     def _collapsed(self, per_node: list, derivative: bool):
         """``Σ_k ŵ_k w^k``: the weights of ``K_Q`` (module docstring, step 6)."""
         if derivative:
