@@ -7,9 +7,12 @@ With ``W_α = Σ_o Π_a (o_a Δ_a)^{α_a} w_o`` (no ``1/k!``) the parameters are
     N-D:  Z = u + R u − U_x u_x − U_y u_y + D_xx u_xx + 2 D_xy u_xy + D_yy u_yy + C_xxx u_xxx + …
 
 (``D`` the diffusion tensor, ``W_α = 2 D`` for ``|α| = 2``; other orders' parameters are the
-coefficients of their derivatives, ``W_α = α!·C``) with every multi-index ``|α| ≤ w − 1`` that the
-``w``-point box fixes (1-D: all ``w`` moments, so the layer is exactly the free ``w``-point
-stencil, reparametrised by the invertible Vandermonde map; width 3 is the neural ADR layer).
+coefficients of their derivatives, ``W_α = α!·C``, named by their axes: ``C_xxy``, ``C_xxyy``) with
+every multi-index ``α_a ≤ w − 1`` of the ``w^d`` box, so the layer is exactly the free
+``w^d``-point stencil, reparametrised by the invertible (tensor-product) Vandermonde map. 1-D width
+3 is the neural ADR layer; 2-D width 3 the free 9-point stencil: ``R, U_x, U_y, D_xx, D_xy, D_yy``
+and ``C_xxy, C_xyy, C_xxyy`` (the cross term ``D_xy`` lives on the corners). The kind ``star``
+(:class:`StarStencil`, N-D only) keeps the pure-axis moments: the 5-point stencil at width 3.
 :meth:`npdegen.NeuralPDE.from_moments` solves the moment system. Every family, every width,
 every depth and activation of the recipe space, relaxed with the space's ``ω``.
 """
@@ -24,13 +27,21 @@ import sympy as sp
 from .recipes import LETTERS as _LETTERS
 from .recipes import LayerKind, Recipe, activation_expression, register
 
-__all__ = ["MomentStencil", "moment_parameters"]
+__all__ = ["MomentStencil", "StarStencil", "moment_parameters", "SHAPES"]
 
 
-def moment_parameters(dim: int, width: int) -> list:
-    """``[(alpha, name, W_alpha as a function of the parameter symbol)]`` of the width-``w`` moment layer."""
+#: Stencil shapes: ``box`` — every multi-index with ``α_a < w`` on each axis (the free ``w^d``-point box
+#: stencil); ``star`` — the pure-axis ones ``α = k e_a``, ``k < w`` (the ``d(w−1)+1``-point star).
+SHAPES = ("box", "star")
+
+
+def moment_parameters(dim: int, width: int, shape: str = "box") -> list:
+    """``[(alpha, name, W_alpha as a function of the parameter symbol)]`` of the width-``w`` moment layer
+    (``shape``: :data:`SHAPES`; in 1-D both are the ``w``-point stencil)."""
+    if shape not in SHAPES:
+        raise ValueError(f"shape must be one of {SHAPES}, got {shape!r}")
     out = []
-    orders = [a for a in product(range(width), repeat=dim) if sum(a) <= width - 1]
+    orders = [a for a in product(range(width), repeat=dim) if shape == "box" or sum(v > 0 for v in a) <= 1]
     for alpha in sorted(orders, key=lambda a: (sum(a), tuple(-v for v in a))):
         k = sum(alpha)
         letters = "".join(_LETTERS[i] * a for i, a in enumerate(alpha))
@@ -54,6 +65,8 @@ def moment_parameters(dim: int, width: int) -> list:
 class MomentStencil(LayerKind):
     """The free ``w``-point stencil in its moments: ``R``, ``U``, ``D``, ``C3``, … (module docstring)."""
     name = "moments"
+    #: which multi-indices are parameters (:data:`SHAPES`)
+    shape = "box"
 
     def layer(self, recipe, dim):
         from ..layer import NeuralPDE
@@ -64,17 +77,17 @@ class MomentStencil(LayerKind):
         h = recipe.width // 2
         offsets = tuple(range(-h, h + 1))
         params, moments = {}, {}
-        for alpha, name, moment in moment_parameters(dim, recipe.width):
+        for alpha, name, moment in moment_parameters(dim, recipe.width, self.shape):
             s = sp.Symbol(name)
             params[s] = recipe.family
             moments[alpha[0] if dim == 1 else alpha] = moment(s)
         activation = activation_expression(recipe.activation, params)
-        tag = f"est_w{recipe.width}_{recipe.activation[:3]}_{recipe.family[:3]}_{dim}d"
+        tag = f"est_{'w' if self.shape == 'box' else 'star'}{recipe.width}_{recipe.activation[:3]}_{recipe.family[:3]}_{dim}d"
         return NeuralPDE.from_moments(moments, offsets if dim == 1 else (offsets,) * dim, field=field,
                                       activation=activation, params=params, name=tag)
 
     def bounds(self, recipe, dim):
-        names = [n for _, n, _ in moment_parameters(dim, recipe.width)]
+        names = [n for _, n, _ in moment_parameters(dim, recipe.width, self.shape)]
         return {n: (0.0, None) for n in names if n == "D" or (n.startswith("D_") and len(set(n[2:])) == 1)}
 
     def random_starts(self, net, recipe, spacing, count, rng):
@@ -227,6 +240,18 @@ def _axes(name: str) -> tuple:
     return (0,) * order
 
 
+class StarStencil(MomentStencil):
+    r"""N-D: the star of the axes, ``α = k e_a`` (``k < w``): ``Z = u + Ru − Σ_a U_a u_a + Σ_a D_aa u_aa
+    + Σ_a C_a… ∂_a^k u`` with no mixed derivative. In 2-D, width 3 is the 5-point stencil
+    (``R, U_x, U_y, D_xx, D_yy``: the ADR layer with a diagonal diffusion tensor), width 5 the
+    9-point star (adds ``C_xxx, C_yyy, C_xxxx, C_yyyy``). The box kind ``moments`` holds it (zero
+    mixed moments)."""
+    name = "star"
+    shape = "star"
+    dims = (2, 3)
+
+
 register(MomentStencil())
+register(StarStencil())
 
 

@@ -8,8 +8,11 @@ A :class:`Recipe` names one network: a layer **kind** (a registered :class:`Laye
 ==============  ==========================================================================
 kind            ``Z`` of one layer, and what of the space it uses
 ==============  ==========================================================================
-``moments``     the free ``w``-point stencil in its moments ``R, U, D, C3, …``
+``moments``     the free ``w``-point stencil in its moments ``R, U, D, C3, …`` (N-D: the
+                free ``w^d`` box, e.g. the 9-point stencil with the cross term ``D_xy``)
                 (:mod:`.moments`): every family, width, depth and activation, the space's ``ω``
+``star``        N-D only: the stencil of the axes, pure-axis moments only (2-D width 3:
+                the 5-point ADR stencil, no cross term); as ``moments`` otherwise
 ``nonlocal``    ``A ∫ G_σ(r − μ) z(q + r) dr``, a Gaussian kernel of learned width, shift
                 and amplitude (:mod:`.kernels`): homogeneous; one layer when linear, the
                 space's depths with ``tanh`` and ``reaction``; ``ω = 1``
@@ -57,7 +60,7 @@ __all__ = ["Recipe", "LayerKind", "NotApplicable", "KINDS", "register", "RecipeS
 FAMILIES = ("homogeneous", "heterogeneous", "time-dependent")
 ACTIVATIONS = ("identity", "tanh", "reaction")
 #: The kinds the estimator searches by default, in the order of the first stage.
-DEFAULT_KINDS = ("moments", "nonlocal", "flux")
+DEFAULT_KINDS = ("moments", "star", "nonlocal", "flux")
 #: Relative share of the time left that a recipe of each family gets (:meth:`LayerKind.weight`): a
 #: heterogeneous recipe gets 4x a time-dependent one's (refine the small family before enriching
 #: it: on varcoef-adr the heterogeneous fit was still improving when its share ran out)
