@@ -259,3 +259,12 @@ def test_vorticity_time_self_convergence_is_fourth_order():
 def test_bad_solver_input_raises_clear_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_two_d_verify_checks_pass():
+    """The 2-D group of ``python -m npdegen.tasks verify``: closed-form advection-diffusion, 2-D Strang
+    order, Taylor-Green decay and the vorticity solver's spatial self-convergence."""
+    from npdegen.tasks.verify import Check, _two_d
+    rows = [Check(*row) for row in _two_d(24)]
+    assert len(rows) == 4 and any("Taylor-Green" in r.name for r in rows)
+    assert all(r.ok for r in rows), [(r.name, r.value) for r in rows if not r.ok]
