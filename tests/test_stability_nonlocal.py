@@ -190,7 +190,8 @@ def test_time_dependent_gain_per_layer_and_over_the_stack():
     assert cert.network_gain == pytest.approx(_smax(mats[2] @ mats[1] @ mats[0]), rel=1e-12)
     assert cert.max_gain == pytest.approx(max(cert.gain_per_layer))
     rng = np.random.default_rng(5)            # values per layer and site: a bound per layer and over the stack
-    p = {"sigma": rng.uniform(0.4, 1.5, (L, n)), "mu": rng.uniform(-0.5, 0.5, (L, n)), "A": rng.uniform(0.8, 1.1, (L, n))}
+    p = {"sigma": rng.uniform(0.4, 1.5, (L, n)), "mu": rng.uniform(-0.5, 0.5, (L, n)),
+         "A": rng.uniform(0.8, 1.1, (L, n))}
     cert = npdegen.stability(_layer("time-dependent"), p, n=n, boundary="neumann", omega=0.9)
     site = lambda t: {k: v[t] for k, v in p.items()}
     mats = [_step(_dense((n,), "neumann", (1.0,), site(t)), 0.9, 1) for t in range(L)]

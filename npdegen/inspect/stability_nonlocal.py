@@ -27,7 +27,7 @@ even extension, period ``2n``) with a kernel symmetric along it is exact too: th
 with ``a_i = 1 − s d_i`` (``d_i`` the weights that land on the diagonal) and ``b_i = |s| Σ |w_{i,o}|``
 over the others (triangle inequality where several offsets read one site); ``‖A‖_1`` the same with
 the off-diagonal weights summed per site they read. Four numbers per criterion give the admissible
-``ω``: the bound is a piecewise quadratic in ``ω``, and ``ω_max`` is where it first exceeds 1.
+``ω``: the squared bound is piecewise quadratic in ``ω``, and ``ω_max`` is where it first exceeds 1.
 
 A site-dependent family whose values are equal at every site is one kernel (exact).
 
@@ -36,7 +36,8 @@ A site-dependent family whose values are equal at every site is one kernel (exac
 case: circulants commute).
 
 **Lax–Richtmyer** (as :mod:`.stability_nd`): the reaction-free step ``A − ω diag(ρ)``,
-``ρ_i = s Σ_o w_{i,o} − 1`` (the kernel's mass minus one, the growth of the mean). If its gain is
+``ρ_i = s Σ_o w_{i,o} − 1`` over the weights that read a site (the kernel's mass minus one, the
+growth of the mean). If its gain is
 ``≤ 1`` then ``‖A‖₂ ≤ 1 + ω max|ρ|`` and ``‖A^L‖₂ ≤ e^{ω max|ρ| L}``: bounded growth.
 
 **The quadrature update** (:class:`~npdegen.integral.QuadratureNetwork`): with one slope at every
@@ -326,10 +327,6 @@ def _bound_layer(offsets, w, grid, boundaries, omega, s):
                 markov=bool(np.all(np.abs(rho) <= _TOL)))
 
 
-def _mode(kappa) -> str:
-    return f"theta = {tuple(float(v) for v in np.round(kappa / np.pi, 4))} pi"
-
-
 def _binding(r, exact, criterion) -> str:
     if not exact:
         text = (f"Schur bound sqrt(||A||_1 ||A||_inf): largest row sum of |A| at site {r['rows']}, largest column "
@@ -339,7 +336,7 @@ def _binding(r, exact, criterion) -> str:
         k = r["k_max"] if k is None else k
         th = r["kappa"][k]
         text = ("reaction (theta = 0): rho_0 = " + f"{r['rho_signed']:.6g} per unit omega" if np.allclose(th, 0)
-                else f"mode {_mode(th)} of the kernel's symbol")
+                else f"mode theta = {tuple(float(v) for v in np.round(th / np.pi, 4))} pi of the kernel's symbol")
     if criterion == "Lax-Richtmyer":
         text += f"; gain <= 1 fails only through the reaction rho = {r['rho_signed']:.6g} (a bounded growth)"
     return text
