@@ -7,6 +7,8 @@ parameters scalars or grid arrays (broadcast over the batch). Linear terms becom
 """
 from __future__ import annotations
 
+import re
+
 import sympy as sp
 
 from ..ir.lower import LoweredStep
@@ -18,9 +20,9 @@ from .ufuncs import UfuncCall, UfuncProgram, ufunc_program
 __all__ = ["TARGET", "numpy_step_context"]
 
 
-def _template_program(program: UfuncProgram) -> UfuncProgram:
-    """Temporaries t0, t1, … live in the list ``t`` of the generated functions."""
-    rename = {f"t{i}": f"t[{i}]" for i in range(program.buffers)}
+def _template_program(program: UfuncProgram, out: str) -> UfuncProgram:
+    """Temporaries t0, t1, … live in the list ``t`` of the generated functions; the result in ``out``."""
+    rename = {f"t{i}": f"t[{i}]" for i in range(program.buffers)} | {"out": out}
     calls = tuple(UfuncCall(c.func, tuple(rename.get(a, a) for a in c.args), rename.get(c.out, c.out))
                   for c in program.calls)
     return UfuncProgram(calls, rename.get(program.result, program.result), program.buffers)
@@ -69,7 +71,11 @@ def numpy_step_context(low: LoweredStep, options: StepOptions) -> dict:
     for a, j, st in zip(syms, low.access_jacobians, state_jac):
         if j != 0:
             jacobians.append((ir.accesses[syms.index(a)], next(codes) if st else printer.doprint(j), st))
-    f, fprime = (_template_program(ufunc_program(e, ARGUMENT)) for e in (ir.f, ir.fprime))
+    f = _template_program(ufunc_program(ir.f, ARGUMENT), "blk.F")
+    fprime = _template_program(ufunc_program(ir.fprime, ARGUMENT), "s")
+    fprime_const = printer.doprint(ir.fprime) if ir.fprime.is_Number else None
+    # whole-sample blocks gather the state-independent Jacobians (weights precomputed per call)
+    gather = [(ir.accesses.index(off), code) for off, code, state in jacobians if not state]
     act_params = [p for p in ir.params if p.role == "activation"]
     need_f = options.train_omega
     def load(params):
@@ -78,13 +84,23 @@ def numpy_step_context(low: LoweredStep, options: StepOptions) -> dict:
     def load_blk(params):        # the block's grid rows of grid-shaped values
         return [f'{p.symbol} = _cut(theta["{p.name}"]' + ("[layer]" if p.family == "time-dependent" else "")
                 + f", blk)  # {p.family}" for p in params]
+    def used(params, *codes):        # the parameters a body reads (a load costs a call per block)
+        words = set(re.findall(r"[A-Za-z_]\w*", " ".join(str(c) for c in codes)))
+        return [p for p in params if str(p.symbol) in words]
     transform = [p for p in ir.params if p.role in ("transform", "fixed")]
+    f_args = [a for c in f.calls for a in c.args]
+    adjoint_codes = [c for _, c in adjoint.temps] + [r[0] for r in reductions] + \
+                    [c for _, c, st in jacobians if st] + [a for c in fprime.calls for a in c.args]
     loads = {"transform": load(transform), "transform_blk": load_blk(transform),
-             "activation_blk": load_blk(act_params), "all_blk": load_blk(ir.params)}
+             "activation_blk": load_blk(used(act_params, *f_args)),
+             "adjoint_blk": load_blk(used(ir.params, *adjoint_codes,
+                                          *([a for c in f.calls for a in c.args] if need_f else []))),
+             "gather": load(used(transform, *[c for _, c in gather]))}
     return dict(loads=loads, coefficients=coefficients, kappas=kappas, gradients=gradients, forward_linear=forward_linear,
                 forward_code=forward.results[0], forward_temps=forward.temps, adjoint_temps=adjoint.temps,
                 jacobians=jacobians, reductions=reductions,
-                f=f, fprime=fprime, temporaries=max(f.buffers, fprime.buffers), need_f=need_f,
+                f=f, fprime=fprime, fprime_const=fprime_const, gather=gather,
+                s_reductions=[i for i, r in enumerate(low.reductions) if r.weight == "s"], temporaries=max(f.buffers, fprime.buffers), need_f=need_f,
                 act_params=act_params, access_names=[a.name for a in syms],
                 coef_names=[f"w{m}" for m in range(len(low.coefficients))],
                 transform_params=[p for p in ir.params if p.role == "transform"],
