@@ -6,7 +6,8 @@ it, whether it is stable, where its layers converge, and figures of all that (is
 :func:`nearest_stencil`    least-squares banded stencil of a matrix and its residual
 :func:`physics_report`     moments, cumulants and the effective PDE of L relaxed layers
 :func:`stability`          von Neumann G(θ) (SymPy), admissible ω, positivity, Péclet, conservation;
-                           for N-D and nonlinear layers :func:`step_stability` (numeric, Lax–Richtmyer)
+                           for N-D and nonlinear layers :func:`step_stability` (numeric, Lax–Richtmyer);
+                           for nonlocal kernels :class:`NonlocalStability` (sampled DFT / Schur bound)
 :func:`linearised_kernel`  ∂G/∂z[i+o] of a (nonlinear) layer at a state: local physics per site
 :func:`fixed_point`        z* = f(W z* − b) by Newton; :func:`green_steady_state` the linear one
 :func:`loss_profile`       per-layer loss: how deep the network needs to be
@@ -27,6 +28,7 @@ from .linearised import LinearisedKernel, linearised_kernel
 from .matrix import step_matrix
 from .stability import Stability, activation_slope, stability, stability_monitor
 from .stability_nd import StepStability, step_stability
+from .stability_nonlocal import NonlocalStability
 from .vonneumann import amplification_factor
 
 __all__ = ["kernel_moments", "KernelMoments", "nearest_stencil", "BandedFit", "stencil_from_moments",
@@ -34,4 +36,4 @@ __all__ = ["kernel_moments", "KernelMoments", "nearest_stencil", "BandedFit", "s
            "PhysicsReport", "stability", "Stability", "stability_monitor", "activation_slope",
            "amplification_factor", "fixed_point", "FixedPoint", "FixedPointError", "green_steady_state",
            "loss_profile", "LossProfile", "layer_matrix", "layer_weights", "layer_bias", "plots",
-           "step_stability", "StepStability", "linearised_kernel", "LinearisedKernel", "step_matrix"]
+           "step_stability", "StepStability", "NonlocalStability", "linearised_kernel", "LinearisedKernel", "step_matrix"]
