@@ -19,6 +19,7 @@ every depth and activation of the recipe space, relaxed with the space's ``ω``.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from itertools import product
 
 import numpy as np
@@ -85,6 +86,15 @@ class MomentStencil(LayerKind):
         tag = f"est_{'w' if self.shape == 'box' else 'star'}{recipe.width}_{recipe.activation[:3]}_{recipe.family[:3]}_{dim}d"
         return NeuralPDE.from_moments(moments, offsets if dim == 1 else (offsets,) * dim, field=field,
                                       activation=activation, params=params, name=tag)
+
+    def recipes(self, space, family):
+        """As :meth:`LayerKind.recipes`; a box recipe also starts from the star fit of the same family,
+        width, depth and activation where the space has the ``star`` kind (N-D: the star is the box
+        with zero mixed moments, so the box fit starts from the star's map)."""
+        out = super().recipes(space, family)
+        if self.shape != "box" or "star" not in space.kinds:
+            return out
+        return [replace(r, warm_from=r.warm_from + (replace(r, kind="star").label,)) for r in out]
 
     def bounds(self, recipe, dim):
         names = [n for _, n, _ in moment_parameters(dim, recipe.width, self.shape)]

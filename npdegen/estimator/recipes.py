@@ -60,7 +60,7 @@ __all__ = ["Recipe", "LayerKind", "NotApplicable", "KINDS", "register", "RecipeS
 FAMILIES = ("homogeneous", "heterogeneous", "time-dependent")
 ACTIVATIONS = ("identity", "tanh", "reaction")
 #: The kinds the estimator searches by default, in the order of the first stage.
-DEFAULT_KINDS = ("moments", "star", "nonlocal", "flux")
+DEFAULT_KINDS = ("star", "moments", "nonlocal", "flux")
 #: Relative share of the time left that a recipe of each family gets (:meth:`LayerKind.weight`): a
 #: heterogeneous recipe gets 4x a time-dependent one's (refine the small family before enriching
 #: it: on varcoef-adr the heterogeneous fit was still improving when its share ran out)
