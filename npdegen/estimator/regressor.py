@@ -12,6 +12,13 @@ returns an array shaped like ``X``.
 better, as scikit-learn expects of ``score`` (it is not the R² of ``RegressorMixin``; use
 ``sklearn.metrics.r2_score(Y.reshape(len(Y), -1), est.predict(X).reshape(len(X), -1))`` for that).
 
+**Which nRMSE.** The search selects by the metric ``metric_`` (``metric="auto"``: the mean per-sample
+nRMSE, the issue's and PDEBench's metric, unless it is ill-conditioned — some training target's norm
+below :data:`POOLED_RATIO` = 1e-8 times the largest (over all pairs given to ``fit``), as on ``burgers-nu0.1`` where modes decay by
+``e^{-80}`` — then the pooled ``‖Ŷ − Y‖/‖Y‖``, the metric the task tables report there). One sample
+whose target is ~0 makes the mean per-sample error as large as any prediction of that sample wants,
+so selecting by it ranks fits by how they predict nothing; ``score`` uses ``metric_`` too.
+
 Needs scikit-learn (``pip install npdegen[learn]``).
 """
 from __future__ import annotations
@@ -36,6 +43,16 @@ from .starts import spectral_estimate
 __all__ = ["NeuralPDERegressor"]
 
 _BOUNDARIES = ("periodic", "dirichlet", "neumann")
+_METRICS = ("auto", "mean", "pooled")
+#: ``metric="auto"`` selects by the pooled nRMSE when some target's norm is below this times the largest.
+POOLED_RATIO = 1e-8
+
+
+def ill_conditioned(Y, ratio: float = POOLED_RATIO) -> bool:
+    """Whether the mean per-sample nRMSE of targets ``Y`` is ill-conditioned: the smallest sample norm is
+    below ``ratio`` times the largest (the rule of ``examples/experiments/run.py``'s pooled rows)."""
+    norms = np.sqrt(np.sum(np.reshape(Y, (len(Y), -1)) ** 2, axis=1))
+    return bool(norms.min() < ratio * norms.max())
 
 
 class NeuralPDERegressor(RegressorMixin, BaseEstimator):
@@ -64,6 +81,8 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
     validation_fraction : share of the samples held out (drawn with ``random_state``) to choose the winner.
     random_state : int seed of the split and the random starts.
     verbose : print one line per recipe tried.
+    metric : ``"auto"`` (default), ``"mean"`` or ``"pooled"``: the nRMSE the search selects by and
+        ``score`` reports (module docstring); with ``"pooled"`` the kinds train on the mean squared error.
 
     Attributes
     ----------
@@ -82,13 +101,15 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
         a factor 10 of its validation nRMSE (:mod:`npdegen.estimator.choice`).
     certificate_ : the winner's certificate as a dict (gain_per_layer, amplification, allowed, certified, note).
     n_iter_ : L-BFGS iterations of the winning recipe (over its starts; at least 1).
+    metric_ : the nRMSE used, ``"mean"`` or ``"pooled"`` (``validation_nrmse_`` and the report's
+        nRMSE columns are in it).
     validation_nrmse_, fit_seconds_, grid_, spacing_, n_features_in_ : as named.
     """
 
     def __init__(self, budget=60.0, families=FAMILIES, widths=(3, 5), depths=(4, 16, 64),
                  activations=ACTIVATIONS, kinds=DEFAULT_KINDS, boundary="periodic", spacing=None, omega=0.5,
                  dtype="float64", backend="auto", n_starts=4, max_iter=300, validation_fraction=0.25,
-                 random_state=0, verbose=False):
+                 random_state=0, verbose=False, metric="auto"):
         self.budget = budget
         self.families = families
         self.widths = widths
@@ -105,6 +126,7 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.random_state = random_state
         self.verbose = verbose
+        self.metric = metric
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -136,6 +158,8 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
         if self.random_state is not None and (isinstance(self.random_state, bool)
                                               or not isinstance(self.random_state, numbers.Integral)):
             raise ValueError(f"random_state must be None or an integer seed, got {self.random_state!r}")
+        if not isinstance(self.metric, str) or self.metric not in _METRICS:
+            raise ValueError(f"metric must be one of {', '.join(_METRICS)}, got {self.metric!r}")
         if self.dtype not in ("float64", "float32"):
             raise ValueError(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
         bounds = (self.boundary,) if isinstance(self.boundary, str) else self.boundary
@@ -190,8 +214,9 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
         sample_norms(Y)
         train, val = self._split(X.shape[0])
         periodic = boundary == "periodic" or all(b == "periodic" for b in np.atleast_1d(boundary))
+        metric = self.metric if self.metric != "auto" else "pooled" if ill_conditioned(Y) else "mean"
         problem = Problem(X[train], Y[train], X[val], Y[val], spacing, boundary, self.dtype, self.backend,
-                          spectral_estimate(X[train], Y[train], spacing) if periodic else None)
+                          spectral_estimate(X[train], Y[train], spacing) if periodic else None, metric == "pooled")
         log = (lambda line: print(line, flush=True)) if self.verbose else None
         seed = 0 if self.random_state is None else int(self.random_state)
         search = Search(problem, space, self.budget, self.n_starts, self.max_iter, seed, log, started=started)
@@ -202,7 +227,7 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
         self.search_report_ = [{"recipe": f"width {w}", "status": "skipped", "width": w, "seconds": 0.0,
                                 "note": f"the grid {grid} has fewer than {w} sites along an axis"}
                                for w in dropped] + report
-        self.validation_nrmse_ = best.val_nrmse
+        self.validation_nrmse_, self.metric_ = best.val_nrmse, metric
         self.certified_ = bool(best.certificate is not None and best.certificate.certified)
         self.certificate_ = best.certificate.to_dict() if best.certificate is not None else None
         self.n_iter_ = max(int(best.iterations), 1)
@@ -231,18 +256,22 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
 
     def score(self, X, y, sample_weight=None) -> float:
         """``1 − nRMSE`` of the predictions for ``X`` against ``y`` (shaped like ``X``): the mean over
-        samples of ``‖ŷ_s − y_s‖₂/‖y_s‖₂``, weighted by ``sample_weight``; 1 is exact."""
+        samples of ``‖ŷ_s − y_s‖₂/‖y_s‖₂``, weighted by ``sample_weight``; 1 is exact. When the fit's
+        ``metric_`` is ``"pooled"``: ``‖Ŷ − Y‖/‖Y‖`` (weighted: ``(Σ w_s‖e_s‖² / Σ w_s‖y_s‖²)^{1/2}``)."""
         pred = self.predict(X)
         Y = self._array(y, "Y")
         if Y.shape != pred.shape:
             raise ValueError(f"Y must have the shape of X, {pred.shape}, got {Y.shape}")
+        pooled = getattr(self, "metric_", "mean") == "pooled"
         if sample_weight is None:
-            return 1.0 - nrmse(pred, Y)
+            return 1.0 - nrmse(pred, Y, pooled=pooled)
         w = np.asarray(sample_weight, np.float64)
         if w.shape != (Y.shape[0],) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
             raise ValueError(f"sample_weight must be {Y.shape[0]} finite non-negative numbers with a positive sum")
-        err = np.sqrt(np.sum((pred - Y).reshape(len(Y), -1) ** 2, axis=1)) / sample_norms(Y)
-        return 1.0 - float(np.sum(w * err) / w.sum())
+        sq = np.sum((pred - Y).reshape(len(Y), -1) ** 2, axis=1)
+        if pooled:                                  # sqrt(Σ w_s ‖e_s‖²) / sqrt(Σ w_s ‖y_s‖²)
+            return 1.0 - float(np.sqrt(np.sum(w * sq) / np.sum(w * np.sum(Y.reshape(len(Y), -1) ** 2, axis=1))))
+        return 1.0 - float(np.sum(w * np.sqrt(sq) / sample_norms(Y)) / w.sum())
 
     def report(self) -> str:
         """The search report as a text table, the winner and its physics."""
@@ -252,7 +281,8 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
         return "\n".join([
             format_report(self.search_report_), "",
             f"winner: {r['kind']}/{r['family']}/w{r['width']}/L{r['depth']}/{r['activation']} (omega {r['omega']:g}), "
-            f"{n_params} parameters, validation nRMSE {self.validation_nrmse_:.4e}, "
+            f"{n_params} parameters, validation nRMSE{' (pooled)' if self.metric_ == 'pooled' else ''} "
+            f"{self.validation_nrmse_:.4e}, "
             + ("certified stable" if self.certified_ else "NOT certified stable (no certified fit was near the best)")
             + (f" (gain per layer {self.certificate_['gain_per_layer']})" if self.certificate_ else ""),
             repr(self.layer_), "", str(self.physics_)])

@@ -33,7 +33,9 @@
   less than :data:`GAIN` in :data:`PATIENCE` checks (richer families are fitted coarse to fine by
   ``npdegen.train``, whose coarse plateaus must not end the run), and the recipe once the rounding
   floor :data:`FLOOR` is reached. A fit keeps its best certified checkpoint when that is within
-  ``CERTIFIED_WITHIN`` of its best (:class:`~npdegen.estimator.monitor.Monitor`).
+  ``CERTIFIED_WITHIN`` of its best (:class:`~npdegen.estimator.monitor.Monitor`). With
+  ``Problem.pooled`` every validation and training nRMSE is the pooled one and the kinds train on
+  the mean squared error (the regressor's ``metric``: per-sample errors of near-zero targets).
 * **Polish.** Time left after the last stage goes to the :data:`POLISH` preferred fits (the current
   winner first, :func:`~npdegen.estimator.choice.preferred`), trained on from
   their parameters (a row each in the report), in rounds while they improve; a fit is only
@@ -99,6 +101,7 @@ class Problem:
     dtype: str = "float64"
     backend: str = "auto"
     estimate: object = None
+    pooled: bool = False           # select by the pooled nRMSE (and train relative-loss kinds on the mean)
 
     @property
     def grid(self) -> tuple:
@@ -164,7 +167,7 @@ class Search:
         except (NonFiniteError, FloatingPointError, ValueError):
             return math.inf
         with np.errstate(over="ignore", invalid="ignore"):      # a blown-up prediction is just a bad fit
-            value = nrmse(pred, y)
+            value = nrmse(pred, y, pooled=self.problem.pooled)
         return value if math.isfinite(value) else math.inf
 
     def _starts(self, recipe: Recipe, net, first_stage: bool) -> list:
@@ -246,7 +249,8 @@ class Search:
                                                              evaluation, self.max_iter)
             try:
                 theta, _ = train(net, x_train, y_train, start, steps=steps, optimizer="lbfgs",
-                                 loss=kind.loss, bounds=bounds, callbacks=[monitor], progress=False,
+                                 loss="mean" if p.pooled else kind.loss, bounds=bounds, callbacks=[monitor],
+                                 progress=False,
                                  ftol=0.0, gtol=0.0)       # the budget and the validation checks stop it
                 monitor.consider(theta)
             except (TrainingDiverged, FloatingPointError, ValueError):    # diverged, or overflowed at the start
@@ -344,7 +348,8 @@ class Search:
                 if time.perf_counter() >= self.deadline or fit.val_nrmse <= FLOOR[str(fit.net.dtype)]:
                     return
                 before = self.fits[fit.recipe.label]
-                again = self._attempt(_polish_recipe(fit), 1.0 / (len(ranked) - i), False, polish=True)
+                again = self._attempt(replace(fit.recipe, warm_from=(fit.recipe.label,)), 1.0 / (len(ranked) - i), False,
+                                       polish=True)
                 if not isinstance(again, Fit) or not better(again, before):     # better, and certified if it was
                     self.fits[fit.recipe.label] = before
                 elif again.val_nrmse < before.val_nrmse * (1 - GAIN):
@@ -380,14 +385,9 @@ class Search:
         return choose(list(self.fits.values())), self.report
 
 
-def _polish_recipe(fit) -> Recipe:
-    return replace(fit.recipe, warm_from=(fit.recipe.label,))
-
-
 def _levels(net) -> int:
     """The coarse-to-fine levels ``npdegen.train``'s L-BFGS runs for ``net`` (1: one level)."""
-    keys = list(net.shapes)
-    return len(hierarchy({k: net.shapes[k] for k in keys}, _periodic(net, keys)))
+    return len(hierarchy(dict(net.shapes), _periodic(net, list(net.shapes))))
 
 
 def _affordable(levels: int, seconds: float, evaluation: float, most: int) -> int:
