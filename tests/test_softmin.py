@@ -11,7 +11,8 @@
 * gradients (ε and log-weights, costs) equal central finite differences in float64; dot-product tests;
 * attribution = the Jacobian, entropy = −∂Z/∂ε at fixed costs, Hessian = FD and = −(dense LSE Hessian);
 * overflow: states of size 1e3/ε, weights 1e±30, float32 and float64 — finite, within the min-plus bounds;
-* NumPy ≡ numba ≡ the CUDA emulator; NVRTC compiles the sources; bad input gives clear errors.
+* NumPy ≡ numba ≡ the CUDA emulator; NVRTC compiles the sources; bad input gives clear errors;
+* the numba kernels' vectorisable exp/log: float32 numba ≡ float64 NumPy to float32 accuracy.
 """
 import pickle
 
@@ -327,6 +328,28 @@ def test_numba_equals_numpy(kind):
     assert abs(la - lb) <= 1e-12 * abs(lb)
     for k in gb:
         np.testing.assert_allclose(ga[k], gb[k], rtol=1e-11, atol=1e-13)
+
+
+def test_numba_float32_kernels_use_vector_exp_log_and_match_float64():
+    """The numba kernels compute exp/log with the vectorisable helpers (npdegen.codegen.vector_math;
+    ``activations="exact"``: libm); the float32 network (the benchmark's layer) agrees with the
+    float64 NumPy network to float32 accuracy: loss and gradients to 1e-5 relative."""
+    pytest.importorskip("numba")
+    layer, n = trainable(), 64
+    vector = layer.source(backend="numba", dtype="float32", boundary="periodic")
+    exact = layer.source(backend="numba", dtype="float32", boundary="periodic", activations="exact")
+    assert "def _vexp" in vector and "_vexp(" in vector.split("def _vlog")[1] and "math.exp(" not in vector
+    assert "math.exp(" in exact and "_vexp" not in exact
+    rng = np.random.default_rng(14)
+    u, target = rng.standard_normal((4, n)), rng.standard_normal((4, n))
+    theta = theta_for(n)
+    ref = layer.compile(n=n, layers=8, boundary="periodic").loss_and_grad(u, target, theta, input_grad=True)
+    net = layer.compile(n=n, layers=8, boundary="periodic", backend="numba", dtype="float32")
+    theta32 = {k: np.asarray(v, np.float32) for k, v in theta.items()}
+    loss, grads = net.loss_and_grad(u.astype(np.float32), target.astype(np.float32), theta32, input_grad=True)
+    assert abs(loss - ref[0]) <= 1e-5 * abs(ref[0])
+    for k, g in ref[1].items():
+        np.testing.assert_allclose(np.asarray(grads[k], np.float64), g, rtol=1e-5, atol=1e-5 * np.abs(g).max())
 
 
 @pytest.mark.parametrize("kind", ["softmin", "minplus"])

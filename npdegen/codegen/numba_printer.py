@@ -8,7 +8,9 @@ float32 loops stay float32 and vectorise.
 Activation forms (:func:`choose_forms`, the ``activations`` option): ``"auto"`` (default) uses the
 vectorisable forms of :mod:`npdegen.codegen.fast_forms` in float32 and the vectorisable float64
 ``tanh`` of :mod:`npdegen.codegen.vector_math`; ``"fast"`` uses the fast forms in both; ``"exact"``
-uses libm everywhere. ``f'`` is always ``sympy.diff`` of the form that is printed.
+uses libm everywhere. Outside ``"exact"``, ``exp`` and ``log`` anywhere in a kernel (the soft-min
+layer's sites) are the vectorisable ``_vexp``/``_vlog`` of :mod:`npdegen.codegen.vector_math`.
+``f'`` is always ``sympy.diff`` of the form that is printed.
 """
 from __future__ import annotations
 
@@ -25,10 +27,17 @@ ACTIVATION_MODES = ("auto", "fast", "exact")
 
 
 class NumbaPrinter(PythonCodePrinter):
-    """Scalar Python for numba ``njit`` loops, typed in the kernel dtype ``_F``."""
+    """Scalar Python for numba ``njit`` loops, typed in the kernel dtype ``_F``.
+
+    With ``vector_math=True`` every ``exp``/``log`` is printed as the vectorisable ``_vexp``/``_vlog``
+    of :mod:`npdegen.codegen.vector_math`; :attr:`used` collects the helpers printed (``"tanh"``,
+    ``"exp"``, ``"log"``), whose sources the kernel must define (:func:`~.vector_math.vector_sources`)."""
+
+    _default_settings = {**PythonCodePrinter._default_settings, "vector_math": False}
 
     def __init__(self, settings=None):
         super().__init__({"fully_qualified_modules": True, "strict": True, **(settings or {})})
+        self.used = set()
 
     def _number(self, value) -> str:
         return f"_F({float(value)!r})"
@@ -89,7 +98,22 @@ class NumbaPrinter(PythonCodePrinter):
         return self._nested("<", expr.args)
 
     def _print_Tanh64(self, expr):
+        self.used.add("tanh")
         return f"_vtanh({self._print(expr.args[0])})"
+
+    def _vector_call(self, name, expr):
+        if not self._settings["vector_math"]:
+            return getattr(super(), f"_print_{name}")(expr)
+        self.used.add(name)
+        return f"_v{name}({self._print(expr.args[0])})"
+
+    def _print_exp(self, expr):
+        return self._vector_call("exp", expr)
+
+    def _print_log(self, expr):
+        if len(expr.args) > 1:
+            raise NotImplementedError(f"log with a base: {expr}")
+        return self._vector_call("log", expr)
 
     def _print_Abs(self, expr):
         return f"abs({self._print(expr.args[0])})"

@@ -25,7 +25,7 @@ import sympy as sp
 from ..ir.lower import LoweredStep, coefficient_symbol
 from ..ir.step import ARGUMENT
 from .fast_forms import expand_forms
-from .vector_math import VTANH_SOURCE, uses_vector_math
+from .vector_math import vector_sources
 from .numba_printer import NumbaPrinter, choose_forms, shared_assignments
 from .step_render import StepOptions, StepTarget
 
@@ -126,7 +126,7 @@ def _gather_terms(low: LoweredStep, printer, site: _Site, site_coefs: dict, site
 
 def numba_step_context(low: LoweredStep, options: StepOptions) -> dict:
     ir = low.ir
-    printer = NumbaPrinter()
+    printer = NumbaPrinter({"vector_math": options.activations != "exact"})   # exp, log: _vexp, _vlog
     site = _Site(ir.dim, ir.halo)
     params = {p.name: p for p in ir.params}
     site_params = {p.name: p.symbol for p in ir.params if p.family != "homogeneous"}
@@ -202,7 +202,7 @@ def numba_step_context(low: LoweredStep, options: StepOptions) -> dict:
         simple_body=simple_body, nreductions=len(reductions), jacobians=jacobians, gather=gather, gradients=gradients,
         homogeneous_rules=homogeneous_rules, hom_params=hom_params, site_params=list(site_params),
         params=params, families=ir.families, form=form, f=f, fprime=fprime,
-        vtanh_source=VTANH_SOURCE if uses_vector_math(f, fprime, *d_act.values()) else "",
+        vtanh_source=vector_sources(printer.used, options.dtype),      # the helpers printed (tanh, exp, log)
         spacing=[s.name for s in ir.spacing],
         param_args=[f"_a_{p.name}" for p in ir.params] + (["_a_b"] if ir.bias else []),
         grad_args=[f"_g_{g['name']}" for g in gradients],
