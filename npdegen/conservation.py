@@ -115,14 +115,15 @@ class ConservationLaw(NeuralPDE):
             F = self.flux_functions[k]
             right = fluxes_.numerical_flux(F, self.numerical_flux, field, hi)
             left = fluxes_.numerical_flux(F, self.numerical_flux, low, field).xreplace(lo_face)
-            term = -(m_hi * right - m_lo * left) / delta
-            if self.diffusion != 0:
-                term += (self.diffusion * m_hi * (hi - field) - self.diffusion.xreplace(lo_face) * m_lo
-                         * (field - low)) / delta ** 2
-            transform += term
+            transform += -(m_hi * right - m_lo * left) / delta
+            d_lo = self.diffusion.xreplace(lo_face)
+            if d_lo != self.diffusion:       # a face D: the lo face has its own value
+                transform += (self.diffusion * m_hi * (hi - field) - d_lo * m_lo * (field - low)) / delta ** 2
+            elif self.diffusion != 0:        # (the expression of a layer without face coefficients unchanged)
+                transform += self.diffusion * (m_hi * (hi - field) - m_lo * (field - low)) / delta ** 2
             params.update({m_lo: "heterogeneous", m_hi: "heterogeneous"})
             for s, s_lo in lo_face.items():
-                if term.has(s_lo):
+                if left.has(s_lo) or d_lo.has(s_lo):
                     params[s_lo] = params[s]
                     shifts.append((s_lo.name, ("shift", k, s.name)))
         self._shifts = tuple(shifts)
