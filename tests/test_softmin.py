@@ -12,7 +12,8 @@
 * attribution = the Jacobian, entropy = −∂Z/∂ε at fixed costs, Hessian = FD and = −(dense LSE Hessian);
 * overflow: states of size 1e3/ε, weights 1e±30, float32 and float64 — finite, within the min-plus bounds;
 * NumPy ≡ numba ≡ the CUDA emulator; NVRTC compiles the sources; bad input gives clear errors;
-* the numba kernels' vectorisable exp/log: float32 numba ≡ float64 NumPy to float32 accuracy.
+* the numba kernels' vectorisable exp/log: float32 numba ≡ float64 NumPy to float32 accuracy; the
+  Jacobians pass A stores for pass B (1-D and 2-D, every line kind) ≡ NumPy.
 """
 import pickle
 
@@ -328,6 +329,28 @@ def test_numba_equals_numpy(kind):
     assert abs(la - lb) <= 1e-12 * abs(lb)
     for k in gb:
         np.testing.assert_allclose(ga[k], gb[k], rtol=1e-11, atol=1e-13)
+
+
+@pytest.mark.parametrize("boundary", [("periodic", "dirichlet"), ("neumann", "periodic")])
+def test_numba_stored_jacobians_in_2d_equal_numpy(boundary):
+    """The numba adjoint stores s·J_o in pass A for the soft-min layer (its Jacobians call exp) and
+    pass B only gathers them, on interior lines, at the row ends and on the lines next to an outer
+    edge (pass C); a linear layer's kernel stores none. Loss, parameter and input gradients equal the
+    NumPy network's in float64."""
+    pytest.importorskip("numba")
+    weights = {(0, 0): sp.exp(sp.Symbol("a")), (1, 0): 0.1, (-1, 0): 0.2, (0, 1): 0.15, (0, -1): 0.15, (1, 1): 0.05}
+    layer = softmin_layer(weights, eps=sp.exp(LOGEPS), field=z2,
+                          params={sp.Symbol("a"): "heterogeneous", LOGEPS: "homogeneous"})
+    rng = np.random.default_rng(15)
+    u, target = rng.uniform(-1, 1, (2, 7, 6)), rng.uniform(-1, 1, (2, 7, 6))
+    theta = {"logeps": np.array(np.log(0.3)), "a": rng.uniform(-0.5, 0.5, (7, 6))}
+    nets = [layer.compile(n=(7, 6), layers=4, omega=0.9, boundary=boundary, backend=b) for b in ("numpy", "numba")]
+    assert nets[1].kernel.STORED_JACOBIANS == 6
+    assert layer.linear_layer().compile(n=(7, 6), backend="numba").kernel.STORED_JACOBIANS == 0
+    (la, ga), (lb, gb) = (net.loss_and_grad(u, target, theta, input_grad=True) for net in nets)
+    assert abs(la - lb) <= 1e-12 * abs(la)
+    for k in ga:
+        np.testing.assert_allclose(gb[k], ga[k], rtol=1e-11, atol=1e-13)
 
 
 def test_numba_float32_kernels_use_vector_exp_log_and_match_float64():

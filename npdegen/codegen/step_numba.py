@@ -11,7 +11,11 @@ products), after a shared CSE:
 * the pre-activation ``Z = G − b``, ``f``/``f'`` (the vectorisable forms of
   :mod:`npdegen.codegen.fast_forms` in float32, the exact libm forms in float64; ``f'`` and the
   activation-parameter derivatives are SymPy's derivatives of the form that is computed), the
-  per-site reductions, the access Jacobians ``J_o`` and the gradient coefficients ``κ``.
+  per-site reductions, the access Jacobians ``J_o`` and the gradient coefficients ``κ``;
+* ``exp``/``log`` as the vectorisable ``_vexp``/``_vlog`` of :mod:`npdegen.codegen.vector_math`
+  (unless ``activations="exact"``); Jacobians that call such functions (the soft-min layer's softmax
+  weights) are computed in pass A with the reductions (one CSE: the same exps) and stored as
+  ``s·J_o`` (rows of ``_J``), so that pass B gathers them instead of computing each ``K`` times.
 
 Each body comes with what it loads at a site: the accesses (rows of the padded state, a column
 offset per access), site coefficients, site parameters. Index expressions are printed here for the
@@ -124,6 +128,13 @@ def _gather_terms(low: LoweredStep, printer, site: _Site, site_coefs: dict, site
     return terms
 
 
+def _costly(expr) -> bool:
+    """Whether ``expr`` calls a transcendental function (exp, log, tanh, …): a Jacobian worth storing
+    once per site rather than recomputing at each of its K gather terms."""
+    cheap = (sp.Heaviside, sp.Min, sp.Max, sp.Abs, sp.sign, sp.Piecewise)
+    return any(isinstance(a, sp.Function) and not isinstance(a, cheap) for a in sp.preorder_traversal(expr))
+
+
 def numba_step_context(low: LoweredStep, options: StepOptions) -> dict:
     ir = low.ir
     printer = NumbaPrinter({"vector_math": options.activations != "exact"})   # exp, log: _vexp, _vlog
@@ -170,10 +181,15 @@ def numba_step_context(low: LoweredStep, options: StepOptions) -> dict:
     simple_ids = [i for i, r in enumerate(reductions)
                   if r.weight == "s" and (r.expr == 1 or r.expr in access_of)]
     general_ids = [i for i in range(len(reductions)) if i not in simple_ids]
+    # costly Jacobians (exp/log: the soft-min layer) are computed once per site in pass A, sharing the
+    # exps of its reductions, and stored times s (rows of _J) for pass B, which then only gathers
+    nonzero = [jac for jac in low.access_jacobians if jac != 0]
+    stored = nonzero if any(_costly(jac) for jac in nonzero) else []
     adjoint_exprs = [act(fprime)] + ([act(f)] if options.train_omega else []) + [red_exprs[i] for i in general_ids]
-    adjoint_act = _body(adjoint_exprs, printer, "_ca", site, low, site_coefs, site_params)
+    adjoint_act = _body(adjoint_exprs + stored, printer, "_ca", site, low, site_coefs, site_params)
     reduction_info = [(i, reductions[i].weight, code) for i, code in
                       zip(general_ids, adjoint_act["results"][1 + options.train_omega:])]
+    stored_jacobians = adjoint_act["results"][len(adjoint_exprs):]
     simple_body = _body([reductions[i].expr for i in simple_ids], printer, "_cr", site, low, site_coefs, site_params)
     loads = {name: (rname, cname) for name, rname, cname in simple_body["zloads"]}
     simple_reductions = [(i, *(loads[reductions[i].expr.name] if reductions[i].expr != 1 else (None, None)))
@@ -184,8 +200,11 @@ def numba_step_context(low: LoweredStep, options: StepOptions) -> dict:
         if jac == 0:
             continue
         body = _body([jac], printer, "_cj", site, low, site_coefs, site_params)
-        jacobians.append(dict(offset=off, body=body, qcol=ir.halo[-1] + off[-1]))
+        jacobians.append(dict(offset=off, body=body, qcol=ir.halo[-1] + off[-1],
+                              jrow=site.grid_row("_J", f"{len(jacobians)}, _r")))
     gather = _gather_terms(low, printer, site, site_coefs, site_params)
+    for row, t in enumerate(gather):      # s J_o at the source site, when pass A stored it
+        t["jrow"] = site.grid_row("_J", f"{row}, _r", tuple(-o for o in ir.accesses[t["k"]][:-1]))
     # gradient assembly: site = scale * sum_k kappa_k * S[r_k]
     rules = [r for r in low.gradients if r.terms]
     gradients = []
@@ -198,7 +217,7 @@ def numba_step_context(low: LoweredStep, options: StepOptions) -> dict:
     return dict(
         site=site, const_lines=const_lines, site_coefs=site_coefs, coef_bodies=coef_bodies,
         nsite=len(site_coefs), pre=pre, forward_act=forward_act, adjoint_act=adjoint_act,
-        reduction_info=reduction_info, simple_reductions=simple_reductions,
+        reduction_info=reduction_info, simple_reductions=simple_reductions, stored_jacobians=stored_jacobians,
         simple_body=simple_body, nreductions=len(reductions), jacobians=jacobians, gather=gather, gradients=gradients,
         homogeneous_rules=homogeneous_rules, hom_params=hom_params, site_params=list(site_params),
         params=params, families=ir.families, form=form, f=f, fprime=fprime,
