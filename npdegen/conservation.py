@@ -2,11 +2,12 @@ r"""Flux-form (conservative) layers: a scalar conservation law as one relaxation
 
 .. math::
     z' = (1-ω) z + ω f(Z), \qquad
-    Z_i = z_i - \sum_k \frac{F_k(z_i, z_{i+e_k}) - F_k(z_{i-e_k}, z_i)}{Δ_k}
-              + D \sum_k \frac{(z_{i+e_k} - z_i) - (z_i - z_{i-e_k})}{Δ_k^2} - b_i
+    Z_i = z_i - \sum_k \frac{F_k(z_i, z_{i+e_k}; θ_{i+½e_k}) - F_k(z_{i-e_k}, z_i; θ_{i-½e_k})}{Δ_k}
+              + \sum_k \frac{D_{i+½e_k}(z_{i+e_k} - z_i) - D_{i-½e_k}(z_i - z_{i-e_k})}{Δ_k^2} - b_i
 
-discretises :math:`z_t + ∇·g(z) = D Δz` with the numerical fluxes of
-:mod:`npdegen.derive.flux` (the time step absorbed in ``g`` and ``D``). It is an ordinary step-IR
+discretises :math:`z_t + ∇·g(z) = ∇·(D ∇z)` with the numerical fluxes of
+:mod:`npdegen.derive.flux` (the time step absorbed in ``g`` and ``D``; ``θ`` the flux's
+coefficients, all faces alike unless they are face coefficients, below). It is an ordinary step-IR
 layer — a site expression of the accesses ``z[i ± e_k]`` whose Jacobians SymPy derives — so every
 backend, the adjoint, training and inspection work as for :class:`~npdegen.NeuralPDE`.
 

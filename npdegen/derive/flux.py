@@ -27,7 +27,11 @@ Convexity must be provable by SymPy from the symbols' assumptions: write ``c*z**
 ``c = Symbol("c", positive=True)`` or ``exp(a)*z**2/2``.
 
 The monotone fluxes (all but ``central``) give a positive, row-stochastic linearisation when
-``max|g'|·Σ_k 1/Δ_k + 2D·Σ_k 1/Δ_k² ≤ 1`` (the CFL bound of :func:`cfl_number`).
+``max|g'|·Σ_k 1/Δ_k + 2D·Σ_k 1/Δ_k² ≤ 1`` (the CFL bound of :func:`cfl_number`). With face
+coefficients (:mod:`npdegen.faces`: ``g`` and ``D`` may differ from face to face) ``D`` is the
+largest over faces, and for the upwind-type fluxes ``max|g'|`` becomes
+``max_u [max_f g'(u; θ_f)^+ + max_f g'(u; θ_f)^-]``: a cell can lose mass through both faces at
+once (:func:`npdegen.faces.speed_bound`).
 """
 from __future__ import annotations
 
@@ -118,6 +122,7 @@ def numerical_flux(flux: FluxFunction, method: str, a: sp.Expr, b: sp.Expr) -> s
 
 def cfl_number(max_speed: float, diffusion: float, spacing) -> float:
     r"""``max|g'|·Σ_k 1/Δ_k + 2D·Σ_k 1/Δ_k²``: a monotone flux layer with identity activation and
-    ω ≤ 1 is positive, conservative and total-variation diminishing when this is ≤ 1."""
+    ω ≤ 1 is positive, conservative and total-variation diminishing when this is ≤ 1 (one
+    coefficient for all faces; :meth:`npdegen.ConservationLaw.certificate` covers face coefficients)."""
     spacing = tuple(spacing)
     return float(max_speed * sum(1 / d for d in spacing) + 2 * diffusion * sum(1 / d ** 2 for d in spacing))
