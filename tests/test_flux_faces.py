@@ -12,7 +12,8 @@
 * the certificate: CFL number with the max over faces against a closed form; its claims checked
   numerically (maximum principle/TVD for a face D, l1 contraction for a face velocity — and the
   maximum principle really fails there);
-* wrappers (torch, JAX), pickling and TOML specs see only the user's parameters;
+* wrappers (torch, JAX), pickling and TOML specs see only the user's parameters; the domain
+  decomposition of npdegen.distributed equals the unchunked network;
 * a face coefficient of the wrong shape is refused clearly.
 """
 import pickle
@@ -444,3 +445,25 @@ def test_a_face_coefficient_of_the_wrong_shape_is_refused():
         burgers().certificate({"c": np.full((2, 8), 0.02), "D": np.full(8, 0.001)}, 0.1)
     with pytest.raises(ValueError, match="do not fit together"):
         burgers().certificate({"c": np.full(8, 0.02), "D": np.full(7, 0.001)}, 0.1)
+
+
+@pytest.mark.parametrize("boundary", [("periodic", "neumann"), ("dirichlet", "periodic")])
+def test_domain_decomposition_with_face_coefficients(boundary):
+    """Chunked in space (npdegen.distributed): each block shifts its own gathered coefficients, whose
+    wrong lo face at an inner block edge stays in the halo like the boundary rule there."""
+    da = pytest.importorskip("dask.array")
+    import dask
+    from npdegen.distributed.domain import forward_domain, loss_and_grad_domain
+    rng = np.random.default_rng(21)
+    net = flux2d().compile(n=(12, 10), spacing=(0.1, 0.1), layers=3, boundary=boundary)
+    theta = face_theta(rng, (12, 10), c_range=(0.005, 0.02), d_range=(1e-4, 5e-4), a_range=(-0.02, 0.02))
+    X, Y = rng.uniform(-1, 1, (3, 12, 10)), rng.uniform(-1, 1, (3, 12, 10))
+    with dask.config.set(scheduler="threads"):
+        xd = da.from_array(X, chunks=(3, 6, 5))
+        np.testing.assert_allclose(forward_domain(net, xd, theta).compute(), net.forward(X, theta),
+                                   rtol=1e-12, atol=1e-13)
+        l0, g0 = net.loss_and_grad(X, Y, theta)
+        l1, g1 = loss_and_grad_domain(net, xd, Y, theta)
+    assert l1 == pytest.approx(l0, rel=1e-12)
+    for k in g0:
+        np.testing.assert_allclose(np.asarray(g1[k]), g0[k], rtol=1e-11, atol=1e-13, err_msg=k)
