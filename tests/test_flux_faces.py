@@ -297,7 +297,7 @@ def test_training_recovers_a_face_diffusion_profile():
     ys = net.forward(xs, true)
     start = {"D": np.full(n, 0.05), "c": np.array(0.2)}
     fitted, _ = npdegen.train(net, xs, ys, start, steps=200, optimizer="lbfgs", trainable=["D"])
-    assert np.abs(fitted["D"] - true["D"]).max() < 1e-6 * np.abs(true["D"]).max() * 100
+    assert np.abs(fitted["D"] - true["D"]).max() < 1e-6 * np.abs(true["D"]).max()    # measured 5e-9
     assert np.abs(start["D"] - true["D"]).max() > 0.03
 
 
