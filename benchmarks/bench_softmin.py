@@ -22,6 +22,7 @@ disagreement. The issue's target is ratio ≥ 3.
 
     python benchmarks/bench_softmin.py              # the issue's size (about a minute; more when loaded)
     python benchmarks/bench_softmin.py --quick      # tiny sizes (smoke test)
+    python benchmarks/bench_softmin.py --passes     # where a layer's time goes: forward, pass A, pass B
 """
 from __future__ import annotations
 
@@ -124,12 +125,55 @@ def agree(results: dict, rel: float, what: str) -> bool:
     return ok
 
 
+def passes(n, batch, dtype, repeat=15):
+    """Milliseconds per call (min of ``repeat``) of the numba kernel's serial forward, pass A and
+    pass B on one layer of ``batch x n`` (where a layer's time goes; the kernels compiled once)."""
+    import sympy as sp
+
+    import npdegen.softmin as sm
+    s = sp.Symbol("logeps")
+    layer = sm.softmin_layer(list(OFFSETS), eps=sp.exp(s), params={s: "homogeneous"}, name="bench_softmin")
+    kernel = layer.compile(n=n, layers=1, boundary="periodic", backend="numba", dtype=np.dtype(dtype).name,
+                           threads=1).kernel
+    rng = np.random.default_rng(0)
+    zp = np.zeros((batch, n + 2), dtype)
+    zp[:, 1:-1] = rng.standard_normal((batch, n))
+    kernel.fill_halo(zp)
+    zn, lam = np.zeros_like(zp), rng.standard_normal((batch, n)).astype(dtype)
+    w, t = kernel.workspace(batch, (n,), dtype, 1), np.dtype(dtype).type
+    k, values = w["kernels"], (t(np.log(EPS)), t(LW["lw_0"]), t(LW["lw_m1"]), t(LW["lw_p1"]))    # PARAMS order
+    assert list(kernel.PARAMS) == ["logeps", "lw_0", "lw_m1", "lw_p1"], kernel.PARAMS
+    calls = {"forward": lambda: k["forward"](zp, zn, w["W"], *values, t(1), t(1), t(0), w["shrink"], w["chunk"],
+                                             w["group"]),
+             "pass A": lambda: k["a"](zp, lam, w["s"], w["S"], w["go"], w["W"], w["J"], *values, t(1), t(1),
+                                      w["chunk"]),
+             "pass B": lambda: k["b"](zp, w["s"], w["Q"], lam, w["W"], w["J"], *values, t(1), t(0), w["shrink"],
+                                      w["ratio"])}
+    out = {}
+    for name, call in calls.items():
+        call()
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - t0)
+        out[name] = 1e3 * min(times)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--passes", action="store_true", help="only time the numba kernel's passes (1 thread, one layer)")
     args = p.parse_args(argv)
     batch, n, L = (4, 128, 4) if args.quick else (64, 4096, 32)
+    if args.passes:
+        print(f"numba kernel passes, one layer of {batch} x {n}, float32, 1 thread, ms (min of 15); "
+              f"load average {os.getloadavg()[0]:.1f}")
+        for name, ms in passes(n, batch, np.float32).items():
+            print(f"  {name:<8}{ms:8.3f} ms  ({ms * 1e6 / (batch * n):.2f} ns per site; x{L} layers: {ms * L:.1f} ms)")
+        return 0
     print(f"soft-min stencil layer, forward + gradient: batch {batch}, n {n}, L {L}, float32; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
