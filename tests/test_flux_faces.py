@@ -231,6 +231,31 @@ def test_2d_gradients_and_step_vjp_equal_finite_differences():
             assert abs(fd - np.sum(grads[key] * v)) <= 1e-7 * max(1.0, abs(fd)), key
 
 
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_single_layer_step_and_step_vjp_with_time_dependent_faces(boundary):
+    """step/step_vjp of layer t use (and differentiate) row t only: against the face loop and central
+    differences; the other rows' gradients are exactly 0."""
+    rng = np.random.default_rng(22)
+    u, cot = rng.uniform(-1, 1, (2, 7)), rng.uniform(-1, 1, (2, 7))
+    theta = face_theta(rng, (7,), layers=4, c_range=(0.1, 0.3), d_range=(0.05, 0.15))
+    net = burgers("time-dependent").compile(n=7, spacing=1.0, layers=4, boundary=boundary)
+    for t in (0, 2):
+        row = {k: v[t] for k, v in theta.items()}
+        np.testing.assert_allclose(net.step(u, theta, t), reference_step(u, burgers_fluxes("godunov"), row, (1.0,),
+                                                                         (boundary,)), rtol=0, atol=1e-14)
+        _, grads = net.step_vjp(u, theta, cot, layer=t)
+        for key, value in theta.items():
+            others = np.delete(grads[key], t, axis=0)
+            assert np.all(others == 0), key
+            fd = np.zeros(7)
+            for i in range(7):
+                hi, lo = {**theta, key: value.copy()}, {**theta, key: value.copy()}
+                hi[key][t, i] += 1e-6
+                lo[key][t, i] -= 1e-6
+                fd[i] = np.sum(cot * (net.step(u, hi, t) - net.step(u, lo, t))) / 2e-6
+            np.testing.assert_allclose(grads[key][t], fd, rtol=0, atol=1e-7 * np.abs(fd).max(), err_msg=key)
+
+
 @pytest.mark.parametrize("periodic", [True, False])
 def test_the_shift_adjoint_is_the_transpose(periodic):
     rng = np.random.default_rng(10)
@@ -261,6 +286,12 @@ def test_numba_equals_numpy(family):
     assert abs(la - lb) <= 1e-12 * abs(lb)
     for k in gb:
         np.testing.assert_allclose(ga[k], gb[k], rtol=1e-11, atol=1e-13)
+    for t in (0, 2):                      # the single-layer kernels (one row of a time-dependent value)
+        np.testing.assert_allclose(nets[0].step(u, theta, t), nets[1].step(u, theta, t), rtol=1e-13, atol=1e-15)
+        (da_, sa), (db, sb) = (n.step_vjp(u, theta, target, layer=t) for n in nets)
+        np.testing.assert_allclose(da_, db, rtol=1e-12, atol=1e-14)
+        for k in sb:
+            np.testing.assert_allclose(sa[k], sb[k], rtol=1e-11, atol=1e-13)
 
 
 @pytest.mark.parametrize("family,boundary", [("heterogeneous", ("neumann",)), ("time-dependent", ("periodic",)),

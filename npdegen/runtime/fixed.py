@@ -16,9 +16,14 @@ array, so a time-dependent ``(L, *grid)`` value (or a segment of its layers) shi
 
 :class:`WithFixedFields` wraps a generated kernel module and adds the fields to every ``theta`` it
 passes on (and folds the derived gradients back), so that the network, its checkpointing, its tape
-and the torch/JAX wrappers stay unaware.
+and the torch/JAX wrappers stay unaware. The single-layer calls (``step``, ``step_adjoint``) shift
+and fold only the row of their layer of a time-dependent value (the kernels read no other row).
 """
 from __future__ import annotations
+
+import importlib
+
+import numpy as np
 
 from ..grid import face_mask
 
@@ -49,9 +54,16 @@ def shift_adjoint(g, target, axis: int, dim: int, periodic: bool) -> None:
     _cut(target, ax, slice(-1, None) if periodic else slice(0, 1))[...] += _cut(g, ax, slice(0, 1))
 
 
-def _zeros_like(a):
-    out = a.copy()          # C-contiguous, on a's device
-    out[...] = 0
+def _module(a):
+    """numpy, or the array library of ``a`` (cupy)."""
+    return np if isinstance(a, np.ndarray) else importlib.import_module(type(a).__module__.partition(".")[0])
+
+
+def _zeros_like(a, layer=None):
+    """Zeros shaped like ``a`` on its device; with ``layer``, only row ``layer`` is set (the single-layer
+    kernels ``step``/``step_adjoint`` touch no other row of a time-dependent array)."""
+    out = _module(a).empty_like(a)
+    (out if layer is None else out[layer])[...] = 0
     return out
 
 
@@ -61,11 +73,26 @@ class Shift:
     def __init__(self, source: str, axis: int, dim: int, periodic: bool):
         self.source, self.axis, self.dim, self.periodic = source, axis, dim, periodic
 
-    def __call__(self, theta):
-        return shift(theta[self.source], self.axis, self.dim, self.periodic)
+    def _row(self, a, layer):
+        return layer is not None and a.ndim == self.dim + 1
 
-    def fold(self, g, grads) -> None:
-        shift_adjoint(g, grads[self.source], self.axis, self.dim, self.periodic)
+    def __call__(self, theta, layer=None):
+        a = theta[self.source]
+        if not self._row(a, layer):
+            return shift(a, self.axis, self.dim, self.periodic)
+        out = _module(a).empty_like(a)          # one layer's row: O(grid), not O(L·grid)
+        out[layer] = shift(a[layer], self.axis, self.dim, self.periodic)
+        return out
+
+    def zeros(self, grads, layer=None):
+        g = grads[self.source]
+        return _zeros_like(g, layer if self._row(g, layer) else None)
+
+    def fold(self, g, grads, layer=None) -> None:
+        target = grads[self.source]
+        if self._row(target, layer):
+            g, target = g[layer], target[layer]
+        shift_adjoint(g, target, self.axis, self.dim, self.periodic)
 
     def __repr__(self):
         return f"Shift({self.source!r}, axis={self.axis}, {'periodic' if self.periodic else 'edge'})"
@@ -99,16 +126,16 @@ class WithFixedFields:
     def __getattr__(self, name):
         return getattr(self._kernel, name)
 
-    def _theta(self, theta):
-        return {**theta, **self._values, **{k: s(theta) for k, s in self._derived.items()}}
+    def _theta(self, theta, layer=None):
+        return {**theta, **self._values, **{k: s(theta, layer) for k, s in self._derived.items()}}
 
-    def _adjoint(self, fn, head, grads, tail, kwargs):
+    def _adjoint(self, fn, head, grads, tail, kwargs, layer=None):
         if not self._derived:
             return fn(*head, grads, *tail, **kwargs)
-        extra = {k: _zeros_like(grads[s.source]) for k, s in self._derived.items()}
+        extra = {k: s.zeros(grads, layer) for k, s in self._derived.items()}
         out = fn(*head, {**grads, **extra}, *tail, **kwargs)
         for k, s in self._derived.items():
-            s.fold(extra[k], grads)
+            s.fold(extra[k], grads, layer)
         return out
 
     def forward(self, traj, theta, *args, **kwargs):
@@ -118,9 +145,9 @@ class WithFixedFields:
         return self._adjoint(self._kernel.adjoint, (traj, lam, self._theta(theta), space, omega, alpha), grads,
                              args, kwargs)
 
-    def step(self, zp, out, theta, *args, **kwargs):
-        return self._kernel.step(zp, out, self._theta(theta), *args, **kwargs)
+    def step(self, zp, out, theta, layer, *args, **kwargs):
+        return self._kernel.step(zp, out, self._theta(theta, layer), layer, *args, **kwargs)
 
     def step_adjoint(self, zp, lam, theta, layer, space, omega, alpha, grads, *args, **kwargs):
-        return self._adjoint(self._kernel.step_adjoint, (zp, lam, self._theta(theta), layer, space, omega, alpha),
-                             grads, args, kwargs)
+        return self._adjoint(self._kernel.step_adjoint, (zp, lam, self._theta(theta, layer), layer, space, omega,
+                                                         alpha), grads, args, kwargs, layer)
