@@ -92,22 +92,23 @@ class ConservationLaw(NeuralPDE):
                           numerical_flux=numerical_flux, activation=activation, bias=bias, name=name)
         params = {(sp.Symbol(k) if isinstance(k, str) else k): v for k, v in params.items()}
         walls = [_wall_name(s, c) for c in coords for s in (-1, 1)]
-        lo = {k: lo_symbols(params, x) for k, x in enumerate(coords)}
-        taken = sorted({str(getattr(k, "name", k)) for k in params}
-                       & (set(walls) | {v.name for m in lo.values() for v in m.values()}))
-        if taken:
-            raise ValueError(f"parameter name(s) {taken} are reserved for the zero-flux wall masks and the "
-                             "lo-face values of face coefficients")
         fluxes = _as_flux(flux, field, dim)
         self.flux_functions = tuple(flux_function(g) for g in fluxes)
         self.numerical_flux = numerical_flux
         self.diffusion = sp.sympify(diffusion)
         if isinstance(diffusion, (str, bytes)) or self.diffusion.has(field) or self.diffusion.has(sp.Derivative):
             raise ValueError(f"diffusion must be an expression of parameters and numbers, got {diffusion!r}")
-        faces = {s for s, fam in params.items() if fam in FACE_FAMILIES}
-        #: the face coefficients (``{name: family}``) and whether a flux (not only D) has one
-        self.face_params = {s.name: params[s] for s in faces}
-        self.face_flux = any(F.g.free_symbols & faces for F in self.flux_functions)
+        in_flux = set().union(*(F.g.free_symbols for F in self.flux_functions))
+        #: the face coefficients (``{name: family}``: per-site symbols of a flux or D) and whether a flux has one
+        faces = {s: fam for s, fam in params.items() if s in in_flux | self.diffusion.free_symbols}
+        lo = {k: lo_symbols(faces, x) for k, x in enumerate(coords)}
+        self.face_params = {s.name: fam for s, fam in faces.items() if fam in FACE_FAMILIES}
+        self.face_flux = any(s.name in self.face_params for s in in_flux)
+        taken = sorted({str(getattr(k, "name", k)) for k in params}
+                       & (set(walls) | {v.name for m in lo.values() for v in m.values()}))
+        if taken:
+            raise ValueError(f"parameter name(s) {taken} are reserved for the zero-flux wall masks and the "
+                             "lo-face values of face coefficients")
         transform, shifts = field, []
         for k, (x, delta) in enumerate(zip(coords, spacing_symbols(coords))):
             lo_face = lo[k]
