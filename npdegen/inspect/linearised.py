@@ -21,6 +21,7 @@ import numpy as np
 import sympy as sp
 
 from ..grid import fill_halo, normalise_boundaries
+from ..runtime.fixed import Shift, fixed_values
 
 __all__ = ["LinearisedKernel", "linearised_kernel"]
 
@@ -92,14 +93,23 @@ def linearised_kernel(layer, state, theta: dict | None = None, spacing=1.0, boun
         if n <= 2 * h:
             raise ValueError(f"state is too small along axis {k}: {n} sites for a stencil half-width {h}")
     theta = dict(theta or {})
-    needed = [p for p in ir.params if p.role == "transform"]
-    missing = sorted(p.name for p in needed if p.name not in theta)
+    # fixed fields (a flux layer's wall masks) and derived ones (the lo-face values of face
+    # coefficients) come from the grid, the boundaries and theta, as the runtime supplies them
+    fixed = fixed_values(ir, u.shape, bounds, float, np) if ir.fixed else {}
+    needed = [p for p in ir.params if p.role in ("transform", "fixed")]
+    missing = sorted(p.name for p in needed if p.name not in theta and p.name not in fixed)
     if missing:
         raise ValueError(f"theta lacks the parameter(s) {', '.join(missing)}")
     values = []
     for p in needed:
-        v = np.asarray(theta[p.name], dtype=float)
-        if p.family == "time-dependent":
+        if p.name in fixed:
+            v = fixed[p.name]
+            if isinstance(v, Shift):
+                v = v(theta)
+        else:
+            v = theta[p.name]
+        v = np.asarray(v, dtype=float)
+        if p.family == "time-dependent" or (v.ndim == u.ndim + 1 and p.name in fixed):
             v = v[layer_index]
         if v.shape not in ((), u.shape):
             raise ValueError(f"theta[{p.name!r}] has shape {v.shape}; expected () or {u.shape} (the grid)")
@@ -119,5 +129,5 @@ def _jacobian_functions(ir) -> tuple:
     """``((offset, ∂G/∂z[i+o] as a NumPy function), …)`` of the nonzero Jacobians, made once per IR
     (a training monitor certifies every step). Arguments: accesses, transform parameters, spacings;
     the expressions hold npdegen's own symbols only."""
-    args = (*ir.access_symbols, *(p.symbol for p in ir.params if p.role == "transform"), *ir.spacing)
+    args = (*ir.access_symbols, *(p.symbol for p in ir.params if p.role in ("transform", "fixed")), *ir.spacing)
     return tuple((off, sp.lambdify(args, d, modules="numpy")) for off, d in zip(ir.accesses, ir.d_access) if d != 0)
