@@ -81,3 +81,40 @@ def test_bad_metric_is_refused():
     x, y = pairs(6, 0)
     with pytest.raises(ValueError, match="metric must be one of auto, mean, pooled"):
         NeuralPDERegressor(metric="median").fit(x, y)
+
+
+def test_polish_passes_the_turn_to_the_next_fits():
+    """Polish: the two preferred fits first; a fit that gains nothing stalls and the next in the preferred
+    order gets the time (before: polish stopped once a round gained nothing, and the rest of the budget
+    went unused); a fit that improves keeps its turn. Stub fits and a stub ``_attempt`` that halves the
+    error of fit 3 twice and of no other."""
+    import time
+    from types import SimpleNamespace
+
+    from npdegen.estimator import Recipe
+    from npdegen.estimator.search import Fit, Search
+
+    def fit(width, val):
+        return Fit(Recipe("stub", "homogeneous", width, 1, "identity"), None,
+                   SimpleNamespace(dtype=np.dtype("float64")), {"p": np.zeros(1)}, val, val)
+
+    search = Search.__new__(Search)
+    fits = [fit(w, v) for w, v in ((1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4), (5, 0.5))]
+    search.fits = {f.recipe.label: f for f in fits}
+    search.deadline = time.perf_counter() + 60
+    calls, gains = [], {3: 2}
+
+    def attempt(recipe, share, first_stage, polish=False):
+        calls.append(recipe.width)
+        assert polish and recipe.warm_from == (recipe.label,)
+        if gains.get(recipe.width, 0) > 0:
+            gains[recipe.width] -= 1
+            new = fit(recipe.width, search.fits[recipe.label].val_nrmse * 0.5)
+            search.fits[recipe.label] = new
+            return new
+        return "skipped"
+
+    search._attempt = attempt
+    search._polish()
+    assert calls == [1, 2, 3, 4, 3, 5, 3]      # 1, 2 stall; 3 gains (0.3 -> 0.15) beside 4, again beside 5, stalls
+    assert search.fits[fits[2].recipe.label].val_nrmse == pytest.approx(0.075)

@@ -45,7 +45,8 @@ def test_linear_baselines_on_2d_grids():
     dense = DenseLinear(ridge=0).fit(X, Z)
     assert dense.n_params_ == 900 and nrmse(dense.predict(X), Z) < 1e-10
     q = (np.arange(16) + 0.5) / 16
-    smooth = rng.standard_normal((20, 1, 1)) * np.sin(2 * np.pi * (q[:, None] + 2 * q[None, :]) + rng.uniform(0, 6, (20, 1, 1)))
+    phase = rng.uniform(0, 6, (20, 1, 1))
+    smooth = rng.standard_normal((20, 1, 1)) * np.sin(2 * np.pi * (q[:, None] + 2 * q[None, :]) + phase)
     fit = CirculantLinear().fit(smooth, 0.5 * smooth)
     assert np.count_nonzero(fit.kappa_) == 1 and np.allclose(fit.kappa_[fit.kappa_ != 0], 0.5)   # rfft half: (1, 2)
 

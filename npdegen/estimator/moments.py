@@ -83,7 +83,8 @@ class MomentStencil(LayerKind):
             params[s] = recipe.family
             moments[alpha[0] if dim == 1 else alpha] = moment(s)
         activation = activation_expression(recipe.activation, params)
-        tag = f"est_{'w' if self.shape == 'box' else 'star'}{recipe.width}_{recipe.activation[:3]}_{recipe.family[:3]}_{dim}d"
+        shape = "w" if self.shape == "box" else "star"
+        tag = f"est_{shape}{recipe.width}_{recipe.activation[:3]}_{recipe.family[:3]}_{dim}d"
         return NeuralPDE.from_moments(moments, offsets if dim == 1 else (offsets,) * dim, field=field,
                                       activation=activation, params=params, name=tag)
 

@@ -12,6 +12,8 @@ With a ``certify(theta) -> bool`` callable it also keeps the best **certified** 
 certified); :meth:`Monitor.result` returns the best certified parameters when their validation nRMSE
 is within ``CERTIFIED_WITHIN`` of the best, else the best (a per-site fit that drifts into local
 growth late in its run keeps its last stable checkpoint).
+
+:func:`levels` and :func:`affordable` size a recipe's L-BFGS run to its time (coarse-to-fine fits).
 """
 from __future__ import annotations
 
@@ -21,8 +23,10 @@ import time
 import numpy as np
 
 from ..runtime.callbacks import Callback
+from ..runtime.multilevel import hierarchy
+from ..runtime.train_lbfgs import _periodic
 
-__all__ = ["Monitor", "host", "CHECK_EVERY", "PATIENCE", "GAIN"]
+__all__ = ["Monitor", "host", "levels", "affordable", "CHECK_EVERY", "PATIENCE", "GAIN"]
 
 #: Validation checks: every CHECK_EVERY L-BFGS iterations; a start stops after PATIENCE checks that
 #: did not lower its validation nRMSE by the relative GAIN.
@@ -88,3 +92,21 @@ class Monitor(Callback):
         now = time.perf_counter()
         self.longest, self.last = max(self.longest, now - self.last), now
         return self.best <= self.floor or now + self.longest >= self.stop_at
+
+
+#: Cost model of a coarse-to-fine L-BFGS fit (see :func:`affordable`).
+EVALUATIONS_PER_ITERATION, PROBES = 1.5, 8
+
+
+def levels(net) -> int:
+    """The coarse-to-fine levels ``npdegen.train``'s L-BFGS runs for ``net`` (1: one level)."""
+    return len(hierarchy(dict(net.shapes), _periodic(net, list(net.shapes))))
+
+
+def affordable(levels: int, seconds: float, evaluation: float, most: int) -> int:
+    """L-BFGS iterations that fit in ``seconds`` for a coarse-to-fine fit of ``levels`` levels
+    (``npdegen.train`` splits its iterations over the levels, so they must be sized to the time, or
+    the time ends on a coarse level): about :data:`EVALUATIONS_PER_ITERATION` loss evaluations per
+    iteration, plus :data:`PROBES` Gauss–Newton probes per level."""
+    evaluations = seconds / max(evaluation, 1e-9) - levels * PROBES - 2
+    return int(min(most, max(5 * levels, evaluations / EVALUATIONS_PER_ITERATION)))

@@ -13,11 +13,12 @@ better, as scikit-learn expects of ``score`` (it is not the R² of ``RegressorMi
 ``sklearn.metrics.r2_score(Y.reshape(len(Y), -1), est.predict(X).reshape(len(X), -1))`` for that).
 
 **Which nRMSE.** The search selects by the metric ``metric_`` (``metric="auto"``: the mean per-sample
-nRMSE, the issue's and PDEBench's metric, unless it is ill-conditioned — some training target's norm
-below :data:`POOLED_RATIO` = 1e-8 times the largest (over all pairs given to ``fit``), as on ``burgers-nu0.1`` where modes decay by
-``e^{-80}`` — then the pooled ``‖Ŷ − Y‖/‖Y‖``, the metric the task tables report there). One sample
-whose target is ~0 makes the mean per-sample error as large as any prediction of that sample wants,
-so selecting by it ranks fits by how they predict nothing; ``score`` uses ``metric_`` too.
+nRMSE, the issue's and PDEBench's metric, unless it is ill-conditioned — some target's norm (over all
+pairs given to ``fit``) below :data:`POOLED_RATIO` = 1e-8 times the largest, as on ``burgers-nu0.1``
+where modes decay by ``e^{-80}`` — then the pooled ``‖Ŷ − Y‖/‖Y‖``, the metric the task tables report
+there). One sample whose target is ~0 makes the mean per-sample error as large as any prediction of
+that sample wants, so selecting by it ranks fits by how they predict nothing; ``score`` uses
+``metric_`` too.
 
 Needs scikit-learn (``pip install npdegen[learn]``).
 """
@@ -257,7 +258,8 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
     def score(self, X, y, sample_weight=None) -> float:
         """``1 − nRMSE`` of the predictions for ``X`` against ``y`` (shaped like ``X``): the mean over
         samples of ``‖ŷ_s − y_s‖₂/‖y_s‖₂``, weighted by ``sample_weight``; 1 is exact. When the fit's
-        ``metric_`` is ``"pooled"``: ``‖Ŷ − Y‖/‖Y‖`` (weighted: ``(Σ w_s‖e_s‖² / Σ w_s‖y_s‖²)^{1/2}``)."""
+        ``metric_`` is ``"pooled"``: ``‖Ŷ − Y‖/‖Y‖`` (weighted:
+        ``(Σ w_s‖e_s‖² / Σ w_s‖y_s‖²)^{1/2}``)."""
         pred = self.predict(X)
         Y = self._array(y, "Y")
         if Y.shape != pred.shape:

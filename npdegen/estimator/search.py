@@ -29,17 +29,18 @@
   screened first (each start is a candidate as it is) and trained best first. A callback stops at
   the deadline, evaluates the validation nRMSE every :data:`CHECK_EVERY`
   iterations, keeps the best parameters seen (per-site and per-layer fits get as many iterations
-  as their time affords, :func:`_affordable`), stops a start of a homogeneous recipe that gained
+  as their time affords, :func:`~npdegen.estimator.monitor.affordable`), stops a start of a
+  homogeneous recipe that gained
   less than :data:`GAIN` in :data:`PATIENCE` checks (richer families are fitted coarse to fine by
   ``npdegen.train``, whose coarse plateaus must not end the run), and the recipe once the rounding
   floor :data:`FLOOR` is reached. A fit keeps its best certified checkpoint when that is within
-  ``CERTIFIED_WITHIN`` of its best (:class:`~npdegen.estimator.monitor.Monitor`). With
-  ``Problem.pooled`` every validation and training nRMSE is the pooled one and the kinds train on
-  the mean squared error (the regressor's ``metric``: per-sample errors of near-zero targets).
+  ``CERTIFIED_WITHIN`` of its best (:class:`~npdegen.estimator.monitor.Monitor`). ``Problem.pooled``
+  (the regressor's ``metric``): pooled nRMSEs, and the kinds train on the mean squared error.
 * **Polish.** Time left after the last stage goes to the :data:`POLISH` preferred fits (the current
-  winner first, :func:`~npdegen.estimator.choice.preferred`), trained on from
-  their parameters (a row each in the report), in rounds while they improve; a fit is only
-  replaced by a better one.
+  winner first, :func:`~npdegen.estimator.choice.preferred`), trained on from their parameters (a row
+  each in the report), each while it improves by :data:`GAIN`; a fit that stalls passes its turn to
+  the next in that order (burgers-nu0.1: 34 s went unused after the nonlocal fits stalled while the
+  flux fit, cut short, was still improving); a fit is only replaced by a better one.
 * **Certificate and winner** (:mod:`npdegen.estimator.choice`). Every fit gets a stability
   certificate (gain per layer; certified when the network amplifies no more than the data grow);
   the winner is, among the certified fits within the factor ``CERTIFIED_WITHIN`` of the least
@@ -58,11 +59,9 @@ import numpy as np
 
 from ..runtime.network import NonFiniteError
 from ..runtime.train import TrainingDiverged, train
-from ..runtime.multilevel import hierarchy
-from ..runtime.train_lbfgs import _periodic
 from .choice import CERTIFIED_WITHIN, PARSIMONY, better, certify, choose, data_growth, preferred, rank
 from .metrics import nrmse
-from .monitor import CHECK_EVERY, GAIN, PATIENCE, Monitor, host
+from .monitor import CHECK_EVERY, GAIN, PATIENCE, Monitor, affordable as _affordable, host, levels as _levels
 from .recipes import KINDS, STAGE_WEIGHTS, NotApplicable, Recipe, RecipeSpace
 from .report import format_report
 
@@ -75,8 +74,6 @@ PROMOTE = 2
 BEHIND = 10.0
 #: Validation nRMSE at which a recipe stops: the data are matched to the dtype's rounding.
 FLOOR = {"float64": 1e-12, "float32": 1e-5}
-#: Cost model of a coarse-to-fine L-BFGS fit (see :func:`_affordable`).
-EVALUATIONS_PER_ITERATION, PROBES = 1.5, 8
 #: A recipe is skipped when fewer than this many loss evaluations fit in its time.
 MIN_EVALUATIONS = 8
 #: Fits trained on with the time left after the last stage (:meth:`Search._polish`).
@@ -337,23 +334,23 @@ class Search:
         return keep
 
     def _polish(self):
-        """Time left after the last stage: the :data:`POLISH` best fits train on from their parameters,
-        best first, each for an equal share of the time left; a fit is replaced only by a better one.
-        Rounds repeat while time is left and a round lowered some fit's validation nRMSE by :data:`GAIN`."""
-        improved = True
-        while improved and time.perf_counter() < self.deadline:
-            improved = False
-            ranked = preferred(list(self.fits.values()))[:POLISH]
+        """Time left after the last stage, in rounds (module docstring): the :data:`POLISH` preferred fits
+        that have not stalled train on, each for an equal share; a fit that gains less than :data:`GAIN` stalls."""
+        stalled = set()
+        while time.perf_counter() < self.deadline:
+            ranked = [f for f in preferred(list(self.fits.values())) if f.recipe.label not in stalled][:POLISH]
+            if not ranked:
+                return
             for i, fit in enumerate(ranked):
-                if time.perf_counter() >= self.deadline or fit.val_nrmse <= FLOOR[str(fit.net.dtype)]:
+                if time.perf_counter() >= self.deadline:
                     return
                 before = self.fits[fit.recipe.label]
-                again = self._attempt(replace(fit.recipe, warm_from=(fit.recipe.label,)), 1.0 / (len(ranked) - i), False,
-                                       polish=True)
+                again = None if fit.val_nrmse <= FLOOR[str(fit.net.dtype)] else self._attempt(
+                    replace(fit.recipe, warm_from=(fit.recipe.label,)), 1.0 / (len(ranked) - i), False, polish=True)
                 if not isinstance(again, Fit) or not better(again, before):     # better, and certified if it was
                     self.fits[fit.recipe.label] = before
-                elif again.val_nrmse < before.val_nrmse * (1 - GAIN):
-                    improved = True
+                if not isinstance(again, Fit) or again.val_nrmse >= before.val_nrmse * (1 - GAIN):
+                    stalled.add(fit.recipe.label)
 
     # ------------------------------------------------------------------ the walk
     def run(self):
@@ -383,17 +380,3 @@ class Search:
         if not self.fits:
             raise RuntimeError("no recipe could be fitted within the budget:\n" + format_report(self.report))
         return choose(list(self.fits.values())), self.report
-
-
-def _levels(net) -> int:
-    """The coarse-to-fine levels ``npdegen.train``'s L-BFGS runs for ``net`` (1: one level)."""
-    return len(hierarchy(dict(net.shapes), _periodic(net, list(net.shapes))))
-
-
-def _affordable(levels: int, seconds: float, evaluation: float, most: int) -> int:
-    """L-BFGS iterations that fit in ``seconds`` for a coarse-to-fine fit of ``levels`` levels
-    (``npdegen.train`` splits its iterations over the levels, so they must be sized to the time, or
-    the time ends on a coarse level): about :data:`EVALUATIONS_PER_ITERATION` loss evaluations per
-    iteration, plus :data:`PROBES` Gauss–Newton probes per level."""
-    evaluations = seconds / max(evaluation, 1e-9) - levels * PROBES - 2
-    return int(min(most, max(5 * levels, evaluations / EVALUATIONS_PER_ITERATION)))
