@@ -53,7 +53,7 @@ from math import factorial
 
 import sympy as sp
 
-__all__ = ["Tanh64", "vector_activation", "VTANH_SOURCE", "uses_vector_math", "exp_log_source", "vector_sources"]
+__all__ = ["Tanh64", "vector_activation", "VTANH_SOURCE", "exp_log_source", "vector_sources"]
 
 
 class Tanh64(sp.Function):
@@ -72,10 +72,6 @@ class Tanh64(sp.Function):
 def vector_activation(expr: sp.Expr) -> sp.Expr:
     """``expr`` with every ``tanh`` replaced by :class:`Tanh64`."""
     return expr.replace(sp.tanh, Tanh64)
-
-
-def uses_vector_math(*exprs) -> bool:
-    return any(sp.sympify(e).has(Tanh64) for e in exprs)
 
 
 def _horner(coefficients, var: str) -> str:
