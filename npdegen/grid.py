@@ -25,7 +25,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["BOUNDARIES", "normalise_boundaries", "normalise_grid", "source", "fill_halo", "fold_halo", "face_mask",
+__all__ = ["BOUNDARIES", "normalise_boundaries", "normalise_grid", "source", "fill_halo", "fold_halo", "fold_views", "face_mask",
            "padded_shape", "interior"]
 
 BOUNDARIES = ("periodic", "dirichlet", "neumann")
@@ -132,6 +132,15 @@ def fold_halo(a, boundaries: Sequence[str], halo: Sequence[int], clear: bool = T
             a[dst] += a[src]
         elif clear:
             a[dst] = 0
+
+
+def fold_views(a, boundaries: Sequence[str], halo: Sequence[int]) -> list:
+    """``[(site view, ghost view), …]`` of :func:`fold_halo` on the array ``a`` (ghosts not cleared):
+    ``for d, g in fold_views(a, …): d += g`` folds it. For a buffer folded again and again (the views
+    are made once)."""
+    d = len(halo)
+    _, fold = _plan(tuple(a.shape[a.ndim - d:]), tuple(boundaries), tuple(halo))
+    return [(a[dst], a[src]) for dst, src in fold if src is not None]
 
 
 def face_mask(grid: Sequence[int], boundaries: Sequence[str], axis: int, side: int, dtype=float) -> np.ndarray:

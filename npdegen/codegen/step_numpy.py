@@ -72,6 +72,10 @@ def numpy_step_context(low: LoweredStep, options: StepOptions) -> dict:
         if j != 0:
             jacobians.append((ir.accesses[syms.index(a)], next(codes) if st else printer.doprint(j), st))
     f = _template_program(ufunc_program(ir.f, ARGUMENT), "blk.F")
+    # the forward may overwrite Z with f(Z) when only the program's last call writes its result
+    f_prog = ufunc_program(ir.f, ARGUMENT)
+    in_place = bool(f_prog.calls) and all(c.out != "out" for c in f_prog.calls[:-1]) and f_prog.calls[-1].out == "out"
+    f_fwd = _template_program(f_prog, "Z" if in_place else "blk.F")
     fprime = _template_program(ufunc_program(ir.fprime, ARGUMENT), "s")
     fprime_const = printer.doprint(ir.fprime) if ir.fprime.is_Number else None
     # whole-sample blocks gather the state-independent Jacobians (weights precomputed per call)
@@ -99,7 +103,7 @@ def numpy_step_context(low: LoweredStep, options: StepOptions) -> dict:
     return dict(loads=loads, coefficients=coefficients, kappas=kappas, gradients=gradients, forward_linear=forward_linear,
                 forward_code=forward.results[0], forward_temps=forward.temps, adjoint_temps=adjoint.temps,
                 jacobians=jacobians, reductions=reductions,
-                f=f, fprime=fprime, fprime_const=fprime_const, gather=gather,
+                f=f, f_fwd=f_fwd, fprime=fprime, fprime_const=fprime_const, gather=gather,
                 s_reductions=[i for i, r in enumerate(low.reductions) if r.weight == "s"], temporaries=max(f.buffers, fprime.buffers), need_f=need_f,
                 act_params=act_params, access_names=[a.name for a in syms],
                 coef_names=[f"w{m}" for m in range(len(low.coefficients))],
