@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import npdegen
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "experiments"))
 import extras  # noqa: E402
@@ -230,3 +232,19 @@ def test_experiment_smoke_2d(tmp_path):
     assert rec["results"]["circulant-linear"]["n_params"] == 256
     assert rec["results"]["npdegen"]["nrmse"] < 1.0        # better than predicting zero, even at 16 x 16
     assert "| advection-diffusion-2d | npdegen |" in (tmp_path / "results.md").read_text()
+
+
+def test_estimator_summary_certifies_a_nonlocal_winner_with_npdegen_stability():
+    """A nonlocal winner is certified by npdegen.stability from its compiled network (not the
+    estimator's fallback): the gain equals the estimator's own certificate (exact for a periodic
+    Gaussian blur, whose symbol's largest modulus is its mass, 1)."""
+    rng = np.random.default_rng(0)
+    n = 32
+    x = rng.standard_normal((16, n))
+    k = np.exp(-0.5 * ((np.arange(n) - n // 2) / 2.0) ** 2)
+    k /= k.sum()
+    y = np.real(np.fft.ifft(np.fft.fft(x) * np.fft.fft(np.roll(k, -n // 2))))
+    est = npdegen.NeuralPDERegressor(budget=20, kinds=("nonlocal",)).fit(x, y)
+    stability = extras.summary("estimator", est=est)["stability"]
+    assert stability["stable"] and "npdegen.stability" not in stability
+    assert stability["max_gain_per_layer"] == pytest.approx(est.certificate_["gain_per_layer"], rel=1e-9)

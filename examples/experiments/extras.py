@@ -248,7 +248,11 @@ def summary(kind: str, fit: dict | None = None, est=None) -> dict:
     if kind == "estimator":
         h = est.spacing_[0]
         try:
-            st = npdegen.stability(est.layer_, est.theta_, spacing=h, omega=est.recipe_["omega"])
+            # a nonlocal winner is certified from its compiled network (the grid fixes the kernel's samples)
+            if isinstance(est.layer_, npdegen.NonlocalPDE):
+                st = npdegen.stability(est.network_, est.theta_, omega=est.recipe_["omega"])
+            else:
+                st = npdegen.stability(est.layer_, est.theta_, spacing=h, omega=est.recipe_["omega"])
             out["stability"] = {"stable": bool(st.stable), "max_gain_per_layer": float(st.max_gain),
                                 "binding": str(st.binding), "omega_range": [float(v) for v in st.omega_range],
                                 "positive": bool(getattr(st, "positive", False))}

@@ -192,7 +192,7 @@ class FluxLaw(LayerKind):
         so the knots bound the layers between them), else ∞."""
         cert = layer.certificate({k: np.asarray(v, np.float64) for k, v in theta.items()}, spacing[0],
                                  state_range=getattr(self, "state_range", (-1.0, 1.0)), omega=1.0)
-        return (1.0 if cert.stable else math.inf), f"CFL {float(cert.cfl):.3g}"
+        return float(cert.max_gain), f"CFL {float(cert.cfl):.3g} ({cert.gain_norm})"
 
     def physics(self, layer, theta, spacing, recipe=None):
         spacing = spacing[0] if isinstance(spacing, (tuple, list)) else spacing
