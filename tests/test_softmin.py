@@ -331,7 +331,8 @@ def test_numba_equals_numpy(kind):
         np.testing.assert_allclose(ga[k], gb[k], rtol=1e-11, atol=1e-13)
 
 
-@pytest.mark.parametrize("boundary", [("periodic", "dirichlet"), ("neumann", "periodic")])
+@pytest.mark.parametrize("boundary", [("periodic", "dirichlet"),
+                                      pytest.param(("neumann", "periodic"), marks=pytest.mark.slow)])
 def test_numba_stored_jacobians_in_2d_equal_numpy(boundary):
     """The numba adjoint stores s·J_o in pass A for the soft-min layer (its Jacobians call exp) and
     pass B only gathers them, on interior lines, at the row ends and on the lines next to an outer

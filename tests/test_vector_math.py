@@ -53,7 +53,7 @@ def test_sympy_side():
     assert Tanh64(sp.Integer(0)) == 0
 
 
-@pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
+@pytest.mark.parametrize("activation", ["tanh", pytest.param("sigmoid", marks=pytest.mark.slow)])
 def test_float64_numba_layers_equal_numpy(activation):
     import npdegen
     q = sp.Symbol("q")
