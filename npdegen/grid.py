@@ -122,16 +122,15 @@ def fill_halo(a, boundaries: Sequence[str], halo: Sequence[int]) -> None:
         a[dst] = 0 if src is None else a[src]
 
 
-def fold_halo(a, boundaries: Sequence[str], halo: Sequence[int], clear: bool = True) -> None:
-    """Transpose of :func:`fill_halo`: add every ghost value to the site it reads, clear the ghosts
-    (``clear=False`` leaves them: for a caller that reads only the grid afterwards)."""
+def fold_halo(a, boundaries: Sequence[str], halo: Sequence[int]) -> None:
+    """Transpose of :func:`fill_halo`: add every ghost value to the site it reads, clear the ghosts."""
     d = len(halo)
     _, fold = _plan(tuple(a.shape[a.ndim - d:]), tuple(boundaries), tuple(halo))
     for dst, src in fold:
-        if src is not None:
-            a[dst] += a[src]
-        elif clear:
+        if src is None:
             a[dst] = 0
+        else:
+            a[dst] += a[src]
 
 
 def fold_views(a, boundaries: Sequence[str], halo: Sequence[int]) -> list:

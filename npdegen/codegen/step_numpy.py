@@ -71,9 +71,9 @@ def numpy_step_context(low: LoweredStep, options: StepOptions) -> dict:
     for a, j, st in zip(syms, low.access_jacobians, state_jac):
         if j != 0:
             jacobians.append((ir.accesses[syms.index(a)], next(codes) if st else printer.doprint(j), st))
-    f = _template_program(ufunc_program(ir.f, ARGUMENT), "blk.F")
-    # the forward may overwrite Z with f(Z) when only the program's last call writes its result
     f_prog = ufunc_program(ir.f, ARGUMENT)
+    f = _template_program(f_prog, "blk.F")
+    # the forward may overwrite Z with f(Z) when only the program's last call writes its result
     in_place = bool(f_prog.calls) and all(c.out != "out" for c in f_prog.calls[:-1]) and f_prog.calls[-1].out == "out"
     f_fwd = _template_program(f_prog, "Z" if in_place else "blk.F")
     fprime = _template_program(ufunc_program(ir.fprime, ARGUMENT), "s")
@@ -98,7 +98,7 @@ def numpy_step_context(low: LoweredStep, options: StepOptions) -> dict:
     loads = {"transform": load(transform), "transform_blk": load_blk(transform),
              "activation_blk": load_blk(used(act_params, *f_args)),
              "adjoint_blk": load_blk(used(ir.params, *adjoint_codes,
-                                          *([a for c in f.calls for a in c.args] if need_f else []))),
+                                          *(f_args if need_f else []))),
              "gather": load(used(transform, *[c for _, c in gather]))}
     return dict(loads=loads, coefficients=coefficients, kappas=kappas, gradients=gradients, forward_linear=forward_linear,
                 forward_code=forward.results[0], forward_temps=forward.temps, adjoint_temps=adjoint.temps,

@@ -109,7 +109,7 @@ def linearised_kernel(layer, state, theta: dict | None = None, spacing=1.0, boun
         else:
             v = theta[p.name]
         v = np.asarray(v, dtype=float)
-        if p.family == "time-dependent" or (v.ndim == u.ndim + 1 and p.name in fixed):
+        if p.family == "time-dependent":         # a derived field has its source's family
             v = v[layer_index]
         if v.shape not in ((), u.shape):
             raise ValueError(f"theta[{p.name!r}] has shape {v.shape}; expected () or {u.shape} (the grid)")
