@@ -39,16 +39,28 @@ softplus    1.5e-7              1.8e-8
 In float32 most of it is rounding (one ulp of 1 is 6e-8). float64 keeps the exact libm forms
 unless ``activations="fast"`` is asked for; ``activations="exact"`` uses them in float32 too.
 
-The derivatives are those of the fast forms (``0`` beyond the clamps, where ``tanh' < 4.5e-7``);
-in float64 they differ from the exact ``f'`` by at most 4.5e-7 (tanh), 1.1e-7 (sigmoid) and
-6.3e-7 (softplus).
+The derivatives (what the adjoint computes for ``f′``):
+
+* **tanh**: the identity of the true function, ``tanh′ = 1 − tanh²``, with the same fast form
+  for ``tanh`` (:class:`FastTanh`, as :class:`~npdegen.codegen.vector_math.Tanh64` does in float64
+  and as PyTorch evaluates tanh's gradient from its output). It costs the forward's rational and two
+  operations, where the derivative of the rational itself (a degree-8 numerator over ``Q²``, times
+  the clamps' selects) made pass A of the adjoint 1.4× slower (tanh-then-identity share on the
+  1-D benchmark layer, one thread). It equals the exact ``tanh′`` to ``2|T − tanh| ≤ 7.6e-7`` in
+  float32 (4.6e-7 in float64, the clamp's ``1 − tanh(8)²``: ``1 − T²`` does not drop to 0 beyond
+  the clamp, the true derivative is below 4.5e-7 there) — closer than the derivative of the fast
+  form, which differs from the exact one by up to 4.5e-7 and is exactly 0 beyond the clamp — and
+  differs from the derivative of the computed function by the same amount (tests/test_numba_activations.py).
+  ``sigmoid = (1 + tanh(x/2))/2`` inherits it.
+* **softplus** tail: SymPy's derivative of the fast form (0 beyond the clamp); it differs from the
+  exact one by at most 6.3e-7 in float64.
 """
 from __future__ import annotations
 
 import sympy as sp
 from sympy.codegen.cfunctions import log1p
 
-__all__ = ["TANH_CLAMP", "SOFTPLUS_CLAMP", "RULES", "RationalForm", "fast_tanh", "fast_softplus_tail",
+__all__ = ["TANH_CLAMP", "SOFTPLUS_CLAMP", "RULES", "RationalForm", "FastTanh", "fast_tanh", "fast_softplus_tail",
            "fast_activation", "expand_forms"]
 
 #: tanh(u) is ±1 (to 2.3e-7) beyond |u| = 8.
@@ -78,9 +90,10 @@ def _horner(coefficients, t) -> sp.Expr:
 class RationalForm(sp.Function):
     """A rational function of one argument that code generation expands (:func:`expand_forms`).
 
-    Subclasses set ``explicit(y)``, the expression. Its derivative is SymPy's derivative of that
-    expression brought over one denominator, ``N(y)/Q(y)²`` with ``N`` in Horner form (one division,
-    fewer operations than the chain rule through the nested Horner form), as a second RationalForm.
+    Subclasses set ``explicit(y)``, the expression, and a derivative: :func:`_rational_form` makes
+    it SymPy's derivative of that expression brought over one denominator, ``N(y)/Q(y)²`` with ``N``
+    in Horner form (one division, fewer operations than the chain rule through the nested Horner
+    form), as a second RationalForm; :class:`FastTanh` overrides ``fdiff``.
     """
     nargs = 1
     explicit = None          # y -> SymPy expression
@@ -107,9 +120,21 @@ def _rational_form(name: str, explicit) -> type:
     return type(name, (RationalForm,), {"explicit": staticmethod(explicit), "derivative": prime})
 
 
-#: tanh on [-8, 8]: y·P(y²)/Q(y²)
-tanh_rational = _rational_form("tanh_rational",
-                               lambda y: y * _horner(_TANH_P, y**2) / _horner(_TANH_Q, y**2))
+def _tanh_explicit(u: sp.Expr) -> sp.Expr:
+    """``y·P(y²)/Q(y²)``, ``y = min(max(u, −8), 8)``: the clamped rational tanh written out."""
+    y = sp.Min(sp.Max(u, -TANH_CLAMP), TANH_CLAMP)
+    return y * _horner(_TANH_P, y**2) / _horner(_TANH_Q, y**2)
+
+
+class FastTanh(RationalForm):
+    """The clamped 11/6 rational ``tanh`` (:func:`_tanh_explicit`); its derivative is the identity
+    ``1 − tanh²`` of the true function with this form for ``tanh`` (module docstring)."""
+    explicit = staticmethod(_tanh_explicit)
+
+    def fdiff(self, argindex=1):
+        return 1 - FastTanh(self.args[0]) ** 2
+
+
 #: log1p(exp(-a)) on [0, 18]: P(a)/Q(a)
 softplus_tail_rational = _rational_form("softplus_tail_rational",
                                         lambda a: _horner(_TAIL_P, a) / _horner(_TAIL_Q, a))
@@ -117,7 +142,7 @@ softplus_tail_rational = _rational_form("softplus_tail_rational",
 
 def fast_tanh(u: sp.Expr) -> sp.Expr:
     """Clamped 11/6 rational tanh of ``u``; see the module docstring for its error."""
-    return tanh_rational(sp.Min(sp.Max(u, -TANH_CLAMP), TANH_CLAMP))
+    return FastTanh(u)
 
 
 def fast_softplus_tail(a: sp.Expr) -> sp.Expr:

@@ -128,22 +128,36 @@ class NumbaPrinter(PythonCodePrinter):
 def shared_assignments(exprs, printer, prefix: str) -> Assignments:
     """:func:`~npdegen.codegen.printing.assignments` with reciprocals shared: once CSE has named
     ``t = 1/q``, later ``q**-k`` are printed as ``t**k`` (products, no second division; the
-    derivative of a rational ``P/Q`` needs ``1/Q`` and ``1/Q²``)."""
+    derivative of a rational ``P/Q`` needs ``1/Q`` and ``1/Q²``); and the compound base of a
+    small power named first (``P**2`` is ``_t = P`` then ``_t*_t``, not ``P`` printed twice:
+    ``tanh' = 1 − T²`` with ``T`` the rational tanh)."""
     replacements, reduced = sp.cse(list(exprs), symbols=sp.numbered_symbols(prefix), order="canonical")
     reciprocals = {}
+    bases = {}
+    names = sp.numbered_symbols(prefix + "b")
+    temps = []
 
     def share(e):
         for base, name in reciprocals.items():
             e = e.replace(lambda a, b=base: a.is_Pow and a.base == b and a.exp.is_Integer and a.exp < -1,
                           lambda a, t=name: t ** (-a.exp))
         return e
-    temps = []
+
+    def hoist(e):
+        def named(a):
+            if a.base not in bases:
+                bases[a.base] = next(names)
+                temps.append((str(bases[a.base]), printer.doprint(a.base)))
+            return bases[a.base] ** a.exp
+        return e.replace(lambda a: a.is_Pow and a.exp.is_Integer and 2 <= abs(a.exp) <= 8 and not a.base.is_Atom,
+                         named)
     for sym, e in replacements:
-        e = share(e)
+        e = hoist(share(e))
         if e.is_Pow and e.exp == -1:
             reciprocals[e.base] = sym
         temps.append((str(sym), printer.doprint(e)))
-    return Assignments(tuple(temps), tuple(printer.doprint(share(e)) for e in reduced))
+    results = tuple(printer.doprint(hoist(share(e))) for e in reduced)
+    return Assignments(tuple(temps), results)
 
 
 def choose_forms(f: sp.Expr, x: sp.Symbol, options) -> tuple[str, sp.Expr, sp.Expr]:
