@@ -57,10 +57,15 @@ class NeuralPDE:
     name : identifier used for generated files.
     """
 
+    #: parameter names theta keeps for the runtime; ``None``: ``b`` and ``omega`` (a subclass whose
+    #: transform holds its own bias frees ``b``: npdegen.integral.quadrature_step)
+    _reserved = None
+
     def __init__(self, transform, field, activation="identity", params=None, bias=None,
                  accuracy=2, offsets=None, name="neural_pde"):
         self.spec: LayerSpec = make_spec(transform, field, activation=activation, params=params,
-                                         bias=bias, accuracy=accuracy, offsets=offsets, name=name)
+                                         bias=bias, accuracy=accuracy, offsets=offsets, name=name,
+                                         **({"reserved": self._reserved} if self._reserved else {}))
         self._args = dict(transform=transform, field=field, activation=activation, params=params, bias=bias,
                           accuracy=accuracy, offsets=offsets, name=name)
         # Every layer runs the step-IR kernels. A 1-D linear layer without activation parameters also

@@ -86,11 +86,29 @@ class QuadraturePDE:
         self.nodes = node_set(Q, rule, basis, layer.dim)
         self.Q, self.rule, self.basis = self.nodes.Q, rule, self.nodes.basis
 
-    def compile(self, n, **options) -> "QuadratureNetwork":
+    def compile(self, n, backend=None, **options):
         """A runnable network; ``options`` as for :meth:`NonlocalPDE.compile` (``spacing``, ``layers``,
         ``omega``, ``boundary``, ``dtype``, ``method``, ``reach`` — in cells of the node-to-node
-        kernel —, ``train_omega``, ``threads``, ``allow_unstable``)."""
-        return QuadratureNetwork(self, self.layer.compile(n, **options))
+        kernel —, ``train_omega``, ``threads``, ``allow_unstable``): a :class:`QuadratureNetwork`.
+
+        ``backend="numpy" | "numba" | "cupy"`` generates the step kernels instead (the kernel sampled
+        out to ``reach``, which is then required: :meth:`step_layer`); ``options`` are those of
+        :meth:`npdegen.NeuralPDE.compile`. Both take the same ``theta``."""
+        if backend is None:
+            return QuadratureNetwork(self, self.layer.compile(n, **options))
+        if options.pop("method", "stencil") not in ("stencil", "auto"):
+            raise ValueError("generated quadrature kernels sample the kernel into a stencil: method must be "
+                             "'stencil' (or leave backend=None for the FFT and dense operators)")
+        if options.get("reach") is None:
+            raise ValueError("backend=... generates a stencil of fixed width: give reach= (offsets per axis)")
+        return self.step_layer(options.pop("reach")).compile(n, backend=backend, **options)
+
+    def step_layer(self, reach):
+        """This update with the kernel sampled out to ``reach`` as a step-IR layer
+        (:class:`~npdegen.integral.quadrature_step.QuadratureStepPDE`): generated NumPy, numba and
+        CUDA kernels, forward and adjoint."""
+        from .quadrature_step import QuadratureStepPDE
+        return QuadratureStepPDE(self, reach)
 
     def moments(self, max_order: int = 4):
         """The kernel's exact moments (the continuous ``W``, before the update's smoothing)."""

@@ -92,6 +92,9 @@ class Network(Checkpointing):
     recipe: tuple | None = field(default=None, repr=False)
     _work: dict = field(default_factory=dict, repr=False)
     _buffers: dict = field(default_factory=dict, repr=False)
+    #: callables ``check(theta)`` raising ValueError for values outside the layer's range (a kernel's
+    #: ``σ > 0``); run by :meth:`check_params` on every θ the network is given
+    param_checks: tuple = field(default=(), repr=False)
 
     #: Below this many grid values per layer (batch·n) one thread is faster than several.
     THREAD_MIN_SIZE = 1 << 20
@@ -182,6 +185,8 @@ class Network(Checkpointing):
             if not bool(self.xp.all(self.xp.isfinite(arr))):
                 raise ValueError(f"theta[{k!r}] contains NaN or inf")
             out[k] = self._cast(arr, f"theta[{k!r}]", order="C")
+        for check in self.param_checks:
+            check(out)
         return out
 
     def _cast(self, arr, what: str, order="K"):

@@ -175,7 +175,7 @@ def _linear_terms(form: sp.Expr, dummy: dict, transform, field) -> dict | None:
     return {a: c for a, c in terms.items() if c != 0}
 
 
-def _normalise_params(params, used: set[sp.Symbol]) -> tuple:
+def _normalise_params(params, used: set[sp.Symbol], reserved=_THETA_KEYS) -> tuple:
     if params is None:
         params = {}
     if not isinstance(params, Mapping):
@@ -188,8 +188,8 @@ def _normalise_params(params, used: set[sp.Symbol]) -> tuple:
         if not isinstance(sym, sp.Symbol):
             raise TypeError(f"params keys must be SymPy symbols or names, got {key!r}")
         name = validate_identifier(sym.name, "parameter name")
-        if name in _THETA_KEYS:
-            raise ValueError(f"parameter name {name!r} is reserved for the runtime ({', '.join(_THETA_KEYS)})")
+        if name in reserved:
+            raise ValueError(f"parameter name {name!r} is reserved for the runtime ({', '.join(reserved)})")
         if name in out:
             raise ValueError(f"parameter {name!r} is given twice")
         out[name] = (sym, _check_family(family, f"parameter {name!r}"))
@@ -209,8 +209,10 @@ def _normalise_params(params, used: set[sp.Symbol]) -> tuple:
 
 
 def make_spec(transform, field, *, activation="identity", params=None, bias=None,
-              accuracy=2, offsets=None, name="neural_pde") -> LayerSpec:
-    """Validate the user's layer description and return a :class:`LayerSpec`."""
+              accuracy=2, offsets=None, name="neural_pde", reserved=_THETA_KEYS) -> LayerSpec:
+    """Validate the user's layer description and return a :class:`LayerSpec`. ``reserved``: the
+    parameter names theta keeps for the runtime (a layer class built by npdegen itself may free
+    ``"b"`` when it has no IR bias: the quadrature update's ``f(Z^k − b)``)."""
     field, coords = _split_field(field)
     if not isinstance(transform, sp.Expr):
         raise TypeError(f"transform must be a SymPy expression, got {type(transform).__name__}")
@@ -222,7 +224,7 @@ def make_spec(transform, field, *, activation="identity", params=None, bias=None
     # the spacing symbols (Delta, Delta_<coordinate>) may appear in coefficients: they are not parameters
     used = form.free_symbols - set(dummy.values()) - set(shifts.values()) - set(spacing_symbols(coords))
     act_symbols = _activation_parameters(activation, params)
-    param_tuple = _normalise_params(params, used | act_symbols)
+    param_tuple = _normalise_params(params, used | act_symbols, reserved)
     both = sorted(s.name for s in used & act_symbols)
     if both:
         raise ValueError(f"parameter(s) {', '.join(both)} appear in both the transform and the activation; "
@@ -276,7 +278,7 @@ def summary_lines(spec: LayerSpec) -> tuple:
     params = ", ".join(f"{s.name}: {fam}" for s, fam in spec.params) or "none"
     return (
         f"layer:      {spec.name}",
-        f"transform:  Z = {sp.sstr(spec.transform)} - b",
+        f"transform:  Z = {sp.sstr(spec.transform)}" + (" - b" if spec.bias else ""),
         f"field:      {sp.sstr(spec.field)}",
         f"activation: {spec.activation_name}, f(x) = {sp.sstr(spec.activation)}",
         f"params:     {params}",
