@@ -7,6 +7,7 @@ differences in float64). Sizes are tiny: n = 32 sites.
 """
 import math
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -222,16 +223,50 @@ def test_nonlocal_kind_recovers_a_reaction_kernel():
 
 
 def test_nonlocal_depth_transfer_keeps_the_linear_symbol():
-    """A^L, L mu and L sigma^2 (the symbol A^L e^{i k L mu - L sigma^2 k^2 / 2}) survive L -> 4L."""
+    """L mu and L sigma^2 (the symbol A^L e^{i k L mu - L sigma^2 k^2 / 2}) survive L -> 4L, and so does the
+    sampled kernel's mass over the network, (A m)^L: the impulse responses of the linear networks sum alike."""
+    from npdegen.estimator.kernels import sampled_mass
     kind = KINDS["nonlocal"].prepare(_problem(snapshots(8, 12), snapshots(8, 13)))
     src = Recipe("nonlocal", "homogeneous", 0, 1, "identity", 1.0)
     dst = Recipe("nonlocal", "homogeneous", 0, 4, "reaction", 1.0)
     net = kind.compile(KINDS["nonlocal"].layer(dst, 1), dst, (N,), (H,), "periodic", "auto", "float64")
-    out = kind.transfer({"sigma": np.array(0.1), "mu": np.array(0.08), "A": np.array(0.9)}, src, net, dst)
-    assert float(out["A"]) ** 4 == pytest.approx(0.9, rel=1e-12)
+    theta = {"sigma": np.array(0.1), "mu": np.array(0.08), "A": np.array(0.9)}
+    out = kind.transfer(theta, src, net, dst)
     assert 4 * float(out["mu"]) == pytest.approx(0.08, rel=1e-12)
     assert 4 * float(out["sigma"]) ** 2 == pytest.approx(0.01, rel=1e-12)
     assert float(out["A2"]) == 0.0 and float(out["A3"]) == 0.0
+    mass = lambda th: float(th["A"]) * sampled_mass(th["sigma"], th["mu"], H, N)
+    assert mass(out) ** 4 == pytest.approx(mass(theta), rel=1e-12)
+    linear = lambda L: kind.compile(KINDS["nonlocal"].layer(src, 1), replace(src, depth=L), (N,), (H,), "periodic",
+                                    "auto", "float64")
+    impulse = np.zeros((1, N))
+    impulse[0, 0] = 1.0
+    keys = ("sigma", "mu", "A")
+    before = linear(1).forward(impulse, theta).sum()
+    after = linear(4).forward(impulse, {k: out[k] for k in keys}).sum()
+    assert after == pytest.approx(before, rel=1e-10)
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_sampled_mass_is_the_layers_kernel_sum(dim):
+    """sampled_mass(sigma, mu)^dim (a product over the axes) equals the sum of one compiled linear layer's
+    impulse response at A = 1: 1.597 per axis at sigma = h/4, ~1 from sigma = 2h, below 1 once the kernel
+    is cut at half the period."""
+    from npdegen.estimator.kernels import sampled_mass
+    n, h = 16, 1.0 / 16
+    grid = (n,) * dim
+    rec = Recipe("nonlocal", "homogeneous", 0, 1, "identity", 1.0)
+    x = snapshots(4, 3) if dim == 1 else np.random.default_rng(3).random((4, n, n))
+    kind = KINDS["nonlocal"].prepare(Problem(x, x, x, x, (h,) * dim))
+    net = kind.compile(KINDS["nonlocal"].layer(rec, dim), rec, grid, (h,) * dim, "periodic", "auto", "float64")
+    impulse = np.zeros((1, *grid))
+    impulse[(0,) * (dim + 1)] = 1.0
+    for sigma, mu in ((h / 4, 0.0), (h / 2, 0.3 * h), (2 * h, -1.7 * h), (0.3, 0.1)):
+        theta = {k: np.array(sigma if k.startswith("sigma") else mu if k.startswith("mu") else 1.0)
+                 for k in net.shapes}
+        total = float(np.asarray(net.forward(impulse, theta)).sum())
+        assert sampled_mass(sigma, mu, h, n) ** dim == pytest.approx(total, rel=1e-9), (sigma, mu)
+    assert sampled_mass(h / 4, 0.0, h, n) == pytest.approx(1.5968, rel=1e-4)
 
 
 def test_search_picks_the_flux_kind_on_burgers_like_data(flux_data):

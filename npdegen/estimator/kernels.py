@@ -22,6 +22,14 @@ mean survives (the data are diffused past the grid's lowest mode, as Fisher–KP
 on the unit interval), a wide kernel: ``σ_a`` a quarter of the period over ``√L``, and ``A`` from
 the ratio of the norms. Random starts draw the total width ``σ√L`` log-uniformly in ``[Δ, P/2]``.
 **Bounds:** ``σ_a ∈ [Δ_a/4, P_a]``, ``μ_a ∈ [−P_a/2, P_a/2]``, ``A ≥ 0``.
+
+**Sampled mass.** The layer samples the kernel by the rectangle rule on the offsets ``|j_a| ≤ n_a/2``;
+the samples sum to ``A Π_a m_a`` with ``m_a = Σ_j Δ_a G_{σ_a}(jΔ_a − μ_a)`` (:func:`sampled_mass`),
+1 for kernels wider than a cell but 1.60 per axis at ``σ = Δ/4``. The starts set ``A`` so that the
+sampled kernel has the intended mass (``e^{r/L}``, the norm ratio per layer), and a start for
+another depth keeps the sampled mass of ``L`` layers (``(A m)^L``): rescaling only ``A`` and ``σ``
+gave fisher-kpp-2d's 64-layer recipe, from its 16-layer fit, a kernel of ``σ ≈ Δ/4`` and mass
+``1.01 · 1.6²`` per layer, which overflowed (the recipe failed).
 """
 from __future__ import annotations
 
@@ -33,7 +41,16 @@ import sympy as sp
 
 from .recipes import LETTERS, LayerKind, NotApplicable, Recipe, activation_expression, register
 
-__all__ = ["GaussianKernel", "KernelReport"]
+__all__ = ["GaussianKernel", "KernelReport", "sampled_mass"]
+
+
+def sampled_mass(sigma, mu, spacing: float, n: int) -> float:
+    """``Σ_{|j| ≤ n//2} Δ G_σ(jΔ − μ)``: the sum of a unit Gaussian's rectangle-rule samples on a
+    periodic axis of ``n`` sites of spacing ``Δ`` (the layer's offsets: :func:`npdegen.integral.sample.max_reach`)."""
+    sigma, mu = float(sigma), float(mu)
+    j = np.arange(-(n // 2), n // 2 + 1)
+    samples = spacing * np.exp(-(j * spacing - mu) ** 2 / (2 * sigma ** 2))
+    return float(np.sum(samples)) / (math.sqrt(2 * math.pi) * sigma)
 
 
 def _names(dim: int) -> tuple:
@@ -102,14 +119,30 @@ class GaussianKernel(LayerKind):
             out[m] = (-P / 2, P / 2)
         return out
 
+    def _mass(self, theta) -> float:
+        """``Π_a m_a``: the sampled kernel's mass per unit ``A`` (module docstring)."""
+        sig, mus = _names(len(self.spacing))
+        return math.prod(sampled_mass(np.mean(theta[s]), np.mean(theta[m]), h, round(P / h))
+                         for s, m, h, P in zip(sig, mus, self.spacing, self.period))
+
     def _theta(self, net, recipe, amplitude, shifts, widths):
+        """Parameters whose sampled kernel has the mass ``amplitude`` (module docstring)."""
         sig, mus = _names(len(self.spacing))
         theta = {k: np.zeros(s, net.dtype) for k, s in net.shapes.items()}
-        theta["A"][...] = amplitude
         for s, m, b, w, h, P in zip(sig, mus, shifts, widths, self.spacing, self.period):
             theta[s][...] = min(max(w, h / 4), P)
             theta[m][...] = (b + P / 2) % P - P / 2
+        theta["A"][...] = amplitude / self._mass(theta)
         return theta
+
+    def transfer(self, theta, source, net, recipe):
+        """:meth:`LayerKind.transfer`, with ``A`` set so that ``L'`` layers have the sampled mass of the
+        source's ``L`` (module docstring)."""
+        out = super().transfer(theta, source, net, recipe)
+        ratio = source.depth / recipe.depth
+        if ratio != 1 and "A" in theta and hasattr(self, "spacing"):
+            out["A"] = np.asarray(out["A"] * self._mass(theta) ** ratio / self._mass(out), net.dtype)
+        return out
 
     def data_start(self, net, recipe, spacing, estimate):
         """The module docstring's start from ``(r, b, C)`` per layer, or the wide kernel."""
