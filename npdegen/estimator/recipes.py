@@ -289,9 +289,12 @@ class RecipeSpace:
                        activations=acts, omega=float(w))
 
     def initial(self, kinds: dict | None = None) -> list:
-        """The first family's recipes: each kind's :meth:`LayerKind.recipes`, kinds in the order of
-        ``self.kinds`` (``kinds``: the kind objects by name, e.g. prepared for the data; default
-        the registered ones; a name missing from it is left out)."""
+        """The first family's recipes: each kind's :meth:`LayerKind.recipes`, interleaved by depth
+        (shallow to deep; at one depth the kinds in the order of ``self.kinds``, each kind's recipes
+        in its own order), so that a budget that runs out drops the deepest recipes of every kind
+        rather than all the recipes of the last kinds (fisher-kpp-2d, kinds one after the other: the
+        kernel + reaction recipes came last and were skipped). ``kinds``: the kind objects by name,
+        e.g. prepared for the data; default the registered ones; a name missing from it is left out."""
         kinds = KINDS if kinds is None else kinds
         family = self.families[0]
         out = []
@@ -299,7 +302,7 @@ class RecipeSpace:
             kind = kinds.get(name)
             if kind is not None and family in kind.families:
                 out += kind.recipes(self, family)
-        return out
+        return sorted(out, key=lambda r: r.depth)          # stable: kinds and each kind's order kept per depth
 
     def promote(self, family: str, history: list, top: int, kinds: dict | None = None) -> list:
         """Recipes of ``family`` warm-started from fitted recipes: for every kind that supports

@@ -6,12 +6,11 @@
   says why.
 * **Order.** The families are walked in order (homogeneous → heterogeneous → time-dependent). The
   first stage fits every recipe of :meth:`~npdegen.estimator.recipes.RecipeSpace.initial`; each
-  later stage promotes the :data:`PROMOTE` best recipes (certified fits first) of each kind from
-  the latest stage that fitted it (:meth:`~npdegen.estimator.recipes.RecipeSpace.promote`),
-  warm-started from their fits,
-  but not those of a kind whose best validation nRMSE so far is more than :data:`BEHIND` times
-  the best of all (a richer family of a kind that far behind is unlikely to catch up, and its
-  time goes to the others).
+  later stage promotes the :data:`PROMOTE` best recipes (certified fits near the best first:
+  :func:`~npdegen.estimator.choice.promotion_order`) of each kind from the latest stage that fitted
+  it (:meth:`~npdegen.estimator.recipes.RecipeSpace.promote`), warm-started from their fits, but not
+  those whose own fit's validation nRMSE is more than :data:`BEHIND` times the best of all (a richer
+  family that far behind is unlikely to catch up; its time goes to the others).
 * **Reach.** The first stage skips recipes that cannot carry the data's transport or spread: the
   spectral estimate's shift beyond ``depth × reach`` cells or its variance beyond
   ``depth × reach²`` cells² (the CFL limits of explicit steps; :meth:`Search._reachable`).
@@ -24,23 +23,29 @@
   may train on fewer pairs (``samples``, drawn once per search) and from fewer starts
   (``max_starts``); validation uses all pairs.
 * **Fitting.** L-BFGS (``npdegen.train(optimizer="lbfgs")``, the kind's ``loss``) from each start in
-  turn while the recipe's time lasts: warm starts (shallower, narrower and identity neighbours), the data's
-  spectral start and random starts, ``n_starts`` in all (later stages: the one warm start),
+  turn while the recipe's time lasts: warm starts (shallower, narrower and identity neighbours), the
+  data's spectral start and random starts, ``n_starts`` in all (later stages: the one warm start),
   screened first (each start is a candidate as it is) and trained best first. A callback stops at
-  the deadline, evaluates the validation nRMSE every :data:`CHECK_EVERY`
-  iterations, keeps the best parameters seen (per-site and per-layer fits get as many iterations
-  as their time affords, :func:`~npdegen.estimator.monitor.affordable`), stops a start of a
-  homogeneous recipe that gained
+  the deadline, evaluates the validation nRMSE every :data:`CHECK_EVERY` iterations, keeps the best
+  parameters seen (per-site and per-layer fits get as many iterations as their time affords,
+  :func:`~npdegen.estimator.monitor.affordable`), stops a start of a homogeneous recipe that gained
   less than :data:`GAIN` in :data:`PATIENCE` checks (richer families are fitted coarse to fine by
   ``npdegen.train``, whose coarse plateaus must not end the run), and the recipe once the rounding
   floor :data:`FLOOR` is reached. A fit keeps its best certified checkpoint when that is within
   ``CERTIFIED_WITHIN`` of its best (:class:`~npdegen.estimator.monitor.Monitor`). ``Problem.pooled``
   (the regressor's ``metric``): pooled nRMSEs, and the kinds train on the mean squared error.
-* **Polish.** Time left after the last stage goes to the :data:`POLISH` preferred fits (the current
-  winner first, :func:`~npdegen.estimator.choice.preferred`), trained on from their parameters (a row
-  each in the report), each while it improves by :data:`GAIN`; a fit that stalls passes its turn to
-  the next in that order (burgers-nu0.1: 34 s went unused after the nonlocal fits stalled while the
-  flux fit, cut short, was still improving); a fit is only replaced by a better one.
+* **Polish.** The stages share the budget but :data:`RESERVE` of it. The reserve goes in rounds to the
+  :data:`POLISH` preferred fits (the winner first, then by validation nRMSE:
+  :func:`~npdegen.estimator.choice.preferred`), trained on from their parameters (a report row each),
+  each while it gains :data:`GAIN` per round; a fit that stalls passes its turn to the next (burgers-nu0.1:
+  34 s went unused after the nonlocal fits stalled while the flux fit, cut short, still improved); a fit
+  is only replaced by a better one (:func:`~npdegen.estimator.choice.better`). Rounds run right after the
+  first stage (**refine**, least validation nRMSE first; the later stages start later by the time they
+  took and promote from the refined fits) and after the last stage (a fit stalled before stays stalled).
+  The screening rule: the first stage tries every recipe briefly, the reserve trains the promising ones
+  on (fisher-kpp-2d: 52 recipes left ~1.6 s to the kernel + reaction fit, validation 5.6e-2, and no time
+  after the stages; trained on for 8 s it reaches 1.3e-3), and the richer families start from fits
+  trained to their plateau (a homogeneous fit still improving says little about per-site values).
 * **Certificate and winner** (:mod:`npdegen.estimator.choice`). Every fit gets a stability
   certificate (gain per layer; certified when the network amplifies no more than the data grow);
   the winner is, among the certified fits within the factor ``CERTIFIED_WITHIN`` of the least
@@ -53,75 +58,39 @@ from __future__ import annotations
 import functools
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
 from ..runtime.network import NonFiniteError
 from ..runtime.train import TrainingDiverged, train
-from .choice import CERTIFIED_WITHIN, PARSIMONY, better, certify, choose, data_growth, preferred, rank
+from .choice import CERTIFIED_WITHIN, PARSIMONY, better, certify, choose, data_growth, preferred, promotion_order
 from .metrics import nrmse
-from .monitor import CHECK_EVERY, GAIN, PATIENCE, Monitor, affordable as _affordable, host, levels as _levels
+from .monitor import CHECK_EVERY, GAIN, PATIENCE, Monitor, host
+from .monitor import affordable as _affordable, levels as _levels, worth_starting as _worth
+from .problem import Fit, Problem
 from .recipes import KINDS, STAGE_WEIGHTS, NotApplicable, Recipe, RecipeSpace
 from .report import format_report
 
 __all__ = ["Problem", "Fit", "Search", "choose", "format_report", "host", "STAGE_WEIGHTS", "PROMOTE", "BEHIND",
-           "POLISH", "CHECK_EVERY", "PATIENCE", "GAIN", "PARSIMONY"]
+           "POLISH", "RESERVE", "CHECK_EVERY", "PATIENCE", "GAIN", "PARSIMONY"]
 
 #: Recipes promoted from one family to the next.
 PROMOTE = 2
-#: A kind whose best validation nRMSE is more than BEHIND times the best of all is not promoted.
+#: A recipe whose fit's validation nRMSE is more than BEHIND times the best of all is not promoted.
 BEHIND = 10.0
 #: Validation nRMSE at which a recipe stops: the data are matched to the dtype's rounding.
 FLOOR = {"float64": 1e-12, "float32": 1e-5}
 #: A recipe is skipped when fewer than this many loss evaluations fit in its time.
 MIN_EVALUATIONS = 8
-#: Fits trained on with the time left after the last stage (:meth:`Search._polish`).
-POLISH = 2
+#: Fits trained on per polish round (:meth:`Search._polish`); RESERVE: the budget's share left to the rounds.
+POLISH, RESERVE = 2, 0.25
 
 
 @functools.lru_cache(maxsize=64)
 def _layer(kind, recipe: Recipe, dim: int):
     """The layer of a recipe (depth and ω do not change it): derived once per process."""
     return kind.layer(recipe, dim)
-
-
-@dataclass
-class Problem:
-    """The split data on a grid: ``(samples, *grid)`` arrays, spacing per axis, compile options."""
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    spacing: tuple
-    boundary: object = "periodic"
-    dtype: str = "float64"
-    backend: str = "auto"
-    estimate: object = None
-    pooled: bool = False           # select by the pooled nRMSE (and train relative-loss kinds on the mean)
-
-    @property
-    def grid(self) -> tuple:
-        return tuple(self.x_train.shape[1:])
-
-
-@dataclass
-class Fit:
-    """A fitted recipe: its layer, compiled network, best parameters and errors."""
-    recipe: Recipe
-    layer: object
-    net: object
-    theta: dict
-    train_nrmse: float
-    val_nrmse: float
-    seconds: float = 0.0
-    iterations: int = 0
-    kind: object = None            # the kind prepared for the data (its physics and bounds)
-    certificate: object = None     # :class:`~npdegen.estimator.choice.Certificate`
-
-    @property
-    def n_params(self) -> int:
-        return int(sum(np.size(v) for v in self.theta.values()))
 
 
 class Search:
@@ -237,9 +206,12 @@ class Search:
         # every start is a candidate as it is; the most promising (least validation error) trains first
         screened = sorted(((monitor.consider(st), i) for i, st in enumerate(starts)))
         starts = [starts[i] for _, i in screened]
+        while len(starts) > 1 and not _worth(levels, (end - time.perf_counter()) / len(starts), evaluation):
+            starts.pop()                         # the time affords fewer starts (monitor.worth_starting)
+        monitor.left = len(starts)
         diverged, ran = 0, 0
         for i, start in enumerate(starts):
-            if (i and time.perf_counter() >= end) or monitor.best <= floor:
+            if (i and not _worth(levels, end - time.perf_counter(), evaluation)) or monitor.best <= floor:
                 break                            # the recipe's time is spent (or the data are matched)
             ran += 1
             steps = self.max_iter if single else _affordable(levels, (end - time.perf_counter()) / (len(starts) - i),
@@ -256,7 +228,7 @@ class Search:
             return self._entry(recipe, "failed", started, n_params=n_params, starts=ran,
                                note=f"every start diverged ({diverged} of {ran})")
         value, theta = monitor.result(CERTIFIED_WITHIN)
-        fit = Fit(recipe, layer, net, theta, self._error(net, theta, p.x_train, p.y_train), value,
+        fit = Fit(recipe, layer, net, theta, self._error(net, theta, x_train, y_train), value,   # the pairs it fitted
                   time.perf_counter() - started, monitor.iterations, kind)
         fit.certificate = certify(kind, layer, net, theta, recipe, p.spacing, self.growth)
         self.fits[recipe.label] = fit
@@ -315,68 +287,93 @@ class Search:
                 self.log(format_report([self.report[-1]], header=False))
 
     def _ahead(self, recipes: list) -> list:
-        """The promoted recipes of kinds within :data:`BEHIND` of the best fit; the others are reported."""
+        """The promoted recipes whose source fit is within :data:`BEHIND` of the best fit; the others are
+        reported (per recipe, not per kind: fisher-kpp-2d's 5-point stencil at 6.4e-2 went per site beside
+        its kind's reaction fit at 3.6e-3, and stayed at 6.4e-2)."""
         if not self.fits:
             return recipes
         best = min(f.val_nrmse for f in self.fits.values())
-        by_kind = {}
-        for f in self.fits.values():
-            by_kind[f.recipe.kind] = min(by_kind.get(f.recipe.kind, math.inf), f.val_nrmse)
         keep = []
         for r in recipes:
-            mine = by_kind.get(r.kind, math.inf)
+            mine = min((self.fits[w].val_nrmse for w in r.warm_from if w in self.fits), default=math.inf)
             if mine > BEHIND * best + 1e-12:
                 self._entry(r, "skipped", time.perf_counter(),
-                            note=f"behind: the kind's best validation nRMSE {mine:.3g} is over {BEHIND:g}x the best "
+                            note=f"behind: its source's validation nRMSE {mine:.3g} is over {BEHIND:g}x the best "
                                  f"{best:.3g}")
             else:
                 keep.append(r)
         return keep
 
-    def _polish(self):
-        """Time left after the last stage, in rounds (module docstring): the :data:`POLISH` preferred fits
-        that have not stalled train on, each for an equal share; a fit that gains less than :data:`GAIN` stalls."""
-        stalled = set()
+    def _later(self, families: tuple, recipes: list) -> float:
+        """The weight of the recipes the later ``families`` will promote: :data:`PROMOTE` per family of
+        each kind that can be promoted — one with a recipe in ``recipes`` (this stage) or a fit before
+        (burgers-nu0.1: counting the stencil kinds, every recipe out of reach, held 30 of 42 and cut the
+        flux fit's first share to 13 s, about its L-BFGS set-up)."""
+        playing = {r.kind for r in recipes} | {f.recipe.kind for f in self.fits.values()}
+        return sum(PROMOTE * self.kinds[k].weight(f) for f in families for k in playing if f in self.kinds[k].families)
+
+    def _polish(self, stalled: set | None = None, refine: bool = False):
+        """Time left until ``self.deadline``, in rounds (module docstring): the :data:`POLISH` preferred fits
+        (``refine``: the least validation nRMSE first) that have not stalled train on, each for an equal
+        share; a fit that gains less than :data:`GAIN` stalls (added to ``stalled``)."""
+        stalled = set() if stalled is None else stalled
         while time.perf_counter() < self.deadline:
-            ranked = [f for f in preferred(list(self.fits.values())) if f.recipe.label not in stalled][:POLISH]
+            fits = list(self.fits.values())
+            order = sorted(fits, key=lambda f: f.val_nrmse) if refine else preferred(fits)
+            ranked = [f for f in order if f.recipe.label not in stalled][:POLISH]
             if not ranked:
                 return
+            short = 0                        # fits whose share could not pay their shortest run: not stalled
             for i, fit in enumerate(ranked):
                 if time.perf_counter() >= self.deadline:
                     return
                 before = self.fits[fit.recipe.label]
                 again = None if fit.val_nrmse <= FLOOR[str(fit.net.dtype)] else self._attempt(
                     replace(fit.recipe, warm_from=(fit.recipe.label,)), 1.0 / (len(ranked) - i), False, polish=True)
+                if isinstance(again, dict) and again["note"].startswith("budget"):
+                    short += 1
+                    continue
                 if not isinstance(again, Fit) or not better(again, before):     # better, and certified if it was
                     self.fits[fit.recipe.label] = before
                 if not isinstance(again, Fit) or again.val_nrmse >= before.val_nrmse * (1 - GAIN):
                     stalled.add(fit.recipe.label)
+            if short == len(ranked):
+                return                       # out of time (the rounds after the last stage try them again)
 
     # ------------------------------------------------------------------ the walk
     def run(self):
         """``(best Fit, report)``; raises RuntimeError if no recipe could be fitted."""
-        deadline = self.deadline = (self.started or time.perf_counter()) + self.budget
+        begin = self.started or time.perf_counter()
+        end = begin + self.budget
+        # the stages share the budget but RESERVE of it, which the polish rounds get (module docstring)
+        deadline = self.deadline = begin + (1 - RESERVE) * self.budget
         self.growth = data_growth(self.problem.x_train, self.problem.y_train)
         self._prepare()
         families = self.space.families
         history: list = []                  # fitted recipes per stage, best first
+        stalled: set = set()
         for s, family in enumerate(families):
             recipes = (self._reachable(self.space.initial(self.kinds)) if s == 0
                        else self._ahead(self.space.promote(family, history, PROMOTE, self.kinds)))
-            later = sum(PROMOTE * kind.weight(f) for f in families[s + 1:] for kind in self.kinds.values()
-                        if f in kind.families)
+            later = self._later(families[s + 1:], recipes)
             weights = [self.kinds[r.kind].weight(r.family) for r in recipes]
             stage_fits = []
             for i, recipe in enumerate(recipes):
                 now = time.perf_counter()
                 if now >= deadline and self.fits:
-                    self._entry(recipe, "skipped", now, note="budget: no time left")
+                    self._entry(recipe, "skipped", now, note="budget: the stages' time is spent")
                     continue
                 fit = self._attempt(recipe, weights[i] / (sum(weights[i:]) + later), s == 0)
                 if isinstance(fit, Fit):
                     stage_fits.append(fit)
-            history.append([f.recipe for f in sorted(stage_fits, key=rank)])     # certified first
-        self._polish()
+            if s == 0 and len(families) > 1 and stage_fits:      # refine: the reserve first, then the promotions
+                t0 = time.perf_counter()
+                self.deadline = min(t0 + RESERVE * self.budget, end)
+                self._polish(stalled, refine=True)
+                deadline = self.deadline = min(deadline + time.perf_counter() - t0, end)
+            history.append([f.recipe for f in promotion_order([self.fits[f.recipe.label] for f in stage_fits])])
+        self.deadline = end
+        self._polish(stalled)
         if not self.fits:
             raise RuntimeError("no recipe could be fitted within the budget:\n" + format_report(self.report))
         return choose(list(self.fits.values())), self.report
