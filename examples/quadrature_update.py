@@ -21,6 +21,7 @@ the worst everywhere. A tanh layer costs 2.5x (Q = 2) and 3-4x (Q = 3) the Q = 1
 """
 import os
 import time
+import importlib.util
 
 import numpy as np
 import sympy as sp
@@ -109,3 +110,30 @@ for Q, rule, best in fitted:
     print(f"{Q:>2} {rule if Q > 1 else 'midpoint':<13}" + "".join(f"{e:10.2e} [{v:5.3f}]" for e, v in best))
 print(f"grid layer (NonlocalNetwork) at sigma/dq = 0.5: {grid_error:.2e} (= the Q = 1 row)")
 print("timing: forward + gradient, n = 4096, batch 8, float64, FFT, one thread; loaded machine")
+
+# (c) the same update as generated step kernels (QuadraturePDE.compile(backend=...)): the kernel sampled
+# to a reach of 3 cells, tanh, one nonlinear local expression per site that the NumPy, numba and CUDA
+# templates run like any other layer; next to the NumPy sweeps of the stencil operator.
+backends = ["numpy"] + (["numba"] if importlib.util.find_spec("numba") and not QUICK else [])
+size, batch, layers, reach = 4096, 8, 8, 3
+theta = {"sigma": np.array(0.8 / size), "mu": np.array(0.3 / size)}
+x = np.random.default_rng(2).standard_normal((batch, size))
+print(f"(c) generated step kernels, tanh, reach {reach}, n = {size}, batch {batch}, float64, one thread: "
+      "ms per layer, forward + gradient (largest relative gradient difference to the sweeps)")
+print(f"{'Q':>2} {'rule':<13}{'sweeps':>10}" + "".join(f"{b:>22}" for b in backends))
+for Q, rule in ROWS[:3]:
+    quad = QuadraturePDE(tanh, Q=Q, rule=rule)
+    opts = dict(spacing=1.0 / size, layers=layers, threads=1)
+    nets = [quad.compile(size, method="stencil", reach=reach, **opts)]
+    nets += [quad.compile(size, backend=b, reach=reach, **opts) for b in backends]
+    ref = nets[0].loss_and_grad(x, 0.5 * x, theta)[1]
+    cells = []
+    for net in nets:
+        best, grads = np.inf, None
+        for _ in range(2 if QUICK else 5):
+            start = time.perf_counter()
+            _, grads = net.loss_and_grad(x, 0.5 * x, theta)
+            best = min(best, time.perf_counter() - start)
+        diff = max(float(np.max(np.abs(grads[k] - ref[k])) / np.max(np.abs(ref[k]))) for k in ref)
+        cells.append((1e3 * best / layers, diff))
+    print(f"{Q:>2} {rule:<13}{cells[0][0]:10.3f}" + "".join(f"{t:12.3f} ({d:7.1e})" for t, d in cells[1:]))

@@ -77,6 +77,21 @@ def test_generated_numpy_equals_the_quadrature_sweeps(boundary, Q, rule, basis):
     agree(net, ref, theta_of(layer, n), n)
 
 
+@pytest.mark.parametrize("Q, activation", [(1, "tanh"), (3, "identity")])
+def test_collapsed_nodes_take_the_linear_path(Q, activation):
+    """Q = 1 or a linear f: one linear stencil Σ_k ŵ_k w^k (the templates' linear path), f and b the IR's."""
+    n = 16
+    layer = NonlocalPDE(gaussian(sigma, mu), z1, activation=activation,
+                        params={sigma: "homogeneous", mu: "heterogeneous"}, bias="heterogeneous")
+    quad = QuadraturePDE(layer, Q=Q, basis="bspline")
+    step = quad.step_layer(3)
+    assert step.collapsed and step.lowered.linear and step.lowered.ir.bias == "heterogeneous"
+    opts = dict(spacing=0.1, layers=3, omega=0.8, boundary="dirichlet")
+    agree(quad.compile(n, backend="numpy", reach=3, **opts), quad.compile(n, method="stencil", reach=3, **opts),
+          theta_of(layer, n), n)
+    assert not QuadraturePDE(layer, Q=2).step_layer(1).collapsed or activation == "identity"
+
+
 def test_activation_parameters_and_literal_weights():
     """ρ (time-dependent) inside G, normalise=False (c = ν), Q = 2 Gauss with the Gaussian basis."""
     n, layer = 16, reaction_layer()

@@ -28,6 +28,13 @@ equals :meth:`QuadraturePDE.compile` with ``method="stencil"`` and the same ``re
 (tests/test_quadrature_step.py: forward and gradients to 1e-12 in float64, NumPy ≡ numba ≡ the CUDA
 emulation). The kernel's range (``σ > 0``, …) is checked on every θ the network is given.
 
+When the nodes collapse — ``Q = 1``, or a linear ``f`` (:mod:`.quadrature`, step 6) — ``G`` is the
+linear stencil ``Σ_o (Σ_k ŵ_k w^k_o) z[i+o]`` and ``f``, ``b`` stay the IR's: the templates' linear
+path (coefficients once per call, the transposed stencil in the adjoint). With several nodes and a
+nonlinear ``f`` the Jacobians depend on the state and are formed per site: the generated kernels then
+cost more than :class:`~npdegen.integral.quadrature.QuadratureNetwork`'s NumPy sweeps on a CPU
+(``examples/quadrature_update.py`` (c) measures both); they are what runs on a GPU.
+
 Limits (a clear error names them): kernels of the displacement only (``W(r; θ)``, not ``W(q, r)``),
 without compact support (the indicator of a top-hat is not differentiable in ``θ``; use
 :meth:`QuadraturePDE.compile`), and a reach within the step IR's stencil size.
@@ -82,8 +89,8 @@ def _reach(reach, dim: int) -> tuple:
     return tuple(int(v) for v in values)
 
 
-def _site(quadrature, reach: tuple):
-    """``(G, params)``: the site expression above and ``{symbol: family}``."""
+def _node_weights(quadrature, reach: tuple) -> tuple:
+    """``(offsets, [[w^k_o for o] for k])``: the SymPy weights of every node (module docstring)."""
     layer, nodes = quadrature.layer, quadrature.nodes
     kernel = layer.kernel
     if kernel.position:
@@ -92,40 +99,60 @@ def _site(quadrature, reach: tuple):
     if kernel.support is not None:
         raise ValueError(f"kernel {kernel.name} has compact support (its indicator is not differentiable in the "
                          "parameters); use QuadraturePDE.compile(method='stencil') for it")
-    field = layer.field
-    deltas = spacing_symbols(field.args)
+    deltas = spacing_symbols(layer.field.args)
     cell = sp.Mul(*deltas)
     scale = 1.0 if quadrature.normalise else float(nodes.mass)
     weights = [float(w) for w in nodes.weights]
     offsets = [tuple(int(v) for v in o) for o in box_offsets(reach)]
-    accesses = [shifted_access(field, o) for o in offsets]
-    x = ACTIVATION_SYMBOL
-    bias = sp.Symbol("b", real=True) if "b" in layer.families else sp.Integer(0)
-    G = sp.Integer(0)
+    per_node = []
     for k in range(nodes.count):
-        Z = sp.Integer(0)
-        for o, access in zip(offsets, accesses):
+        row = []
+        for o in offsets:
             w = sp.Integer(0)
             for l in range(nodes.count):
                 r = [sp.Float(float(o[a] + nodes.nodes[l, a] - nodes.nodes[k, a]), 17) * deltas[a]
                      for a in range(layer.dim)]
                 w += sp.Float(scale * weights[l], 17) * cell * kernel.density.xreplace(dict(zip(kernel.r, r)))
-            Z += w * access
-        G += sp.Float(weights[k], 17) * layer.activation.expr.xreplace({x: Node(Z - bias)})
-    params = {p: layer.families[p.name] for p in (*kernel.params, *layer.activation.params)}
-    if "b" in layer.families:
-        params[bias] = layer.families["b"]
+            row.append(w)
+        per_node.append(row)
+    return offsets, per_node
+
+
+def _site(quadrature, reach: tuple):
+    """``(G, activation, params, bias, collapsed)``: the step IR's transform, activation, parameter
+    families and bias family. When the nodes collapse (``Q = 1`` or a linear ``f``: module docstring
+    of :mod:`.quadrature`, step 6) ``G = Σ_o (Σ_k ŵ_k w^k_o) z[i+o]`` is linear and ``f``, ``b`` stay
+    the IR's (the fast path of every template); else ``G`` holds ``f`` and ``b`` (module docstring)."""
+    layer, nodes = quadrature.layer, quadrature.nodes
+    field = layer.field
+    offsets, per_node = _node_weights(quadrature, reach)
+    accesses = [shifted_access(field, o) for o in offsets]
+    weights = [sp.Float(float(w), 17) for w in nodes.weights]
+    params = {p: layer.families[p.name] for p in (*layer.kernel.params, *layer.activation.params)}
+    bias = layer.families.get("b")
+    if nodes.count == 1 or layer.activation.linear:
+        G = sum((sum((wk * row[j] for wk, row in zip(weights, per_node)), sp.Integer(0)) * access
+                 for j, access in enumerate(accesses)), sp.Integer(0))
+        return G, layer._args["activation"], params, bias, True
+    x = ACTIVATION_SYMBOL
+    b = sp.Symbol("b", real=True) if bias else sp.Integer(0)
+    G = sp.Integer(0)
+    for wk, row in zip(weights, per_node):
+        Z = sum((w * access for w, access in zip(row, accesses)), sp.Integer(0))
+        G += wk * layer.activation.expr.xreplace({x: Node(Z - b)})
+    if bias:
+        params[b] = bias
     # one term linear in an access with a parameter-free coefficient (the step templates split G into
     # such terms and a rest; :func:`npdegen.derive.softmin._with_linear_term`): same value and derivatives
-    return field + Node(G - field), params
+    return field + Node(G - field), "identity", params, None, False
 
 
 class QuadratureStepPDE(NeuralPDE):
     """A :class:`~npdegen.integral.quadrature.QuadraturePDE` with its kernel sampled out to ``reach``
     as a step-IR layer (module docstring): ``compile(..., backend="numba")`` and every other option of
-    :meth:`npdegen.NeuralPDE.compile`. Its ``theta`` keys are those of the quadrature layer (``b``
-    is the bias inside ``f``, a parameter of ``G``: the layer has no IR bias)."""
-    _reserved = ("omega",)
+    :meth:`npdegen.NeuralPDE.compile`. Its ``theta`` keys are those of the quadrature layer (with
+    several nodes and a nonlinear ``f``, ``b`` is the bias inside ``f``, a parameter of ``G``: the
+    layer has no IR bias). ``collapsed``: the nodes collapsed into one linear stencil."""
 
     def __init__(self, quadrature, reach):
         from .quadrature import QuadraturePDE
@@ -133,9 +160,10 @@ class QuadratureStepPDE(NeuralPDE):
             raise TypeError(f"quadrature must be a QuadraturePDE, got {type(quadrature).__name__}")
         self.quadrature = quadrature
         self.reach = _reach(reach, quadrature.layer.dim)
-        G, params = _site(quadrature, self.reach)
+        G, activation, params, bias, self.collapsed = _site(quadrature, self.reach)
         layer = quadrature.layer
-        super().__init__(G, layer.field, activation="identity", params=params, bias=None,
+        self._reserved = None if self.collapsed else ("omega",)
+        super().__init__(G, layer.field, activation=activation, params=params, bias=bias,
                          name=f"{layer.name}_q{quadrature.Q}")
         self._args = {"quadrature": quadrature, "reach": self.reach}
 
