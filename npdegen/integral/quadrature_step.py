@@ -155,8 +155,8 @@ class QuadratureStepPDE(NeuralPDE):
     layer has no IR bias). ``collapsed``: the nodes collapsed into one linear stencil."""
 
     def __init__(self, quadrature, reach):
-        from .quadrature import QuadraturePDE
-        if not isinstance(quadrature, QuadraturePDE):
+        # what a QuadraturePDE holds (no import of .quadrature, which makes these layers: one direction)
+        if not all(hasattr(quadrature, a) for a in ("layer", "nodes", "normalise", "Q")):
             raise TypeError(f"quadrature must be a QuadraturePDE, got {type(quadrature).__name__}")
         self.quadrature = quadrature
         self.reach = _reach(reach, quadrature.layer.dim)
