@@ -16,7 +16,7 @@ from npdegen.estimator import KINDS, Recipe, RecipeSpace  # noqa: E402
 from npdegen.estimator.choice import CERTIFIED_WITHIN, Certificate, better, promotion_order  # noqa: E402
 from npdegen.estimator.monitor import (EVALUATIONS_PER_ITERATION, FIRST_ITERATIONS, FLAT, PATIENCE,  # noqa: E402
                                        PROBES, Monitor, worth_starting)
-from npdegen.estimator.search import PROMOTE, Fit, Problem, Search  # noqa: E402
+from npdegen.estimator.search import GAIN, PROMOTE, REFINE_GAIN, REFINE_TOP, Fit, Problem, Search  # noqa: E402
 
 N = 24
 H = 1.0 / N
@@ -35,11 +35,11 @@ def fourier_map(x, shift_cells, variance_cells2):
                                axis=1))
 
 
-def stub_fit(width, val, certified=None, kind="stub", family="homogeneous", n_params=1):
+def stub_fit(width, val, certified=None, kind="stub", family="homogeneous", n_params=1, improving=False):
     cert = None if certified is None else Certificate(1.0 if certified else 1.5, 1.0 if certified else 1e3, 1.01,
                                                       certified)
     return Fit(Recipe(kind, family, width, 1, "identity"), None, SimpleNamespace(dtype=np.dtype("float64")),
-               {"p": np.zeros(n_params)}, val, val, certificate=cert)
+               {"p": np.zeros(n_params)}, val, val, certificate=cert, improving=improving)
 
 
 def stub_search(fits=()):
@@ -143,9 +143,46 @@ def test_polish_out_of_time_does_not_stall():
     assert calls == [1, 2] and not stalled
 
 
-def test_refine_rounds_run_before_the_richer_families():
-    """The reserve's first rounds follow the first stage: a polish row of the homogeneous fit comes before
-    the first heterogeneous row, which starts from the refined fit (no worse than the first-stage fit)."""
+def test_refine_is_successive_halving():
+    """The REFINE_TOP best fits still improving get a round each, the time split evenly over the rounds
+    left (6, 3, 1 fits) and the fits of the round; then the better half of those that gained REFINE_GAIN
+    goes on. A fit on a plateau gets no round; one that gains less than GAIN stalls; one that gains
+    between GAIN and REFINE_GAIN leaves the rounds without stalling."""
+    import time
+    assert REFINE_TOP == 6 and GAIN < 0.05 < REFINE_GAIN < 0.5
+    fits = [stub_fit(w, 0.1 * w, improving=True) for w in range(1, 9)] + [stub_fit(9, 0.01)]   # 9: a plateau
+    search = stub_search(fits)
+    gains = {2: [0.5, 0.5, 0.5], 5: [0.5], 3: [0.95]}       # new / old validation nRMSE per round
+    calls, slices = [], []
+
+    def attempt(recipe, share, first_stage, polish=False):
+        calls.append(recipe.width)
+        slices.append(search.deadline - time.perf_counter())
+        assert polish and share == 1.0 and recipe.warm_from == (recipe.label,)
+        if gains.get(recipe.width):
+            new = stub_fit(recipe.width, search.fits[recipe.label].val_nrmse * gains[recipe.width].pop(0))
+            search.fits[recipe.label] = new
+            return new
+        return search.fits[recipe.label]
+    search._attempt = attempt
+    stalled = set()
+    search._refine(time.perf_counter() + 36.0, stalled)
+    assert calls == [1, 2, 3, 4, 5, 6, 2, 2]                   # 2 and 5 gained 50 %; 2 is the better half
+    assert stalled == {fits[i].recipe.label for i in (0, 3, 5)}          # 3 gained 5 %: out, not stalled
+    assert slices[0] == pytest.approx(36.0 / 3 / 6, rel=1e-2) and slices[6] == pytest.approx(36.0 / 2, rel=1e-2)
+    assert search.fits[fits[1].recipe.label].val_nrmse == pytest.approx(0.025)
+    search = stub_search([stub_fit(1, 0.1), stub_fit(2, 0.2)])          # nothing improving: no rounds
+    search._attempt = attempt
+    calls.clear()
+    search._refine(time.perf_counter() + 36.0, set())
+    assert calls == []
+
+
+def test_refine_rounds_run_before_the_richer_families(monkeypatch):
+    """The refine rounds follow the first stage: a polish row of the homogeneous fit (counted as still
+    improving here) comes before the first heterogeneous row, which starts from the refined fit (no
+    worse than the first-stage fit)."""
+    monkeypatch.setattr(Monitor, "improving", property(lambda self: True))
     x, x_val = snapshots(16, 1), snapshots(6, 2)
     y, y_val = fourier_map(x, 0.7, 0.5), fourier_map(x_val, 0.7, 0.5)
     space = RecipeSpace(kinds=("moments",), families=("homogeneous", "heterogeneous"), widths=(3,), depths=(4,),
@@ -204,6 +241,33 @@ def test_the_first_iteration_is_not_a_measure_of_the_next(monkeypatch):
     late.on_train_begin({})
     clock.now = 11.0                              # a set-up that overran the share: stop
     assert late.on_step(0, 1.0, theta) is True
+
+
+def test_monitor_says_whether_the_best_start_was_still_improving(monkeypatch):
+    """Cut short by time: improving; stopped on a plateau (a flat loss): not; the best of several starts
+    decides; a start never trained (the screened parameters are the best): not."""
+    clock = Clock()
+    monkeypatch.setattr(monitor_module, "time", clock)
+    theta = {"p": np.zeros(1)}
+    values = iter([0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
+
+    def run(mon, losses, end_at=None):
+        mon.on_train_begin({})
+        for i, loss in enumerate(losses):
+            clock.now += 1.0
+            if mon.on_step(i, loss, theta):
+                break
+        mon.consider(theta)
+
+    mon = Monitor(lambda th: next(values), end=4.0, starts=1)
+    mon.consider(theta)                                    # screening
+    assert not mon.improving
+    run(mon, [1.0, 0.9, 0.8, 0.7, 0.6])                  # stopped by its time
+    assert mon.improving
+    clock.now = 0.0
+    mon = Monitor(lambda th: next(values), end=1e6, starts=2)
+    run(mon, [1.0, 0.5] + [0.5] * FLAT)                   # stopped on a flat loss: its consider is the best
+    assert not mon.improving
 
 
 def test_a_start_whose_loss_is_flat_stops(monkeypatch):

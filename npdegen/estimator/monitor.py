@@ -12,6 +12,9 @@ layer 14 s against ~1 s per later iteration, so counting it stopped every start 
 step, at validation 0.10, where 8 more iterations reach 8e-4): after it the start stops only once its
 share is spent, and the later iterations set the expected length.
 
+:attr:`Monitor.improving` says whether the start that found the best parameters was still improving
+when it stopped (the search's refine rounds train such fits on).
+
 With a ``certify(theta) -> bool`` callable it also keeps the best **certified** parameters seen
 (:mod:`npdegen.estimator.choice`): each new best is certified while certifying has taken at most
 :data:`CERTIFY_SHARE` of the time since the monitor began (a candidate not checked is not
@@ -33,8 +36,10 @@ from ..runtime.callbacks import Callback
 from ..runtime.multilevel import hierarchy
 from ..runtime.train_lbfgs import _periodic
 
-__all__ = ["Monitor", "host", "levels", "affordable", "worth_starting", "CHECK_EVERY", "PATIENCE", "GAIN"]
+__all__ = ["Monitor", "host", "levels", "affordable", "worth_starting", "FLOOR", "CHECK_EVERY", "PATIENCE", "GAIN"]
 
+#: Validation nRMSE at which a recipe stops: the data are matched to the dtype's rounding.
+FLOOR = {"float64": 1e-12, "float32": 1e-5}
 #: Validation checks: every CHECK_EVERY L-BFGS iterations; a start stops after PATIENCE checks that
 #: did not lower its validation nRMSE by the relative GAIN.
 CHECK_EVERY, PATIENCE, GAIN = 5, 5, 1e-3
@@ -62,9 +67,11 @@ class Monitor(Callback):
         self.best, self.best_theta, self.iterations = math.inf, None, 0
         self.stable, self.stable_theta = math.inf, None          # the best certified checkpoint
         self.began, self.certifying = time.perf_counter(), 0.0
+        self.start, self.best_start, self.settled = -1, -1, set()  # starts stopped on a plateau
 
     def on_train_begin(self, info):
         now = time.perf_counter()
+        self.start += 1
         self.stop_at = now + max(self.end - now, 0.0) / self.left
         self.left = max(self.left - 1, 1)
         self.own, self.waited = math.inf, 0
@@ -75,6 +82,7 @@ class Monitor(Callback):
         value = self.evaluate(theta)
         if value < self.best:
             self.best, self.best_theta = value, {k: host(v).copy() for k, v in theta.items()}
+            self.best_start = self.start
         if (self.certify is not None and value < self.stable
                 and self.certifying <= CERTIFY_SHARE * (time.perf_counter() - self.began)):
             t0 = time.perf_counter()
@@ -83,6 +91,12 @@ class Monitor(Callback):
             if ok:
                 self.stable, self.stable_theta = value, {k: host(v).copy() for k, v in theta.items()}
         return value
+
+    @property
+    def improving(self) -> bool:
+        """Whether the start that found the best parameters was still improving when it stopped: trained,
+        not stopped on a plateau (patience or a flat loss), above the floor."""
+        return self.best_start >= 0 and self.best_start not in self.settled and self.best > self.floor
 
     def result(self, certified_within: float) -> tuple:
         """``(validation nRMSE, parameters)``: the best certified checkpoint when it is within the
@@ -96,6 +110,7 @@ class Monitor(Callback):
         self.flat = self.flat + 1 if loss >= self.loss * (1 - LEVEL) else 0
         self.loss = min(self.loss, loss)
         if self.patience is not None and self.flat >= FLAT:
+            self.settled.add(self.start)
             return True
         if (step + 1) % CHECK_EVERY == 0:
             value = self.consider(theta)
@@ -104,6 +119,7 @@ class Monitor(Callback):
             else:
                 self.waited += 1
                 if self.patience is not None and self.waited >= self.patience:
+                    self.settled.add(self.start)
                     return True
         now = time.perf_counter()
         interval, self.last, self.steps = now - self.last, now, self.steps + 1

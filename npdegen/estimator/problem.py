@@ -43,6 +43,7 @@ class Fit:
     iterations: int = 0
     kind: object = None            # the kind prepared for the data (its physics and bounds)
     certificate: object = None     # :class:`~npdegen.estimator.choice.Certificate`
+    improving: bool = False        # its best start was cut short by time, not stopped on a plateau
 
     @property
     def n_params(self) -> int:

@@ -31,21 +31,14 @@
   :func:`~npdegen.estimator.monitor.affordable`), stops a start of a homogeneous recipe that gained
   less than :data:`GAIN` in :data:`PATIENCE` checks (richer families are fitted coarse to fine by
   ``npdegen.train``, whose coarse plateaus must not end the run), and the recipe once the rounding
-  floor :data:`FLOOR` is reached. A fit keeps its best certified checkpoint when that is within
-  ``CERTIFIED_WITHIN`` of its best (:class:`~npdegen.estimator.monitor.Monitor`). ``Problem.pooled``
-  (the regressor's ``metric``): pooled nRMSEs, and the kinds train on the mean squared error.
-* **Polish.** The stages share the budget but :data:`RESERVE` of it. The reserve goes in rounds to the
-  :data:`POLISH` preferred fits (the winner first, then by validation nRMSE:
-  :func:`~npdegen.estimator.choice.preferred`), trained on from their parameters (a report row each),
-  each while it gains :data:`GAIN` per round; a fit that stalls passes its turn to the next (burgers-nu0.1:
-  34 s went unused after the nonlocal fits stalled while the flux fit, cut short, still improved); a fit
-  is only replaced by a better one (:func:`~npdegen.estimator.choice.better`). Rounds run right after the
-  first stage (**refine**, least validation nRMSE first; the later stages start later by the time they
-  took and promote from the refined fits) and after the last stage (a fit stalled before stays stalled).
-  The screening rule: the first stage tries every recipe briefly, the reserve trains the promising ones
-  on (fisher-kpp-2d: 52 recipes left ~1.6 s to the kernel + reaction fit, validation 5.6e-2, and no time
-  after the stages; trained on for 8 s it reaches 1.3e-3), and the richer families start from fits
-  trained to their plateau (a homogeneous fit still improving says little about per-site values).
+  floor :data:`~npdegen.estimator.monitor.FLOOR` is reached. A fit keeps its best certified
+  checkpoint when that is within ``CERTIFIED_WITHIN`` of its best
+  (:class:`~npdegen.estimator.monitor.Monitor`). ``Problem.pooled`` (the regressor's ``metric``):
+  pooled nRMSEs, and the kinds train on the mean squared error.
+* **Refine and polish** (:mod:`npdegen.estimator.rounds`). Right after the first stage, refine rounds
+  train on the most accurate fits that were still improving when their time ran out (successive
+  halving; planned as :data:`~npdegen.estimator.rounds.REFINE_WEIGHT` recipe weights), and the later
+  stages promote from the refined fits; the time left after the last stage polishes the preferred fits.
 * **Certificate and winner** (:mod:`npdegen.estimator.choice`). Every fit gets a stability
   certificate (gain per layer; certified when the network amplifies no more than the data grow);
   the winner is, among the certified fits within the factor ``CERTIFIED_WITHIN`` of the least
@@ -64,27 +57,24 @@ import numpy as np
 
 from ..runtime.network import NonFiniteError
 from ..runtime.train import TrainingDiverged, train
-from .choice import CERTIFIED_WITHIN, PARSIMONY, better, certify, choose, data_growth, preferred, promotion_order
+from .choice import CERTIFIED_WITHIN, PARSIMONY, certify, choose, data_growth, promotion_order
 from .metrics import nrmse
-from .monitor import CHECK_EVERY, GAIN, PATIENCE, Monitor, host
+from .monitor import CHECK_EVERY, FLOOR, GAIN, PATIENCE, Monitor, host
 from .monitor import affordable as _affordable, levels as _levels, worth_starting as _worth
 from .problem import Fit, Problem
+from .rounds import POLISH, REFINE_GAIN, REFINE_TOP, REFINE_WEIGHT, Rounds
 from .recipes import KINDS, STAGE_WEIGHTS, NotApplicable, Recipe, RecipeSpace
 from .report import format_report
 
 __all__ = ["Problem", "Fit", "Search", "choose", "format_report", "host", "STAGE_WEIGHTS", "PROMOTE", "BEHIND",
-           "POLISH", "RESERVE", "CHECK_EVERY", "PATIENCE", "GAIN", "PARSIMONY"]
+           "POLISH", "REFINE_WEIGHT", "REFINE_TOP", "REFINE_GAIN", "CHECK_EVERY", "PATIENCE", "GAIN", "PARSIMONY"]
 
 #: Recipes promoted from one family to the next.
 PROMOTE = 2
 #: A recipe whose fit's validation nRMSE is more than BEHIND times the best of all is not promoted.
 BEHIND = 10.0
-#: Validation nRMSE at which a recipe stops: the data are matched to the dtype's rounding.
-FLOOR = {"float64": 1e-12, "float32": 1e-5}
 #: A recipe is skipped when fewer than this many loss evaluations fit in its time.
 MIN_EVALUATIONS = 8
-#: Fits trained on per polish round (:meth:`Search._polish`); RESERVE: the budget's share left to the rounds.
-POLISH, RESERVE = 2, 0.25
 
 
 @functools.lru_cache(maxsize=64)
@@ -93,7 +83,7 @@ def _layer(kind, recipe: Recipe, dim: int):
     return kind.layer(recipe, dim)
 
 
-class Search:
+class Search(Rounds):
     """Walks the recipe space within ``budget`` seconds from ``started`` (a ``time.perf_counter()``
     value; default: when :meth:`run` begins); :meth:`run` returns ``(best fit, report)``."""
 
@@ -231,6 +221,7 @@ class Search:
         fit = Fit(recipe, layer, net, theta, self._error(net, theta, x_train, y_train), value,   # the pairs it fitted
                   time.perf_counter() - started, monitor.iterations, kind)
         fit.certificate = certify(kind, layer, net, theta, recipe, p.spacing, self.growth)
+        fit.improving = monitor.improving
         self.fits[recipe.label] = fit
         notes = ["polish: trained on from its fit" if polish else "", fit.certificate.describe(),
                  f"{diverged} of {ran} starts diverged" if diverged else "",
@@ -312,41 +303,10 @@ class Search:
         playing = {r.kind for r in recipes} | {f.recipe.kind for f in self.fits.values()}
         return sum(PROMOTE * self.kinds[k].weight(f) for f in families for k in playing if f in self.kinds[k].families)
 
-    def _polish(self, stalled: set | None = None, refine: bool = False):
-        """Time left until ``self.deadline``, in rounds (module docstring): the :data:`POLISH` preferred fits
-        (``refine``: the least validation nRMSE first) that have not stalled train on, each for an equal
-        share; a fit that gains less than :data:`GAIN` stalls (added to ``stalled``)."""
-        stalled = set() if stalled is None else stalled
-        while time.perf_counter() < self.deadline:
-            fits = list(self.fits.values())
-            order = sorted(fits, key=lambda f: f.val_nrmse) if refine else preferred(fits)
-            ranked = [f for f in order if f.recipe.label not in stalled][:POLISH]
-            if not ranked:
-                return
-            short = 0                        # fits whose share could not pay their shortest run: not stalled
-            for i, fit in enumerate(ranked):
-                if time.perf_counter() >= self.deadline:
-                    return
-                before = self.fits[fit.recipe.label]
-                again = None if fit.val_nrmse <= FLOOR[str(fit.net.dtype)] else self._attempt(
-                    replace(fit.recipe, warm_from=(fit.recipe.label,)), 1.0 / (len(ranked) - i), False, polish=True)
-                if isinstance(again, dict) and again["note"].startswith("budget"):
-                    short += 1
-                    continue
-                if not isinstance(again, Fit) or not better(again, before):     # better, and certified if it was
-                    self.fits[fit.recipe.label] = before
-                if not isinstance(again, Fit) or again.val_nrmse >= before.val_nrmse * (1 - GAIN):
-                    stalled.add(fit.recipe.label)
-            if short == len(ranked):
-                return                       # out of time (the rounds after the last stage try them again)
-
     # ------------------------------------------------------------------ the walk
     def run(self):
         """``(best Fit, report)``; raises RuntimeError if no recipe could be fitted."""
-        begin = self.started or time.perf_counter()
-        end = begin + self.budget
-        # the stages share the budget but RESERVE of it, which the polish rounds get (module docstring)
-        deadline = self.deadline = begin + (1 - RESERVE) * self.budget
+        deadline = self.deadline = (self.started or time.perf_counter()) + self.budget
         self.growth = data_growth(self.problem.x_train, self.problem.y_train)
         self._prepare()
         families = self.space.families
@@ -355,24 +315,23 @@ class Search:
         for s, family in enumerate(families):
             recipes = (self._reachable(self.space.initial(self.kinds)) if s == 0
                        else self._ahead(self.space.promote(family, history, PROMOTE, self.kinds)))
-            later = self._later(families[s + 1:], recipes)
+            refine = REFINE_WEIGHT if s == 0 and len(families) > 1 else 0.0     # the refine rounds (rounds.py)
+            later = self._later(families[s + 1:], recipes) + refine
             weights = [self.kinds[r.kind].weight(r.family) for r in recipes]
             stage_fits = []
             for i, recipe in enumerate(recipes):
                 now = time.perf_counter()
                 if now >= deadline and self.fits:
-                    self._entry(recipe, "skipped", now, note="budget: the stages' time is spent")
+                    self._entry(recipe, "skipped", now, note="budget: no time left")
                     continue
                 fit = self._attempt(recipe, weights[i] / (sum(weights[i:]) + later), s == 0)
                 if isinstance(fit, Fit):
                     stage_fits.append(fit)
-            if s == 0 and len(families) > 1 and stage_fits:      # refine: the reserve first, then the promotions
-                t0 = time.perf_counter()
-                self.deadline = min(t0 + RESERVE * self.budget, end)
-                self._polish(stalled, refine=True)
-                deadline = self.deadline = min(deadline + time.perf_counter() - t0, end)
+            if refine and stage_fits:
+                now = time.perf_counter()
+                self._refine(now + refine / (refine + self._later(families[1:], [])) * max(deadline - now, 0), stalled)
+                self.deadline = deadline
             history.append([f.recipe for f in promotion_order([self.fits[f.recipe.label] for f in stage_fits])])
-        self.deadline = end
         self._polish(stalled)
         if not self.fits:
             raise RuntimeError("no recipe could be fitted within the budget:\n" + format_report(self.report))
