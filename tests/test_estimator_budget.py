@@ -145,14 +145,14 @@ def test_polish_out_of_time_does_not_stall():
 
 def test_refine_is_successive_halving():
     """The REFINE_TOP best fits still improving get a round each, the time split evenly over the rounds
-    left (6, 3, 1 fits) and the fits of the round; then the better half of those that gained REFINE_GAIN
+    left and the fits of the round; then the better half (rounded up) of those that gained REFINE_GAIN
     goes on. A fit on a plateau gets no round; one that gains less than GAIN stalls; one that gains
     between GAIN and REFINE_GAIN leaves the rounds without stalling."""
     import time
     assert REFINE_TOP == 6 and GAIN < 0.05 < REFINE_GAIN < 0.5
     fits = [stub_fit(w, 0.1 * w, improving=True) for w in range(1, 9)] + [stub_fit(9, 0.01)]   # 9: a plateau
     search = stub_search(fits)
-    gains = {2: [0.5, 0.5, 0.5], 5: [0.5], 3: [0.95]}       # new / old validation nRMSE per round
+    gains = {2: [0.5, 0.5, 0.5], 5: [0.5], 3: [0.95], 6: [0.8, 0.5]}     # new / old validation nRMSE per round
     calls, slices = [], []
 
     def attempt(recipe, share, first_stage, polish=False):
@@ -167,9 +167,12 @@ def test_refine_is_successive_halving():
     search._attempt = attempt
     stalled = set()
     search._refine(time.perf_counter() + 36.0, stalled)
-    assert calls == [1, 2, 3, 4, 5, 6, 2, 2]                   # 2 and 5 gained 50 %; 2 is the better half
-    assert stalled == {fits[i].recipe.label for i in (0, 3, 5)}          # 3 gained 5 %: out, not stalled
-    assert slices[0] == pytest.approx(36.0 / 3 / 6, rel=1e-2) and slices[6] == pytest.approx(36.0 / 2, rel=1e-2)
+    # round 1: 2, 5 and 6 gain (0.1, 0.25, 0.48), 3 gains 5 % (out, not stalled), 1 and 4 stall;
+    # round 2: the better half rounded up, 2 and 5: 5 stalls; round 3: 2
+    assert calls == [1, 2, 3, 4, 5, 6, 2, 5, 2]
+    assert stalled == {fits[i].recipe.label for i in (0, 3, 4)}
+    assert slices[0] == pytest.approx(36.0 / 3 / 6, rel=1e-2) and slices[6] == pytest.approx(36.0 / 2 / 2, rel=1e-2)
+    assert slices[8] == pytest.approx(36.0, rel=1e-2)
     assert search.fits[fits[1].recipe.label].val_nrmse == pytest.approx(0.025)
     search = stub_search([stub_fit(1, 0.1), stub_fit(2, 0.2)])          # nothing improving: no rounds
     search._attempt = attempt
