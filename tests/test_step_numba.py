@@ -52,11 +52,12 @@ def _layer(case, fam):
 _NETS: dict = {}
 
 
-def nets(case, fam, boundary, dtype="float64", alpha=None, train_omega=False, checkpoint=None):
-    """(numba network, numpy network, theta), compiled once per process."""
-    key = (case, fam, boundary, dtype, alpha, train_omega, checkpoint)
+def nets(case, fam, boundary, dtype="float64", alpha=None, train_omega=False, checkpoint=None, n=None):
+    """(numba network, numpy network, theta), compiled once per process (``n``: another grid, the same kernels)."""
+    key = (case, fam, boundary, dtype, alpha, train_omega, checkpoint, n)
     if key not in _NETS:
         layer, kw, values = _layer(case, fam)
+        kw = kw if n is None else dict(kw, n=n)
         common = dict(layers=LAYERS, omega=0.7, boundary=boundary, dtype=dtype, alpha=alpha, train_omega=train_omega,
                       checkpoint=checkpoint, **kw)
         nb = layer.compile(backend="numba", **common)
@@ -109,7 +110,9 @@ FAST = [
     ("adr2d", ("time-dependent", "homogeneous"), ("dirichlet", "periodic"), {"alpha": 0.1, "train_omega": True}),
     ("nl3d", ("homogeneous", "time-dependent"), ("neumann", "periodic", "dirichlet"), {}),
     ("act", ("heterogeneous", None), ("neumann", "dirichlet"), {}),
-    ("act", ("time-dependent", "heterogeneous"), "periodic", {}),
+    # ~15-20 s of cold compiles; the activation-parameter case above, the time-dependent families of
+    # burgers1d/adr2d/nl3d, the heterogeneous bias and the periodic boundary keep its paths in the default run
+    pytest.param("act", ("time-dependent", "heterogeneous"), "periodic", {}, marks=pytest.mark.slow),
 ]
 
 
@@ -126,21 +129,39 @@ def test_checkpointing():
     assert full.kernel is nb.kernel        # the same kernel module: checkpointing is the runtime's
 
 
-def test_float32():
-    nb, ref, theta = nets("adr2d", ("heterogeneous", "heterogeneous"), ("periodic", "neumann"), dtype="float32")
+#: float32 and thread-parallel loops: a float32 (or parallel) kernel is a cold compile of its own, 2-D ~2-3x a
+#: 1-D one (adr2d float32 ~18 s, its parallel loops ~30-50 s); the 1-D case runs by default, the 2-D with --slow
+#: (the loops' line/chunk split is the same code in the serial loops, which the 2-D cases above run)
+DTYPE_CASES = [("burgers1d", ("heterogeneous", "heterogeneous"), "neumann"),
+               pytest.param("adr2d", ("heterogeneous", "heterogeneous"), ("periodic", "neumann"),
+                            marks=pytest.mark.slow)]
+#: the 1-D grid is long enough for the loops to split it (3 chunks of the last axis, the batch in 2 groups; on
+#: the 2-D grid the lines split)
+PARALLEL_CASES = [("burgers1d", ("homogeneous", "heterogeneous"), "periodic", 600),
+                  pytest.param("adr2d", ("heterogeneous", "heterogeneous"), ("periodic", "neumann"), None,
+                               marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("case,fam,boundary", DTYPE_CASES, ids=lambda v: str(v))
+def test_float32(case, fam, boundary):
+    nb, ref, theta = nets(case, fam, boundary, dtype="float32")
     assert nb.kernel.ACTIVATIONS == "fast"
     check(nb, ref, theta, rel=2e-5)
 
 
-def test_parallel_loops():
+@pytest.mark.parametrize("case,fam,boundary,n", PARALLEL_CASES, ids=lambda v: str(v))
+def test_parallel_loops(case, fam, boundary, n):
     """Several threads (the prange loops, chunks and batch groups) give the serial result."""
-    nb, ref, theta = nets("adr2d", ("heterogeneous", "heterogeneous"), ("periodic", "neumann"))
-    layer, kw, _ = _layer("adr2d", ("heterogeneous", "heterogeneous"))
-    par = layer.compile(backend="numba", layers=LAYERS, omega=0.7, boundary=("periodic", "neumann"), threads=2, **kw)
+    nb, ref, theta = nets(case, fam, boundary, n=n)
+    layer, kw, _ = _layer(case, fam)
+    kw = kw if n is None else dict(kw, n=n)
+    par = layer.compile(backend="numba", layers=LAYERS, omega=0.7, boundary=boundary, threads=2, **kw)
     par.THREAD_MIN_SIZE = 0
     par.kernel = _Threshold(par.kernel)
     work = par._workspace(3)
     assert work["parallel"] or work["threads"] == 1
+    lines = int(np.prod(work["grid"][:-1]))
+    assert work["threads"] == 1 or lines * -(-work["grid"][-1] // work["chunk"]) > 1    # the grid splits
     check(par, ref, theta)
 
 

@@ -52,11 +52,13 @@ def _numba_or_skip(backend):
 
 
 def _matrix():
-    """numpy: everything; numba: the first combination per boundary (the rest is marked slow)."""
+    """numpy: everything; numba: the first combination, periodic (its kernel is the one
+    test_gradients_equal_loss_and_grad uses); the rest is marked slow (each numba boundary is a cold
+    compile of ~5-10 s; the numba kernels' boundaries are checked against NumPy in test_step_numba.py)."""
     for backend in ("numpy", "numba"):
         for i, config in enumerate(CONFIGS):
             for boundary in ("periodic", "dirichlet", "neumann"):
-                marks = [pytest.mark.slow] if backend == "numba" and i else []
+                marks = [pytest.mark.slow] if backend == "numba" and (i or boundary != "periodic") else []
                 yield pytest.param(config, boundary, backend, marks=marks, id=f"{backend}-{config}-{boundary}")
 
 
