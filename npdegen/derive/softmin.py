@@ -51,17 +51,21 @@ __all__ = ["Gap", "Shift", "FirstMin", "first_min", "normalise_offsets", "as_num
            "cost_symbol"]
 
 
-class _Opaque(sp.UnevaluatedExpr):
-    """An expression node printed as its first argument, in parentheses, by every printer.
-
-    (SymPy prints an ``UnevaluatedExpr`` as its argument, but an ``Add`` that has one as a term
-    strips a leading ``-`` from the printed argument and negates the parenthesised rest:
-    ``a + Gap(-b + c)`` would print ``a - (b + c)``. The print methods below return ``(…)``.)"""
+class Parenthesised:
+    """Mixin: a node printed as its first argument, in parentheses, by every printer."""
 
     def _parenthesised(self, printer, *args, **kwargs):
         return f"({printer._print(self.args[0])})"
 
     _sympystr = _pythoncode = _numpycode = _lambdacode = _mpmathcode = _ccode = _cxxcode = _parenthesised
+
+
+class _Opaque(Parenthesised, sp.UnevaluatedExpr):
+    """An expression node printed as its first argument, in parentheses, by every printer.
+
+    (SymPy prints an ``UnevaluatedExpr`` as its argument, but an ``Add`` that has one as a term
+    strips a leading ``-`` from the printed argument and negates the parenthesised rest:
+    ``a + Gap(-b + c)`` would print ``a - (b + c)``. The print methods return ``(…)``.)"""
 
     def __new__(cls, *args, **kwargs):
         args = tuple(sp.sympify(a) for a in args)

@@ -46,7 +46,7 @@ import numbers
 import numpy as np
 import sympy as sp
 
-from ..derive.softmin import shifted_access
+from ..derive.softmin import Parenthesised, shifted_access
 from ..layer import NeuralPDE
 from ..spec.activations import ACTIVATION_SYMBOL
 from ..spec.spacing import spacing_symbols
@@ -58,11 +58,11 @@ __all__ = ["QuadratureStepPDE", "Node", "MAX_REACH"]
 MAX_REACH = 8
 
 
-class Node(sp.Function):
+class Node(Parenthesised, sp.Function):
     """``x`` itself, derivative 1: one node, printed ``(x)``. The activation's argument ``Z^k`` is one,
     so that SymPy never inspects the sum inside ``f`` (its assumption queries on ``tanh`` of a sum of
     exponentials took 10 s per derivative); a :class:`sympy.Function`, not an ``UnevaluatedExpr``, which
-    :func:`sympy.cse` rebuilt wrongly here (SymPy 1.13: a product of powers in place of a sum)."""
+    :func:`sympy.cse` rebuilt wrongly here (SymPy 1.14: a product of powers in place of a sum)."""
     nargs = 1
 
     @classmethod
@@ -72,11 +72,6 @@ class Node(sp.Function):
 
     def fdiff(self, argindex=1):
         return sp.Integer(1)
-
-    def _parenthesised(self, printer, *args, **kwargs):
-        return f"({printer._print(self.args[0])})"
-
-    _sympystr = _pythoncode = _numpycode = _lambdacode = _mpmathcode = _ccode = _cxxcode = _parenthesised
 
 
 def _reach(reach, dim: int) -> tuple:
