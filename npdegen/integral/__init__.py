@@ -11,6 +11,7 @@ from .moments import KernelMoments
 from .network import NonlocalNetwork
 from .basis import Basis
 from .quadrature import QuadratureNetwork, QuadraturePDE
+from .transport import TransportNetwork, transport_network
 
-__all__ = ["Kernel", "KernelMoments", "NonlocalPDE", "NonlocalNetwork", "QuadraturePDE", "QuadratureNetwork", "Basis", "kernel", "gaussian", "exponential",
+__all__ = ["Kernel", "KernelMoments", "NonlocalPDE", "NonlocalNetwork", "QuadraturePDE", "QuadratureNetwork", "Basis", "TransportNetwork", "transport_network", "kernel", "gaussian", "exponential",
            "power_law", "top_hat", "epanechnikov"]

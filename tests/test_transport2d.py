@@ -1,0 +1,235 @@
+"""Self-transport layers (npdegen.integral.transport): forward against a hand-written DFT reference, the
+hand-written adjoint against finite differences and dot-product tests, convergence to the vorticity
+solver, and clear errors on bad input."""
+import math
+import pickle
+
+import numpy as np
+import pytest
+
+from npdegen.integral.transport import TransportNetwork, transport_network
+from npdegen.runtime.network import NonFiniteError
+from npdegen.tasks.twod import vorticity_on_grid
+
+
+# ---------------------------------------------------------------------- independent reference
+def _dft(n):
+    """The DFT matrix ``F[j, k] = exp(−2πi jk/n)`` built by loops."""
+    F = np.empty((n, n), complex)
+    for j in range(n):
+        for k in range(n):
+            F[j, k] = np.exp(-2j * np.pi * j * k / n)
+    return F
+
+
+def _signed(n):
+    """Signed integer frequencies of a full DFT axis, by a loop."""
+    return np.array([k if k < n / 2 else k - n for k in range(n)], float)
+
+
+class Reference:
+    """One IF-Heun layer written with dense DFT matrices (full complex transforms) and loops."""
+
+    def __init__(self, nx, ny, lengths=(1.0, 1.0)):
+        self.Fx, self.Fy = _dft(nx), _dft(ny)
+        self.nx, self.ny = nx, ny
+        kx, ky = _signed(nx), _signed(ny)
+        self.k2 = np.zeros((nx, ny))
+        self.dx = np.zeros((nx, ny), complex)
+        self.dy = np.zeros((nx, ny), complex)
+        self.mask = np.zeros((nx, ny))
+        for i in range(nx):
+            for j in range(ny):
+                ax, ay = 2 * np.pi * kx[i] / lengths[0], 2 * np.pi * ky[j] / lengths[1]
+                self.k2[i, j] = ax * ax + ay * ay
+                # a derivative's symbol is zero at a Nyquist index (|k| = n/2 has no sign)
+                self.dx[i, j] = 0 if 2 * abs(kx[i]) == nx else 1j * ax
+                self.dy[i, j] = 0 if 2 * abs(ky[j]) == ny else 1j * ay
+                self.mask[i, j] = float(abs(kx[i]) < nx / 3 and abs(ky[j]) < ny / 3)
+
+    def fft(self, z):
+        return self.Fx @ z @ self.Fy.T
+
+    def ifft(self, Z):
+        return (np.conj(self.Fx) @ Z @ np.conj(self.Fy).T / (self.nx * self.ny)).real
+
+    def J(self, z):
+        Z = self.fft(z)
+        inv = np.array([[0.0 if k == 0 else 1.0 / k for k in row] for row in self.k2])
+        psi = inv * Z
+        u, v = self.ifft(self.dy * psi), self.ifft(-self.dx * psi)
+        zx, zy = self.ifft(self.dx * Z), self.ifft(self.dy * Z)
+        return self.ifft(self.mask * self.fft(u * zx + v * zy))
+
+    def step(self, z, c, nu, omega):
+        E = lambda f: self.ifft(np.exp(-omega * nu * self.k2) * self.fft(f))
+        zt = E(z - omega * c * self.J(z))
+        return 0.5 * (E(z) + zt - omega * c * self.J(zt))
+
+
+def _smooth(rng, batch, nx, ny, modes=3):
+    X, Y = np.meshgrid(np.arange(nx) / nx, np.arange(ny) / ny, indexing="ij")
+    out = np.zeros((batch, nx, ny))
+    for b in range(batch):
+        for _ in range(modes):
+            p, q = rng.integers(-2, 3, size=2)
+            out[b] += rng.normal() * np.cos(2 * np.pi * (p * X + q * Y) + rng.uniform(0, 2 * np.pi))
+    return out
+
+
+def _theta(c, nu):
+    return {"c": np.asarray(c, float), "nu": np.asarray(nu, float)}
+
+
+@pytest.mark.parametrize("grid", [(8, 6), (9, 7), (8, 9)])
+def test_forward_matches_dft_reference(grid):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, *grid))
+    ref = Reference(*grid, lengths=(1.3, 0.7))
+    net = transport_network(grid, spacing=(1.3 / grid[0], 0.7 / grid[1]), layers=2, omega=0.03)
+    expected = np.stack([ref.step(ref.step(s, 0.8, 4e-3, 0.03), 0.8, 4e-3, 0.03) for s in x])
+    out = net.forward(x, _theta(0.8, 4e-3))
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+    np.testing.assert_allclose(net.forward(x[0], _theta(0.8, 4e-3)), expected[0], atol=1e-12 * np.abs(expected).max())
+    # the velocity is ∇⊥(−Δ)⁻¹ z: divergence-free, and (u, v) = (ψ_y, −ψ_x) of the reference
+    u, v = net.velocity(x[0])
+    Z = ref.fft(x[0])
+    inv = np.where(ref.k2 > 0, 1 / np.where(ref.k2 > 0, ref.k2, 1), 0)
+    np.testing.assert_allclose(u, ref.ifft(ref.dy * inv * Z), atol=1e-13)
+    np.testing.assert_allclose(v, ref.ifft(-ref.dx * inv * Z), atol=1e-13)
+
+
+def _fd(f, h=1e-3):
+    """Fourth-order central difference of a scalar function of one number at 0."""
+    return (f(-2 * h) - 8 * f(-h) + 8 * f(h) - f(2 * h)) / (12 * h)
+
+
+@pytest.mark.parametrize("grid", [(12, 10), (9, 11)])
+def test_gradient_matches_finite_differences(grid):
+    rng = np.random.default_rng(2)
+    net = transport_network(grid, layers=4, omega=0.05)
+    x, y = _smooth(rng, 3, *grid), _smooth(rng, 3, *grid)
+    theta = _theta(0.9, 3e-3)
+    loss, g = net.loss_and_grad(x, y, theta, input_grad=True)
+    assert loss == pytest.approx(0.5 * np.sum((net.forward(x, theta) - y) ** 2), rel=1e-13)
+    for k, scale in (("c", 1.0), ("nu", 1e-3)):
+        fd = _fd(lambda e: net.loss_and_grad(x, y, {**theta, k: theta[k] + e * scale})[0]) / scale
+        assert abs(float(g[k]) - fd) <= 1e-6 * abs(fd), (k, float(g[k]), fd)
+    d = rng.standard_normal(x.shape)
+    fd = _fd(lambda e: net.loss_and_grad(x + e * d, y, theta)[0])
+    assert abs(np.sum(g["x"] * d) - fd) <= 1e-6 * abs(fd)
+
+
+def test_adjoint_dot_product():
+    """One layer is a polynomial of degree 4 in ``z`` (and 3 in ``c``): the 5-point central difference
+    is its exact directional derivative, so ⟨λ, J δ⟩ = ⟨Jᵀλ, δ⟩ holds to rounding."""
+    rng = np.random.default_rng(3)
+    grid = (10, 8)
+    net = transport_network(grid, layers=1, omega=0.2)
+    x, lam, d = (rng.standard_normal((2, *grid)) for _ in range(3))
+    theta = _theta(1.1, 5e-3)
+    dx, grads = net.vjp(x, theta, lam)
+    jvp = _fd(lambda e: net.forward(x + e * d, theta), h=0.5)
+    assert abs(np.sum(lam * jvp) - np.sum(dx * d)) <= 1e-12 * np.sum(np.abs(lam * jvp))
+    jc = _fd(lambda e: net.forward(x, {**theta, "c": theta["c"] + e}), h=0.5)
+    assert abs(np.sum(lam * jc) - float(grads["c"])) <= 1e-12 * np.sum(np.abs(lam * jc))
+    # the transport's transpose alone (bilinear: J(z + δ) − J(z) − J(δ) is its exact linearisation)
+    s = net.spectrum
+    J = lambda z: s.irfft(s.transport(s.fields(s.rfft(z))))
+    z, g = x[0], lam[0]
+    lin = J(z + d[0]) - J(z) - J(d[0])
+    jt = s.irfft(s.transport_t(s.fields(s.rfft(z)), s.rfft(g)))
+    assert abs(np.sum(g * lin) - np.sum(jt * d[0])) <= 1e-12 * np.sum(np.abs(g * lin))
+    # the spectral inner product is the grid's
+    assert s.dot(s.rfft(z), s.rfft(g)) == pytest.approx(np.sum(z * g), rel=1e-13)
+
+
+def test_float32_close_to_float64():
+    rng = np.random.default_rng(4)
+    x, y = _smooth(rng, 2, 16, 16), _smooth(rng, 2, 16, 16)
+    out = {}
+    for dt in ("float32", "float64"):
+        net = transport_network((16, 16), layers=8, omega=1 / 8, dtype=dt)
+        out[dt] = (net.forward(x, _theta(1.0, 2e-3)), net.loss_and_grad(x, y, _theta(1.0, 2e-3))[1])
+        assert out[dt][0].dtype == np.dtype(dt) and out[dt][1]["c"].dtype == np.dtype(dt)
+    np.testing.assert_allclose(out["float32"][0], out["float64"][0], atol=2e-5 * np.abs(out["float64"][0]).max())
+    for k in ("c", "nu"):
+        assert float(out["float32"][1][k]) == pytest.approx(float(out["float64"][1][k]), rel=1e-3)
+
+
+def test_converges_to_the_vorticity_solver():
+    """With ``c = 1``, ``ν`` the viscosity and ``ω = T/L``, ``L`` layers are the second-order scheme of the
+    solver's semi-discretisation: the error to :func:`vorticity_on_grid` falls ~4x per doubling of ``L``."""
+    rng = np.random.default_rng(5)
+    x = 2 * _smooth(rng, 2, 16, 16)          # max|u| ≈ 0.53, as the task's samples (up to 0.72)
+    T, nu = 0.5, 2e-3
+    ref = vorticity_on_grid(x, nu, T)
+    errors = []
+    for L in (8, 16, 32):
+        net = transport_network((16, 16), layers=L, omega=T / L)
+        errors.append(np.linalg.norm(net.forward(x, _theta(1.0, nu)) - ref) / np.linalg.norm(ref))
+    assert errors[-1] < 3e-4, errors          # measured 2.5e-3, 6.3e-4, 1.6e-4
+    for a, b in zip(errors, errors[1:]):
+        assert 3.0 < a / b < 5.0, errors
+    # the transport matters: without it (c = 0) the map is far from the solver's
+    still = transport_network((16, 16), layers=32, omega=T / 32).forward(x, _theta(0.0, nu))
+    assert np.linalg.norm(still - ref) / np.linalg.norm(ref) > 100 * errors[-1]
+
+
+def test_bad_input_gives_clear_errors():
+    with pytest.raises(ValueError, match="2-D"):
+        transport_network(16)
+    with pytest.raises(ValueError, match="2-D"):
+        transport_network((8, 8, 8))
+    with pytest.raises(ValueError, match="periodic"):
+        transport_network((8, 8), boundary="dirichlet")
+    with pytest.raises(ValueError, match="periodic"):
+        transport_network((8, 8), boundary=("periodic", "neumann"))
+    with pytest.raises(ValueError, match="layers"):
+        transport_network((8, 8), layers=0)
+    with pytest.raises(ValueError, match="omega"):
+        transport_network((8, 8), omega=-1.0)
+    with pytest.raises(ValueError, match="dtype"):
+        transport_network((8, 8), dtype="int32")
+    with pytest.raises(ValueError, match="grid"):
+        transport_network((8, 2))
+    net = transport_network((8, 8), layers=2, omega=0.1)
+    theta = _theta(1.0, 1e-3)
+    with pytest.raises(ValueError, match="shape"):
+        net.forward(np.zeros((2, 8, 7)), theta)
+    with pytest.raises(ValueError, match="shape"):
+        net.forward(np.zeros(8), theta)
+    bad = np.zeros((1, 8, 8))
+    bad[0, 1, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        net.forward(bad, theta)
+    with pytest.raises(ValueError, match="shape of x"):
+        net.loss_and_grad(np.zeros((2, 8, 8)), np.zeros((3, 8, 8)), theta)
+    with pytest.raises(ValueError, match="nu must be >= 0"):
+        net.forward(np.zeros((1, 8, 8)), _theta(1.0, -1e-3))
+    with pytest.raises(ValueError, match="keys"):
+        net.forward(np.zeros((1, 8, 8)), {"c": 1.0})
+    with pytest.raises(ValueError, match="NaN"):
+        net.forward(np.zeros((1, 8, 8)), _theta(math.inf, 0.0))
+    with pytest.raises(TypeError, match="real"):
+        net.forward(np.zeros((1, 8, 8), complex), theta)
+    # an unstable step (ω c |u| κ far beyond Heun's reach) is reported, not returned
+    wild = transport_network((16, 16), layers=64, omega=1.0)
+    with pytest.raises(NonFiniteError, match="unstable"):
+        wild.forward(50 * _smooth(np.random.default_rng(0), 1, 16, 16), _theta(5.0, 0.0))
+
+
+def test_pickle_and_init():
+    net = transport_network((8, 10), spacing=0.5, layers=3, omega=0.2, dtype="float32")
+    again = pickle.loads(pickle.dumps(net))
+    assert isinstance(again, TransportNetwork) and again.grid == (8, 10) and again.spacing == (0.5, 0.5)
+    theta = net.init_params(values={"nu": 1e-3})
+    assert float(theta["c"]) == 1.0 and float(theta["nu"]) == pytest.approx(1e-3)
+    x = np.random.default_rng(0).standard_normal((2, 8, 10))
+    np.testing.assert_array_equal(net.forward(x, theta), again.forward(x, theta))
+    with pytest.raises(ValueError, match="unknown"):
+        net.init_params(values={"sigma": 1.0})
+    # layer_losses (HostNetworkAPI) runs through the trajectory: its last entry is the loss
+    y = np.zeros_like(x)
+    assert net.layer_losses(x, y, theta)[-1] == pytest.approx(0.5 * np.sum(net.forward(x, theta).astype(float) ** 2),
+                                                               rel=1e-5)
