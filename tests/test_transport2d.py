@@ -233,3 +233,44 @@ def test_pickle_and_init():
     y = np.zeros_like(x)
     assert net.layer_losses(x, y, theta)[-1] == pytest.approx(0.5 * np.sum(net.forward(x, theta).astype(float) ** 2),
                                                                rel=1e-5)
+
+
+# ---------------------------------------------------------------------- the estimator's "transport" kind
+def _problem(x, y, boundary="periodic"):
+    from npdegen.estimator.problem import Problem
+    from npdegen.estimator.starts import spectral_estimate
+    h = tuple(1.0 / n for n in x.shape[1:])
+    return Problem(x[:-2], y[:-2], x[-2:], y[-2:], h, boundary, estimate=spectral_estimate(x[:-2], y[:-2], h))
+
+
+def test_transport_kind_recovers_the_parameters():
+    """Data made by the 2-D vorticity solver (c = 1, ν = 3e-3, T = 1): the kind's scan and L-BFGS fit
+    find c and ν; the recipe space lists the kind for 2-D grids only."""
+    from npdegen.estimator import KINDS, RecipeSpace
+    from npdegen.estimator.search import Search
+    rng = np.random.default_rng(6)
+    x = 2 * _smooth(rng, 10, 16, 16)
+    y = vorticity_on_grid(x, 3e-3, 1.0)
+    problem = _problem(x, y)
+    space = RecipeSpace(kinds=("transport",), families=("homogeneous",)).validate(2, (16, 16))
+    kind = KINDS["transport"].prepare(problem)
+    assert [r.depth for r in space.initial({"transport": kind})] == [8, 16, 32]
+    fit, report = Search(problem, space, budget=5.0, n_starts=2, max_iter=60).run()
+    assert fit.recipe.kind == "transport" and fit.certificate.certified
+    assert float(fit.theta["c"]) == pytest.approx(1.0, abs=2e-3)
+    assert float(fit.theta["nu"]) == pytest.approx(3e-3, rel=2e-2)
+    assert fit.val_nrmse < 1e-3
+    assert "self-transport" in str(kind.physics(fit.layer, fit.theta, problem.spacing, fit.recipe))
+
+
+def test_transport_kind_refuses_what_it_cannot_fit():
+    from npdegen.estimator import KINDS, NotApplicable
+    rng = np.random.default_rng(7)
+    x = _smooth(rng, 6, 16, 16)
+    with pytest.raises(NotApplicable, match="mean"):
+        KINDS["transport"].prepare(_problem(x, x + 1.0))
+    with pytest.raises(NotApplicable, match="periodic"):
+        KINDS["transport"].prepare(_problem(x, x, boundary="dirichlet"))
+    with pytest.raises(NotApplicable, match="2-D"):
+        KINDS["transport"].prepare(_problem(x[:, :, 0], x[:, :, 0]))
+    assert KINDS["transport"].dims == (2,)

@@ -238,3 +238,5 @@ class KernelReport:
 
 
 register(GaussianKernel())
+
+from . import transport  # noqa: E402,F401 - the other nonlocal kind (self-transport, 2-D) registers itself

@@ -20,6 +20,10 @@ kind            ``Z`` of one layer, and what of the space it uses
                 (:mod:`.flux`): homogeneous then per-layer coefficients, identity, the depth
                 that keeps the CFL bound for the data, ``ω = 1``; only for data that
                 conserve mass
+``transport``   2-D: ``z − ωc u·∇z + ωνΔz`` with the velocity ``u = ∇⊥(−Δ)⁻¹z`` the field
+                induces (vorticity form; integrating-factor Heun, spectral;
+                :mod:`.transport`): homogeneous ``c``, ``ν``, identity, depths 8/16/32,
+                ``ω = 1/L``; only for data that keep their mean
 ==============  ==========================================================================
 
 ==============  ==========================================================================
@@ -60,7 +64,7 @@ __all__ = ["Recipe", "LayerKind", "NotApplicable", "KINDS", "register", "RecipeS
 FAMILIES = ("homogeneous", "heterogeneous", "time-dependent")
 ACTIVATIONS = ("identity", "tanh", "reaction")
 #: The kinds the estimator searches by default, in the order of the first stage.
-DEFAULT_KINDS = ("star", "moments", "nonlocal", "flux")
+DEFAULT_KINDS = ("star", "moments", "nonlocal", "flux", "transport")
 #: Relative share of the time left that a recipe of each family gets (:meth:`LayerKind.weight`): a
 #: heterogeneous recipe gets 4x a time-dependent one's (refine the small family before enriching
 #: it: on varcoef-adr the heterogeneous fit was still improving when its share ran out)
