@@ -255,6 +255,13 @@ def test_transport_kind_recovers_the_parameters():
     space = RecipeSpace(kinds=("transport",), families=("homogeneous",)).validate(2, (16, 16))
     kind = KINDS["transport"].prepare(problem)
     assert [r.depth for r in space.initial({"transport": kind})] == [8, 16, 32]
+    assert kind.transported and kind.weight("homogeneous") > 1       # the scan sees the self-transport
+    assert kind._best[0] == 1.0
+    # data that only diffuse are not transported by their own velocity: the kind keeps the stencils' share
+    k2 = (2 * np.pi * np.fft.fftfreq(16, 1 / 16)[:, None]) ** 2 + (2 * np.pi * np.fft.fftfreq(16, 1 / 16)[None]) ** 2
+    heat = np.fft.ifft2(np.exp(-3e-3 * k2) * np.fft.fft2(x)).real
+    diffusing = KINDS["transport"].prepare(_problem(x, heat))
+    assert not diffusing.transported and diffusing.weight("homogeneous") == 1.0 and diffusing._best[0] == 0.0
     fit, report = Search(problem, space, budget=5.0, n_starts=2, max_iter=60).run()
     assert fit.recipe.kind == "transport" and fit.certificate.certified
     assert float(fit.theta["c"]) == pytest.approx(1.0, abs=2e-3)
