@@ -281,3 +281,25 @@ def test_transport_kind_refuses_what_it_cannot_fit():
     with pytest.raises(NotApplicable, match="2-D"):
         KINDS["transport"].prepare(_problem(x[:, :, 0], x[:, :, 0]))
     assert KINDS["transport"].dims == (2,)
+
+
+@pytest.mark.slow
+def test_vorticity_task_is_reached():
+    """The ``vorticity-2d`` task (96² solver restricted to 32²): the layer with the true parameters is within
+    the grid's own error of the targets, and the estimator restricted to the kind finds c and ν."""
+    import npdegen.tasks as tasks
+    from npdegen.estimator import NeuralPDERegressor
+    task = tasks.make("vorticity-2d", n=32, n_train=48, n_test=8, seed=3, cache=False)
+
+    def err(pred, y):
+        return float(np.mean(np.linalg.norm((pred - y).reshape(len(y), -1), axis=1)
+                             / np.linalg.norm(y.reshape(len(y), -1), axis=1)))
+    errors = [err(transport_network((32, 32), task.spacing, layers=L, omega=1 / L).forward(task.x_test,
+                                                                                       _theta(1.0, 2e-3)),
+                  task.y_test) for L in (8, 16, 32)]
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 6e-3, errors
+    est = NeuralPDERegressor(budget=20, kinds=("transport",), random_state=0).fit(task.x_train, task.y_train)
+    assert est.recipe_["kind"] == "transport" and est.certified_
+    assert float(est.theta_["c"]) == pytest.approx(1.0, abs=1e-2)
+    assert float(est.theta_["nu"]) == pytest.approx(2e-3, rel=2e-2)
+    assert err(est.predict(task.x_test), task.y_test) < 2 * errors[2] + 1e-3
