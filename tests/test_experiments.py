@@ -178,7 +178,13 @@ def test_recovery_smoke(tmp_path):
     rec = json.loads((tmp_path / "recovery.json").read_text())
     assert [r["noise"] for r in rec["rows"]] == [0.0, 0.01]
     assert all(np.isfinite(list(r["errors"].values())).all() for r in rec["rows"])
-    assert "| 0.01 |" in (tmp_path / "recovery.md").read_text()
+    md = (tmp_path / "recovery.md").read_text()
+    assert "| 0.01 |" in md
+    est = rec["rows"][0]["estimator"]["structured"]      # the smoke: the estimator told the structure, first level
+    assert est["recipe"]["kind"] == "moments" and est["recipe"]["depth"] == 32 and est["recipe"]["omega"] == 0.8
+    assert est["errors"] is not None and np.isfinite(list(est["errors"].values())).all()
+    assert "estimator" not in rec["rows"][1]
+    assert "| 0 | told the structure | moments/" in md
 
 
 def test_pooled_metric_rule():
