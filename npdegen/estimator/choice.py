@@ -5,8 +5,9 @@ r"""Which fit the search returns: each fit's stability certificate, and the winn
 linearised about the zero state (activation slope ``f′(0) = 1`` for ``identity``, ``tanh`` and the
 ``reaction`` polynomial), over the grid's modes and, with frozen coefficients, over the sites and
 layers — the von Neumann factor of :func:`npdegen.stability` for stencils, ``max_κ |ŵ(κ)|`` of the
-sampled kernel for the nonlocal kind, and ``1`` for a flux-form layer whose CFL certificate holds
-(monotone, TVD; ``∞`` when it fails). A fit of depth ``L`` is **certified** when
+sampled kernel for the nonlocal kind, ``1`` for a flux-form layer whose CFL certificate holds
+(monotone, TVD; ``∞`` when it fails), and ``max_κ e^{−ωνκ²} = 1`` for the self-transport kind (its
+quadratic transport vanishes at the zero state: the certificate says nothing about large states). A fit of depth ``L`` is **certified** when
 
 .. math::
     g^L \le \max\Big(1, \max_s \frac{‖Y_s‖}{‖X_s‖}\Big)\,(1 + ε), \qquad ε = \text{AMPLIFICATION\_TOL},
