@@ -42,7 +42,8 @@ def _options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--widths", help="comma list of odd stencil widths (default 3,5)")
     p.add_argument("--depths", help="comma list of layer counts (default 4,16,64)")
     p.add_argument("--activations", help="comma list of identity,tanh,reaction (default all three)")
-    p.add_argument("--kinds", help="comma list of layer kinds: moments,nonlocal,flux (default all three)")
+    p.add_argument("--kinds", help="comma list of layer kinds: star,moments,nonlocal,flux,transport (default: all; "
+                   "each is tried where it applies to the grid)")
     p.add_argument("--no-plot", action="store_true", help="skip the plots (no matplotlib needed)")
     p.add_argument("--verbose", action="store_true", help="print one line per recipe tried")
     return p

@@ -69,10 +69,11 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
         activations ``identity``/``tanh``/``reaction`` (learnable ``x + A2 x² + A3 x³``), layer kinds:
         ``"moments"`` (free stencils; N-D: the ``w^d`` box, the 9-point stencil with the cross term at
         width 3), ``"star"`` (N-D: stencils of the axes, the 5-point stencil at width 3),
-        ``"nonlocal"`` (Gaussian kernels: one layer reaches any distance) and ``"flux"`` (1-D Godunov
+        ``"nonlocal"`` (Gaussian kernels: one layer reaches any distance), ``"flux"`` (1-D Godunov
         flux-form conservation laws, Burgers; its depth comes from the CFL bound of the data, not
-        from ``depths``), all four by default (a kind that does not apply to the grid gets one report
-        row saying why).
+        from ``depths``) and ``"transport"`` (2-D self-transport by the field's induced velocity,
+        vorticity form: :mod:`npdegen.integral.transport`, two parameters ``c``, ``ν``), all five by
+        default (a kind that does not apply to the grid gets one report row saying why).
     boundary : ``"periodic" | "dirichlet" | "neumann"`` or one per axis.
     spacing : None (the unit domain: ``Δ = 1/n`` per axis), a number, or one per axis.
     omega : relaxation ``ω ∈ (0, 2)`` of the stencil layers (``"nonlocal"`` and ``"flux"`` use ω = 1).
