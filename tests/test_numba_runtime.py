@@ -180,6 +180,34 @@ def test_returned_arrays_do_not_alias_kept_buffers(rng):
     np.testing.assert_array_equal(t, kept_t)
 
 
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("numba", marks=needs_numba)])
+@pytest.mark.parametrize("checkpoint", [None, 2])
+def test_kept_buffers_across_batch_sizes(rng, backend, checkpoint):
+    """The state buffers keep their largest size and serve smaller batches from their start (no
+    reallocation when a search alternates training and validation batches): the answers of one network
+    over batches 5, 3, 7, 2, 5 equal fresh networks', on Dirichlet (zero ghosts over stale values) and
+    Neumann edges, with time-dependent parameters; the buffer is allocated once, at the largest size."""
+    layer = adr_layer("tanh", ("time-dependent", "heterogeneous", "homogeneous"), "heterogeneous")
+    for boundary in ("dirichlet", "neumann"):
+        kw = dict(n=10, layers=5, omega=0.6, boundary=boundary, backend=backend, checkpoint=checkpoint)
+        if backend == "numba":
+            kw["activations"] = "exact"
+        net = layer.compile(**kw)
+        theta = params(net)
+        sizes, buffers = (5, 3, 7, 2, 5), []
+        for b in sizes:
+            x, y = data(rng, b, 10)
+            x[:, 0] = x[:, -1] = 1e3 if b == 7 else x[:, 0]     # stale values a wrong ghost would carry
+            fresh = layer.compile(**kw)
+            np.testing.assert_array_equal(net.forward(x, theta), fresh.forward(x, theta))
+            (l1, g1), (l0, g0) = net.loss_and_grad(x, y, theta, input_grad=True), fresh.loss_and_grad(x, y, theta, True)
+            assert l1 == l0
+            for key in g0:
+                np.testing.assert_array_equal(g1[key], g0[key])
+            buffers.append({k: id(v) for k, v in net._buffers.items()})
+        assert all(ids == buffers[2] for ids in buffers[3:]), "reallocated after the largest batch"
+
+
 # ---------------------------------------------------------------------------- numba: cache, threads, float32
 @needs_numba
 def test_jit_cache_is_reused_by_a_fresh_module(rng):

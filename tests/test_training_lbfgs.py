@@ -126,6 +126,25 @@ def test_lbfgs_bounds_are_respected():
     assert float(theta["D"]) <= 0.35
 
 
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_layer_losses_can_be_skipped(optimizer, monkeypatch):
+    """``layer_losses=False``: the same parameters, no ``history.layer_loss`` and no call of
+    ``net.layer_losses`` (the forward storing every state that a budgeted search does not need)."""
+    net = adr(16, 4, "homogeneous", terms=("U", "D"))
+    x = rough_inputs(16, 4)
+    y = net.forward(x, {"U": np.array(0.2), "D": np.array(0.3)})
+    start = {"U": np.array(0.0), "D": np.array(0.1)}
+    th1, h1 = npdegen.train(net, x, y, start, steps=5, optimizer=optimizer, progress=False)
+    assert h1.layer_loss is not None and len(h1.layer_loss) == 5
+    calls = []
+    monkeypatch.setattr(type(net), "layer_losses", lambda *a, **k: calls.append(1))
+    th0, h0 = npdegen.train(net, x, y, start, steps=5, optimizer=optimizer, progress=False, layer_losses=False)
+    assert h0.layer_loss is None and not calls
+    for k in th1:
+        np.testing.assert_array_equal(th0[k], th1[k])
+    assert h0.final_loss == h0.loss[-1]
+
+
 # ---------------------------------------------------------------------------- multi-start
 def advection_task():
     """Shift of ω U L = 10.24 sites of a wave of wavelength 8: aliased local minima in U."""

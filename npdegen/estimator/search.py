@@ -189,7 +189,8 @@ class Search(Rounds):
         # coarse to fine (npdegen.train's levels), and a coarse level's plateau must not end the run
         levels = _levels(net)
         single = levels == 1
-        monitor = Monitor(lambda th: self._error(net, th, p.x_val, p.y_val), end, len(starts), floor,
+        # training stops one evaluation early: the fit's training error and certificate come after it
+        monitor = Monitor(lambda th: self._error(net, th, p.x_val, p.y_val), max(end - evaluation, now), len(starts), floor,
                           PATIENCE if single else None,
                           lambda th: certify(kind, layer, net, th, recipe, p.spacing, self.growth).certified)
         bounds = kind.bounds(recipe, len(p.grid)) or None
@@ -209,7 +210,7 @@ class Search(Rounds):
             try:
                 theta, _ = train(net, x_train, y_train, start, steps=steps, optimizer="lbfgs",
                                  loss="mean" if p.pooled else kind.loss, bounds=bounds, callbacks=[monitor],
-                                 progress=False,
+                                 progress=False, layer_losses=False,
                                  ftol=0.0, gtol=0.0)       # the budget and the validation checks stop it
                 monitor.consider(theta)
             except (TrainingDiverged, FloatingPointError, ValueError):    # diverged, or overflowed at the start

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 import os
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -131,18 +132,22 @@ class Network(Checkpointing):
             # a kernel module may state its own crossover (the numba kernels do; measured)
             minimum = getattr(self.kernel, "THREAD_MIN_SIZE", self.THREAD_MIN_SIZE)
             threads = self.threads if batch * self.size >= minimum else 1
-            self._work.clear()
-            self._buffers.clear()
+            self._work.clear()         # one batch size's workspace at a time: O(batch·grid), not the states
             self._work[batch] = self.kernel.workspace(batch, self._size, self.dtype, threads=threads)
         return self._work[batch]
 
     def _buffer(self, name: str, shape: tuple):
         """A state buffer kept between calls (like the workspace): allocating and first touching
-        L·batch·n values costs about as much as a fast layer sweep. Returned arrays never alias it."""
-        buf = self._buffers.get(name)
-        if buf is None or buf.shape != shape:
-            self._buffers[name] = buf = self.xp.zeros(shape, self.dtype)
-        return buf
+        L·batch·n values costs about as much as a fast layer sweep — seconds for a deep network, and
+        again at every change of batch size (a search alternating training and validation batches), so
+        the buffer (not dropped with the workspace) keeps the largest size asked for and returns a
+        C-ordered view of its start. Its values are left from earlier calls: the sweeps write every
+        value they read (ghost cells included). Returned arrays never alias it."""
+        size = math.prod(shape)
+        flat = self._buffers.get(name)
+        if flat is None or flat.size < size:
+            self._buffers[name] = flat = self.xp.zeros(size, self.dtype)
+        return flat[:size].reshape(shape)
 
     def _run_forward(self, x2d, theta):
         return self.kernel.forward(self._trajectory(x2d), theta, self._space, self._omega(theta), self.alpha,

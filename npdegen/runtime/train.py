@@ -95,7 +95,8 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer="adam", l
           method: str = "full", trainable=None, progress=None, checkpoint=None,
           checkpoint_every: int | None = None, resume=None, monitor=None, *, loss: str = "sum",
           batch_size: int | None = None, shuffle: bool = True, seed: int = 0, validation=None,
-          callbacks=(), backoff: int = 0, bounds: dict | None = None, constraint=None, **optimizer_options):
+          callbacks=(), backoff: int = 0, bounds: dict | None = None, constraint=None, layer_losses: bool = True,
+          **optimizer_options):
     """Fit ``theta`` so that ``net.forward(x) ≈ y``; returns ``(new_theta, history)``.
 
     The input ``theta`` is not modified. ``optimizer``: ``"adam"``, ``"adamw"``, ``"sgd"``, an
@@ -130,6 +131,9 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer="adam", l
     ``checkpoint_every`` steps and at the end (L-BFGS: also at the end of every level, and its
     memory restarts at every checkpoint); ``resume`` (a path) continues such a run, with the
     same arguments, exactly where it stopped (callbacks' own state is not saved).
+
+    ``layer_losses=False`` skips ``history.layer_loss`` (a forward storing every layer's state, once at
+    the end: a caller that only needs the parameters — a budgeted search — saves it).
 
     ``monitor``: optional callable ``theta -> str | None`` run after every update, e.g.
     ``npdegen.inspect.stability_monitor(net, every=10)``; a message it returns is issued as a
@@ -166,7 +170,8 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer="adam", l
         _lbfgs_applies(method, full, constraint, backoff)
         return train_lbfgs(net, x2d, y2d, theta, keys, steps, loss=loss, bounds=bounds, callbacks=callbacks,
                            monitor=monitor, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
-                           validation=validation, batch_size=batch_size, seed=seed, options=optimizer_options)
+                           validation=validation, batch_size=batch_size, seed=seed, options=optimizer_options,
+                           layer_losses=layer_losses)
     proto = make_optimizer(optimizer, lr, **optimizer_options)
     opt = copy.deepcopy(proto)
     history = TrainHistory(method)
@@ -237,9 +242,9 @@ def train(net: Network, x, y, theta: dict, steps: int = 100, optimizer="adam", l
                 z = net.step(z, theta, t)
     theta = restore_best(callbacks, theta)       # early stopping: the best parameters seen
     save(theta, done)
-    if full:
+    if layer_losses and full:
         history.layer_loss = net.layer_losses(x2d, y2d, theta)
-    elif hasattr(data, "samples"):
+    elif layer_losses and hasattr(data, "samples"):
         history.layer_loss = _layer_losses(net, data, theta, data.batch_size)
     history.seconds = time.perf_counter() - start
     call(callbacks, "on_train_end", history)

@@ -96,7 +96,7 @@ def _periodic(net, keys) -> dict:
 
 def train_lbfgs(net, x, y, theta, keys, steps, *, loss="sum", bounds=None, callbacks=(), monitor=None,
                 checkpoint=None, checkpoint_every=None, resume=None, validation=None, batch_size=None, seed=0,
-                options=None):
+                options=None, layer_losses=True):
     """Fit ``theta[keys]`` to ``(x, y)`` (2-D arrays, full batch) with at most ``steps`` L-BFGS
     iterations; returns ``(theta, history)`` (module docstring)."""
     opts = _options(options or {})
@@ -182,7 +182,8 @@ def train_lbfgs(net, x, y, theta, keys, steps, *, loss="sum", bounds=None, callb
     history.info = {"iterations": done, "evaluations": progress["evaluations"], "overflows": progress["overflows"],
                     "gauss_newton_sweeps": progress["sweeps"], "message": message,
                     "success": not stopped and progress["level"] >= len(plan), "levels": progress["record"]}
-    history.layer_loss = net.layer_losses(x, y, theta)
+    if layer_losses:
+        history.layer_loss = net.layer_losses(x, y, theta)
     history.seconds = time.perf_counter() - start
     call(callbacks, "on_train_end", history)
     return theta, history
