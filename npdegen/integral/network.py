@@ -32,9 +32,7 @@ import os
 
 import numpy as np
 
-from ..runtime.network import NonFiniteError
 from ..runtime.host_api import HostNetworkAPI
-from ..runtime.tape import Tape
 from . import fused
 from .apply import DENSE_LIMIT, DenseOperator, FFTOperator, StencilOperator
 from .sample import box_offsets, max_reach, sampled_moments
@@ -51,6 +49,7 @@ class NonlocalNetwork(HostNetworkAPI, Sweeps):
     """Made by :meth:`NonlocalPDE.compile <npdegen.integral.layer.NonlocalPDE.compile>`; the surface of
     :class:`npdegen.runtime.network.Network` that training uses (``init_params``, ``check_params``,
     ``forward``, ``vjp``, ``backward``, ``loss_and_grad``, ``layer_losses``, ``step``, ``step_vjp``)."""
+    UNSTABLE = "omega, the kernel's mass W_0"
 
     #: ``method="auto"`` samples a stencil while its offsets per site are at most this many times
     #: ``log2 N``, else uses the FFT (a kernel whose weights beyond reach K are below the dtype's
@@ -194,29 +193,7 @@ class NonlocalNetwork(HostNetworkAPI, Sweeps):
             return None
         return theta["b"][t] if self.families["b"] == "time-dependent" else theta["b"]
 
-    def _finite(self, what, **arrays):
-        bad = [k for k, a in arrays.items()
-               if not all(np.all(np.isfinite(v)) for v in (a.values() if isinstance(a, dict) else [a]))]
-        if bad:
-            raise NonFiniteError(f"{what}: non-finite values in {', '.join(bad)}; the layer is unstable for these "
-                                 "parameters (omega, the kernel's mass W_0) or the input is too large")
-
     # ------------------------------------------------------------------ public
-    def forward(self, x, theta, trajectory: bool = False, keep: bool = False):
-        """``z_L`` (or ``z_0 … z_L`` with ``trajectory``); ``keep=True`` returns a tape for :meth:`backward`."""
-        x2d, single = self._states(x)
-        theta = self.check_params(theta)
-        if keep and trajectory:
-            raise ValueError("keep=True returns a tape; ask for trajectory=True separately")
-        last, traj, aux = self._run(x2d, theta, keep=keep, trajectory=trajectory)
-        self._finite("forward", output=last)
-        if keep:
-            return Tape(net=self, output=last[0] if single else last.copy(), stored=aux,
-                        theta=theta, single=single, shape=tuple(x2d.shape))
-        if trajectory:
-            return traj[:, 0] if single else traj
-        return last[0] if single else last
-
     def _final(self, x2d, theta):
         last, _, aux = self._run(x2d, theta, transient=True)
         return last, aux

@@ -54,8 +54,6 @@ import numpy as np
 import scipy.fft as sfft
 
 from ..runtime.host_api import HostNetworkAPI
-from ..runtime.network import NonFiniteError
-from ..runtime.tape import Tape
 
 __all__ = ["TransportNetwork", "transport_network"]
 
@@ -120,6 +118,7 @@ class TransportNetwork(HostNetworkAPI):
     (``init_params``, ``check_params``, ``forward``, ``backward``, ``vjp``, ``loss_and_grad``,
     ``layer_losses``, ``shapes``). Parameters ``c`` (transport scale) and ``nu`` (viscosity),
     homogeneous (shape ``()``); ``omega`` the time step of a layer (fixed)."""
+    UNSTABLE = "ω·c·|u|·κ too large: use more layers"
 
     families = {"c": "homogeneous", "nu": "homogeneous"}
     kernel_names = NAMES
@@ -185,13 +184,6 @@ class TransportNetwork(HostNetworkAPI):
             raise ValueError(f"{what} contains NaN or inf (or overflows {self.dtype})")
         return cast.reshape(-1, *self.grid), arr.ndim == 2
 
-    def _finite(self, what, **arrays):
-        bad = [k for k, a in arrays.items()
-               if not all(np.all(np.isfinite(v)) for v in (a.values() if isinstance(a, dict) else [a]))]
-        if bad:
-            raise NonFiniteError(f"{what}: non-finite values in {', '.join(bad)}; the layer is unstable for these "
-                                 "parameters (ω·c·|u|·κ too large: use more layers) or the input is too large")
-
     # ------------------------------------------------------------------ one layer
     def _layer(self, zh, c, nu):
         """``(ẑ', E, fields of z, J(z), z̃̂, fields of z̃, J(z̃))`` for the spectrum ``zh`` (module docstring)."""
@@ -244,21 +236,6 @@ class TransportNetwork(HostNetworkAPI):
         return dx, {"c": np.asarray(gc, self.dtype), "nu": np.asarray(gnu, self.dtype)}
 
     # ------------------------------------------------------------------ public
-    def forward(self, x, theta, trajectory: bool = False, keep: bool = False):
-        """``z_L`` (or ``z_0 … z_L`` with ``trajectory``); ``keep=True`` returns a tape for :meth:`backward`."""
-        x2d, single = self._states(x)
-        theta = self.check_params(theta)
-        if keep and trajectory:
-            raise ValueError("keep=True returns a tape; ask for trajectory=True separately")
-        last, traj, stored = self._run(x2d, theta, keep=keep, trajectory=trajectory)
-        self._finite("forward", output=last)
-        if keep:
-            return Tape(net=self, output=last[0] if single else last, stored=stored, theta=theta, single=single,
-                        shape=tuple(x2d.shape))
-        if trajectory:
-            return traj[:, 0] if single else traj
-        return last[0] if single else last
-
     def velocity(self, z, c: float = 1.0) -> tuple:
         """``(u, v) = c ∇⊥(−Δ)⁻¹ z`` of fields ``z`` (``(batch, nx, ny)``)."""
         z2d, single = self._states(z, "z")

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..runtime.network import NonFiniteError
 from ..runtime.host_api import HostNetworkAPI
 from ..runtime.tape import Tape
 from .operator import PointOperator
@@ -64,6 +63,7 @@ class PointNetwork(HostNetworkAPI):
     :class:`npdegen.integral.NonlocalNetwork` that :func:`npdegen.train` uses (``init_params``,
     ``check_params``, ``forward``, ``vjp``, ``backward``, ``loss_and_grad``, ``layer_losses``, ``step``,
     ``step_vjp``), plus :meth:`cluster_moments`."""
+    UNSTABLE = "omega, the kernel's mass"
 
     def __init__(self, layer, layers, omega, dtype, rule, train_omega, margin):
         self.layer, self.clusters = layer, layer.clusters
@@ -158,13 +158,6 @@ class PointNetwork(HostNetworkAPI):
         if not np.all(np.isfinite(cast)):
             raise ValueError(f"{what} contains NaN or inf (or overflows {self.dtype})")
         return cast.reshape(-1, self.size), arr.ndim == 1
-
-    def _finite(self, what, **arrays):
-        bad = [k for k, a in arrays.items()
-               if not all(np.all(np.isfinite(v)) for v in (a.values() if isinstance(a, dict) else [a]))]
-        if bad:
-            raise NonFiniteError(f"{what}: non-finite values in {', '.join(bad)}; the layer is unstable for these "
-                                 "parameters (omega, the kernel's mass) or the input is too large")
 
     # ------------------------------------------------------------------ sweeps
     def _act_args(self, theta, t):

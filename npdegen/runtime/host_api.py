@@ -3,21 +3,50 @@ point-cloud networks), written once.
 
 A class that mixes in :class:`HostNetworkAPI` provides ``_states(x, what)`` (``(2-D batch, single)``),
 ``shapes``, ``families``, ``dtype``, ``train_omega``, ``kernel_names``, ``_check_kernel(values)``, ``_final(x2d, theta) -> (z_L, aux)`` (a forward pass that keeps what its
-adjoint needs), ``_adjoint(aux, lam, theta) -> (dx, grads)``, ``_finite(what, **arrays)``,
-``forward(x, theta, trajectory=False, keep=False)`` and ``layers``; it gets ``check_params``, ``backward``, ``vjp``,
-``loss_and_grad`` and ``layer_losses`` with the semantics of :class:`~npdegen.runtime.network.Network`
-(``loss = 0.5 Σ (z_L − y)²``).
+adjoint needs), ``_adjoint(aux, lam, theta) -> (dx, grads)``, ``_run(x2d, theta, keep, trajectory) ->
+(z_L, trajectory or None, aux)`` (or its own ``forward``), ``layers`` and ``UNSTABLE`` (what makes its step
+blow up, for the error message); it gets ``forward``, ``check_params``, ``backward``, ``vjp``,
+``loss_and_grad``, ``layer_losses`` and ``_finite`` with the semantics of
+:class:`~npdegen.runtime.network.Network` (``loss = 0.5 Σ (z_L − y)²``).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .network import NonFiniteError
 from .tape import Tape
 
 __all__ = ["HostNetworkAPI"]
 
 
 class HostNetworkAPI:
+    #: What makes the layer's step blow up (ends the non-finite error's message).
+    UNSTABLE = "the parameters"
+
+    def _finite(self, what, **arrays):
+        """Raise :class:`~npdegen.runtime.network.NonFiniteError` naming the arrays (or dicts of arrays)
+        that hold a NaN or inf."""
+        bad = [k for k, a in arrays.items()
+               if not all(np.all(np.isfinite(v)) for v in (a.values() if isinstance(a, dict) else [a]))]
+        if bad:
+            raise NonFiniteError(f"{what}: non-finite values in {', '.join(bad)}; the layer is unstable for these "
+                                 f"parameters ({self.UNSTABLE}) or the input is too large")
+
+    def forward(self, x, theta, trajectory: bool = False, keep: bool = False):
+        """``z_L`` (or ``z_0 … z_L`` with ``trajectory``); ``keep=True`` returns a tape for :meth:`backward`."""
+        x2d, single = self._states(x)
+        theta = self.check_params(theta)
+        if keep and trajectory:
+            raise ValueError("keep=True returns a tape; ask for trajectory=True separately")
+        last, traj, aux = self._run(x2d, theta, keep=keep, trajectory=trajectory)
+        self._finite("forward", output=last)
+        if keep:
+            return Tape(net=self, output=last[0] if single else last.copy(), stored=aux,
+                        theta=theta, single=single, shape=tuple(x2d.shape))
+        if trajectory:
+            return traj[:, 0] if single else traj
+        return last[0] if single else last
+
     def check_params(self, theta) -> dict:
         """Keys, shapes, finiteness, ω > 0 when trained, the kernel's parameter ranges
         (``_check_kernel``); arrays of the network's dtype (C order)."""
