@@ -201,10 +201,12 @@ def test_experiment_smoke(tmp_path):
     assert run.main(["advection-beta0.4-T0.5", "--smoke", "--out", str(tmp_path)]) == 0
     assert run.main(["fisher-kpp", "--smoke", "--models", "npdegen-nonlocal", "dense-linear",
                      "--nonlocal-depths", "2", "--out", str(tmp_path)]) == 0
-    assert run.main(["burgers-nu0.01", "--smoke", "--models", "npdegen-flux", "--out", str(tmp_path)]) == 0
+    assert run.main(["burgers-nu0.01", "--smoke", "--models", "npdegen-flux", "npdegen-lse", "--out", str(tmp_path)]) == 0
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     flux = records[2]["inspect"]["npdegen-flux"]
     assert flux["stability"]["cfl"] <= 1 and records[2]["results"]["npdegen-flux"]["n_params"] == 2
+    lse = records[2]["inspect"]["npdegen-lse"]
+    assert records[2]["results"]["npdegen-lse"]["n_params"] == 4 and lse["stability"]["weights_positive"]
     assert set(records[0]["results"]) == {"npdegen", "npdegen-nonlocal", "dense-linear", "circulant-linear", "fno"}
     assert set(records[1]["results"]) == {"npdegen-nonlocal", "dense-linear"}
     for rec in records:
@@ -254,3 +256,89 @@ def test_estimator_summary_certifies_a_nonlocal_winner_with_npdegen_stability():
     stability = extras.summary("estimator", est=est)["stability"]
     assert stability["stable"] and "npdegen.stability" not in stability
     assert stability["max_gain_per_layer"] == pytest.approx(est.certificate_["gain_per_layer"], rel=1e-9)
+
+
+# ---------------------------------------------------------------- the soft-min (Cole–Hopf) row
+def _band_limited(rng, batch, n):
+    uh = np.fft.rfft(rng.standard_normal((batch, n)), axis=1)
+    uh[:, n // 3:] = 0
+    return np.fft.irfft(uh, n, axis=1)
+
+
+def test_lse_potential_velocity_and_shift_by_hand():
+    import lse_row
+    rng = np.random.default_rng(4)
+    n, h = 24, 1 / 24
+    u = _band_limited(rng, 3, n) + np.array([[0.0], [0.7], [-0.2]])
+    z = lse_row.potential(u, h)
+    np.testing.assert_allclose(z.mean(axis=1), 0, atol=1e-14)
+    np.testing.assert_allclose(lse_row.velocity(z, h), u - u.mean(axis=1, keepdims=True), atol=1e-12)
+    xq = np.arange(n) * h                                                       # closed form of ½∫u
+    w = 0.4 + 1.5 * np.sin(2 * np.pi * xq) - 0.5 * np.cos(4 * np.pi * xq)
+    half = 0.5 * (-1.5 * np.cos(2 * np.pi * xq) / (2 * np.pi) - 0.5 * np.sin(4 * np.pi * xq) / (4 * np.pi))
+    np.testing.assert_allclose(lse_row.potential(w[None], h)[0], half, atol=1e-14)
+    shifted = lse_row.galilean_shift(u, np.array([2 * h, -5 * h, 0.0]), h)
+    np.testing.assert_allclose(shifted, np.stack([np.roll(u[0], 2), np.roll(u[1], -5), u[2]]), atol=1e-12)
+
+
+def test_lse_row_is_the_cole_hopf_image_of_the_linear_heat_network():
+    """The row's prediction with the heat stencil equals the same pipeline through the *linear* heat
+    network on φ = exp(−z/ε) (npdegen.NeuralPDE, no soft-min): Cole–Hopf, computed independently."""
+    import sympy as sp
+    import lse_row
+    rng = np.random.default_rng(5)
+    n, h, T, L, eps = 32, 1 / 32, 0.05, 40, 0.02
+    x = 0.3 * _band_limited(rng, 4, n) + np.array([[0.0], [0.3], [0.0], [-0.1]])
+    d = eps * T / (L * h * h)
+    theta = {"logeps": np.array(np.log(eps)), "lw_m1": np.array(np.log(d)), "lw_0": np.array(np.log(1 - 2 * d)),
+             "lw_p1": np.array(np.log(d))}
+    _, net = lse_row.lse_network(n, h, L)
+    got = lse_row.predict_lse(net, theta, x, T, h)
+    q, D = sp.Symbol("q"), sp.Symbol("D")
+    zf = sp.Function("z")(q)
+    heat = npdegen.NeuralPDE(zf + D * zf.diff(q, 2), zf, params={D: "homogeneous"}).compile(n=n, spacing=1.0,
+                                                                                            layers=L)
+    z0 = lse_row.potential(x, h)
+    zL = -eps * np.log(heat.forward(np.exp(-z0 / eps), {"D": np.array(d)}))
+    m = x.mean(axis=1)
+    want = m[:, None] + lse_row.galilean_shift(lse_row.velocity(zL, h), m * T, h)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-10 * np.abs(want).max())
+
+
+def test_lse_velocity_loss_gradient_by_finite_differences():
+    import lse_row
+    rng = np.random.default_rng(6)
+    n, h = 16, 1 / 16
+    _, net = lse_row.lse_network(n, h, 6)
+    z0 = lse_row.potential(_band_limited(rng, 3, n), h)
+    target = _band_limited(rng, 3, n)
+    theta = {"logeps": np.array(np.log(0.05)), "lw_m1": np.array(np.log(0.2)), "lw_0": np.array(np.log(0.55)),
+             "lw_p1": np.array(np.log(0.25))}
+    _, g = lse_row.velocity_loss(net, theta, z0, target, h)
+    for k in theta:
+        step = 1e-6
+        up = {**theta, k: theta[k] + step}
+        dn = {**theta, k: theta[k] - step}
+        fd = (lse_row.velocity_loss(net, up, z0, target, h)[0] - lse_row.velocity_loss(net, dn, z0, target, h)[0]) / (2 * step)
+        assert abs(float(g[k]) - fd) <= 1e-6 * max(1.0, abs(fd)), (k, float(g[k]), fd)
+
+
+def test_lse_fit_reads_back_the_viscosity():
+    """Data of the row's own map (ε = 0.02, the heat stencil): L-BFGS from ε_max/2 finds ε to 1e-4."""
+    import lse_row
+    rng = np.random.default_rng(7)
+    n, h, T, eps = 32, 1 / 32, 0.05, 0.02
+    x = 0.3 * _band_limited(rng, 12, n) + rng.uniform(-0.2, 0.2, (12, 1))
+    L = math.ceil(2 * 1.25 * eps * T / h ** 2)
+    d = eps * T / (L * h * h)
+    truth = {"logeps": np.array(np.log(eps)), "lw_m1": np.array(np.log(d)), "lw_0": np.array(np.log(1 - 2 * d)),
+             "lw_p1": np.array(np.log(d))}
+    _, net = lse_row.lse_network(n, h, L)
+    y = lse_row.predict_lse(net, truth, x, T, h)
+    fit = lse_row.fit_lse(x, y, T, h, budget=20, eps_max=1.25 * eps, steps=200)
+    assert fit["depth"] == L and abs(fit["eps"] / eps - 1) < 1e-4, fit["eps"]
+    assert fit["train_nrmse"] < 1e-5
+    s = lse_row.summary(fit)
+    assert s["stability"]["weights_positive"] and abs(s["physics"]["total_time_L_tau"] / T - 1) < 1e-3
+    with pytest.raises(ValueError, match="eps_max"):
+        lse_row.fit_lse(x, y, T, h, budget=1, eps_max=0.0)

@@ -12,6 +12,8 @@ For task ``T`` (``npdegen.tasks.make(T)``: pairs u(0) ↦ u(T) on a periodic gri
 and, where the task calls for a layer kind the estimator does not search yet (extras.py),
 
 * ``npdegen-flux`` (Burgers tasks): a Godunov flux-form layer, 2 parameters, depth from the CFL bound;
+* ``npdegen-lse`` (Burgers tasks): soft-min (log-sum-exp) layers on the potential ``½∫u`` — viscous
+  Hamilton–Jacobi steps, the Cole–Hopf image of the heat step (lse_row.py), 4 parameters;
 * ``npdegen-nonlocal`` (Fisher–KPP tasks): a Gaussian-kernel layer with the logistic flow, 2 parameters;
   (advection tasks): one layer with a shifted Gaussian kernel, 2 parameters;
 * ``npdegen-het`` (only with ``--models``): the estimator without the time-dependent family;
@@ -45,12 +47,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines import CirculantLinear, DenseLinear, FNO1d, FNO2d, fno_predict, nrmse, train_fno  # noqa: E402
+import lse_row  # noqa: E402
 
 import npdegen.tasks as tasks  # noqa: E402
 from npdegen.runtime.atomic import write_atomic  # noqa: E402
 
 
-MODELS = ("npdegen", "npdegen-flux", "npdegen-nonlocal", "dense-linear", "circulant-linear", "fno")
+MODELS = ("npdegen", "npdegen-flux", "npdegen-lse", "npdegen-nonlocal", "dense-linear", "circulant-linear", "fno")
 #: opt-in rows (``--models``): the estimator without the time-dependent family (at most width · n
 #: parameters: ≤ 1 % of the FNO's for n = 256, w ≤ 5)
 OPTIONAL = ("npdegen-het",)
@@ -84,12 +87,13 @@ def pooled_metric(y, ratio: float = 1e-8) -> bool:
 
 
 def applicable(task, models=MODELS) -> list:
-    """The models of ``models`` that run on ``task``: the flux row on Burgers, the nonlocal row on Fisher–KPP."""
+    """The models of ``models`` that run on ``task``: the flux and soft-min rows on Burgers, the nonlocal row
+    on Fisher–KPP and advection."""
     kind = task.settings["kind"]
-    if task.dims != 1:                  # the flux and nonlocal rows (extras.py) are 1-D layers
-        return [m for m in models if m not in ("npdegen-flux", "npdegen-nonlocal")]
-    return [m for m in models if (m != "npdegen-flux" or kind == "burgers") and (m != "npdegen-nonlocal"
-                                                                               or kind in ("fisher", "advection"))]
+    if task.dims != 1:                  # the flux, soft-min and nonlocal rows are 1-D layers
+        return [m for m in models if m not in ("npdegen-flux", "npdegen-lse", "npdegen-nonlocal")]
+    return [m for m in models if (m not in ("npdegen-flux", "npdegen-lse") or kind == "burgers")
+            and (m != "npdegen-nonlocal" or kind in ("fisher", "advection"))]
 
 
 def run(name: str, budget: float, n: int, n_train: int, n_test: int, fno_epochs: int, seed: int,
@@ -131,6 +135,14 @@ def run(name: str, budget: float, n: int, n_train: int, n_test: int, fno_epochs:
                                **({"tried": fit["tried"]} if "tried" in fit else {}))
             inspect[model] = extras.summary("flux" if model == "npdegen-flux" else "shift" if "start_mu" in fit
                                             else "nonlocal", fit)
+        elif model == "npdegen-lse":
+            h, T = task.spacing[0], task.settings["T"]
+            fit = lse_row.fit_lse(task.x_train, task.y_train, T, h, budget, eps_max=1.25 * task.settings["nu"] / np.pi,
+                                  steps=5 if smoke else 200)
+            rows[model] = _row(task, lse_row.predict_lse(fit["net"], fit["theta"], task.x_test, T, h), fit["seconds"],
+                               len(fit["theta"]), load, depth=fit["depth"], iterations=fit["iterations"],
+                               train_nrmse=fit["train_nrmse"])
+            inspect[model] = lse_row.summary(fit)
         elif model in ("dense-linear", "circulant-linear"):
             m = DenseLinear() if model == "dense-linear" else CirculantLinear()
             m.fit(task.x_train, task.y_train)
