@@ -340,5 +340,7 @@ def test_lse_fit_reads_back_the_viscosity():
     assert fit["train_nrmse"] < 1e-5
     s = lse_row.summary(fit)
     assert s["stability"]["weights_positive"] and abs(s["physics"]["total_time_L_tau"] / T - 1) < 1e-3
+    quick = lse_row.fit_lse(x, y, T, h, budget=1e-6, eps_max=1.25 * eps)      # one evaluation, then out of time
+    assert quick["iterations"] == 1 and np.isfinite(quick["train_nrmse"])
     with pytest.raises(ValueError, match="eps_max"):
         lse_row.fit_lse(x, y, T, h, budget=1, eps_max=0.0)

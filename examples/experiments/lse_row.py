@@ -87,6 +87,10 @@ def predict_lse(net, theta, x, T: float, spacing: float) -> np.ndarray:
     return m[:, None] + galilean_shift(v, m * T, spacing)
 
 
+class _OutOfTime(Exception):
+    """The budget cannot afford another evaluation."""
+
+
 def velocity_loss(net, theta, z0, target, spacing: float) -> tuple:
     """``(½ Σ (2 ∂_q z_L − target)², gradients)`` for potentials ``z0``: the network's adjoint of the
     cotangent ``(2 ∂_q)ᵀ r = −2 ∂_q r`` (the spectral derivative is antisymmetric)."""
@@ -118,34 +122,36 @@ def fit_lse(x, y, T: float, spacing: float, budget: float, eps_max: float, steps
     d0 = 0.5 * eps_max * T / (depth * spacing ** 2)                  # the heat stencil of ε_max / 2
     start = np.array([math.log(0.5 * eps_max), math.log(d0), math.log(1 - 2 * d0), math.log(d0)])
     deadline = started + budget
-    evaluations = {"count": 0}
+    state = {"count": 0, "longest": 0.0, "best": (math.inf, start)}
 
     def theta_of(p):
         return {k: np.asarray(v) for k, v in zip(NAMES, p)}
 
     def objective(p):
-        evaluations["count"] += 1
+        # an evaluation that would end past the deadline is not started (a line search may take several)
+        if state["count"] and time.perf_counter() + state["longest"] > deadline:
+            raise _OutOfTime
+        t0 = time.perf_counter()
         loss, g = velocity_loss(net, theta_of(p), z0, target, spacing)
+        state["count"] += 1
+        state["longest"] = max(state["longest"], time.perf_counter() - t0)
+        if loss < state["best"][0]:
+            state["best"] = (loss, np.array(p))
         return loss, np.array([float(g[k]) for k in NAMES])
 
-    def stop(_):
-        if time.perf_counter() >= deadline:
-            raise StopIteration
-
-    best = {"p": start}
     try:
-        res = scipy.optimize.minimize(objective, start, jac=True, method="L-BFGS-B", callback=lambda p: (
-            best.update(p=np.array(p)), stop(p)), options={"maxiter": steps, "ftol": 0.0, "gtol": 0.0})
-        best["p"], iterations = res.x, int(res.nit)
-    except StopIteration:
-        iterations = -1
-    theta = theta_of(best["p"])
+        res = scipy.optimize.minimize(objective, start, jac=True, method="L-BFGS-B",
+                                      options={"maxiter": steps, "ftol": 0.0, "gtol": 0.0})
+        iterations = int(res.nit)
+    except _OutOfTime:
+        iterations = None
+    theta = theta_of(state["best"][1])          # the least loss evaluated
     seconds = time.perf_counter() - started
     pred = predict_lse(net, theta, x, T, spacing)
     train = float(np.mean(np.linalg.norm(pred - y, axis=1) / np.linalg.norm(y, axis=1)))
     w = np.exp([float(theta[k]) for k in ("lw_m1", "lw_0", "lw_p1")])
     return {"net": net, "layer": layer, "theta": theta, "depth": depth, "seconds": seconds,
-            "iterations": iterations if iterations >= 0 else evaluations["count"], "train_nrmse": train,
+            "iterations": iterations if iterations is not None else state["count"], "train_nrmse": train,
             "eps": float(np.exp(float(theta["logeps"]))), "weights": w.tolist(), "T": T, "spacing": spacing}
 
 
