@@ -207,7 +207,9 @@ def test_experiment_smoke(tmp_path):
     assert flux["stability"]["cfl"] <= 1 and records[2]["results"]["npdegen-flux"]["n_params"] == 2
     lse = records[2]["inspect"]["npdegen-lse"]
     assert records[2]["results"]["npdegen-lse"]["n_params"] == 4 and lse["stability"]["weights_positive"]
-    assert set(records[0]["results"]) == {"npdegen", "npdegen-nonlocal", "dense-linear", "circulant-linear", "fno"}
+    assert set(records[0]["results"]) == {"npdegen", "npdegen-markov", "npdegen-nonlocal", "dense-linear",
+                                          "circulant-linear", "fno"}
+    assert records[0]["inspect"]["npdegen-markov"]["stability"]["positive"]
     assert set(records[1]["results"]) == {"npdegen-nonlocal", "dense-linear"}
     for rec in records:
         assert all(np.isfinite(r["nrmse"]) and np.isfinite(r["pooled"]) for r in rec["results"].values()
@@ -344,3 +346,26 @@ def test_lse_fit_reads_back_the_viscosity():
     assert quick["iterations"] == 1 and np.isfinite(quick["train_nrmse"])
     with pytest.raises(ValueError, match="eps_max"):
         lse_row.fit_lse(x, y, T, h, budget=1, eps_max=0.0)
+
+
+# ---------------------------------------------------------------- the Markov-chain row
+def test_markov_row_recovers_its_own_chain():
+    """Pairs made by a 12-layer upwind chain (drift 0.9 cells per layer, a little diffusion): the data's
+    shift is 10.8 cells, the row takes ⌊11⌋ + 1 = 12 layers — the truth's structure — and reads back the
+    transport and the probabilities; a chain's rows are positive and sum to one."""
+    import npdegen
+    import markov_row
+    rng = np.random.default_rng(8)
+    n, h, L = 64, 1 / 64, 12
+    x = _band_limited(rng, 24, n)
+    truth = {k: np.asarray(v) for k, v in npdegen.kushner_logits(0.9 * h, 0.02 * h * h, 1.0, h).items()}
+    y = npdegen.markov_chain(family="homogeneous").compile(n=n, spacing=h, layers=L, omega=1.0).forward(x, truth)
+    assert abs(extras.data_shift(x, y, h) / h) == 11
+    fit = markov_row.fit_markov(x, y, h, budget=20)
+    s = markov_row.summary(fit)["physics"]
+    assert fit["depth"] == L and abs(s["transport_total_L_b"] / (10.8 * h) - 1) < 1e-4, s
+    p = np.exp(np.array([float(truth[k]) for k in markov_row.NAMES]))
+    np.testing.assert_allclose([s["p_minus"], s["p_stay"], s["p_plus"]], p / p.sum(), atol=1e-4)
+    assert fit["train_nrmse"] < 1e-6
+    with pytest.raises(ValueError, match="spacing"):
+        markov_row.fit_markov(x, y, 0.0, budget=1)

@@ -12,6 +12,8 @@ For task ``T`` (``npdegen.tasks.make(T)``: pairs u(0) ↦ u(T) on a periodic gri
 and, where the task calls for a layer kind the estimator does not search yet (extras.py),
 
 * ``npdegen-flux`` (Burgers tasks): a Godunov flux-form layer, 2 parameters, depth from the CFL bound;
+* ``npdegen-markov`` (advection tasks): an upwind Markov-chain layer (positive, rows summing to one), 3 logits,
+  depth from the data's shift at under one cell per layer (markov_row.py);
 * ``npdegen-lse`` (Burgers tasks): soft-min (log-sum-exp) layers on the potential ``½∫u`` — viscous
   Hamilton–Jacobi steps, the Cole–Hopf image of the heat step (lse_row.py), 4 parameters;
 * ``npdegen-nonlocal`` (Fisher–KPP tasks): a Gaussian-kernel layer with the logistic flow, 2 parameters;
@@ -48,12 +50,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines import CirculantLinear, DenseLinear, FNO1d, FNO2d, fno_predict, nrmse, train_fno  # noqa: E402
 import lse_row  # noqa: E402
+import markov_row  # noqa: E402
 
 import npdegen.tasks as tasks  # noqa: E402
 from npdegen.runtime.atomic import write_atomic  # noqa: E402
 
 
-MODELS = ("npdegen", "npdegen-flux", "npdegen-lse", "npdegen-nonlocal", "dense-linear", "circulant-linear", "fno")
+MODELS = ("npdegen", "npdegen-flux", "npdegen-lse", "npdegen-markov", "npdegen-nonlocal", "dense-linear",
+          "circulant-linear", "fno")
 #: opt-in rows (``--models``): the estimator without the time-dependent family (at most width · n
 #: parameters: ≤ 1 % of the FNO's for n = 256, w ≤ 5)
 OPTIONAL = ("npdegen-het",)
@@ -87,12 +91,13 @@ def pooled_metric(y, ratio: float = 1e-8) -> bool:
 
 
 def applicable(task, models=MODELS) -> list:
-    """The models of ``models`` that run on ``task``: the flux and soft-min rows on Burgers, the nonlocal row
-    on Fisher–KPP and advection."""
+    """The models of ``models`` that run on ``task``: the flux and soft-min rows on Burgers, the Markov row
+    on advection, the nonlocal row on Fisher–KPP and advection."""
     kind = task.settings["kind"]
-    if task.dims != 1:                  # the flux, soft-min and nonlocal rows are 1-D layers
-        return [m for m in models if m not in ("npdegen-flux", "npdegen-lse", "npdegen-nonlocal")]
+    if task.dims != 1:                  # the hand-built rows are 1-D layers
+        return [m for m in models if m not in ("npdegen-flux", "npdegen-lse", "npdegen-markov", "npdegen-nonlocal")]
     return [m for m in models if (m not in ("npdegen-flux", "npdegen-lse") or kind == "burgers")
+            and (m != "npdegen-markov" or kind == "advection")
             and (m != "npdegen-nonlocal" or kind in ("fisher", "advection"))]
 
 
@@ -143,6 +148,11 @@ def run(name: str, budget: float, n: int, n_train: int, n_test: int, fno_epochs:
                                len(fit["theta"]), load, depth=fit["depth"], iterations=fit["iterations"],
                                train_nrmse=fit["train_nrmse"])
             inspect[model] = lse_row.summary(fit)
+        elif model == "npdegen-markov":
+            fit = markov_row.fit_markov(task.x_train, task.y_train, task.spacing[0], budget, steps=5 if smoke else 100)
+            rows[model] = _row(task, fit["net"].forward(task.x_test, fit["theta"]), fit["seconds"], len(fit["theta"]),
+                               load, depth=fit["depth"], iterations=fit["iterations"], train_nrmse=fit["train_nrmse"])
+            inspect[model] = markov_row.summary(fit)
         elif model in ("dense-linear", "circulant-linear"):
             m = DenseLinear() if model == "dense-linear" else CirculantLinear()
             m.fit(task.x_train, task.y_train)
