@@ -171,23 +171,6 @@ class NonlocalNetwork(HostNetworkAPI, Sweeps):
         return _Plan(op, layers)
 
     # ------------------------------------------------------------------ arrays
-    def _states(self, x, what="x"):
-        arr = np.asarray(x)
-        if arr.dtype.kind not in "fiu":
-            raise TypeError(f"{what} must be real numbers, got dtype {arr.dtype}")
-        d = len(self.grid)
-        if arr.ndim not in (d, d + 1) or tuple(arr.shape[arr.ndim - d:]) != self.grid:
-            shape = ", ".join(map(str, self.grid))
-            raise ValueError(f"{what} must have shape (batch, {shape}) or ({shape}{',' if d == 1 else ''}), "
-                             f"got {arr.shape}")
-        if arr.size == 0:
-            raise ValueError(f"{what} has no samples (shape {arr.shape})")
-        with np.errstate(over="ignore"):
-            cast = np.ascontiguousarray(arr, self.dtype)
-        if not np.all(np.isfinite(cast)):
-            raise ValueError(f"{what} contains NaN or inf (or overflows {self.dtype})")
-        return cast.reshape(-1, *self.grid), arr.ndim == d
-
     def _bias(self, theta, t):
         if "b" not in self.families:
             return None

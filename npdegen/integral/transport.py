@@ -169,21 +169,6 @@ class TransportNetwork(HostNetworkAPI):
             raise ValueError(f"nu must be >= 0 (a negative viscosity grows the mode κ by e^(ω|ν|κ²) per layer), "
                              f"got {float(values['nu'])}")
 
-    def _states(self, x, what="x"):
-        arr = np.asarray(x)
-        if arr.dtype.kind not in "fiu":
-            raise TypeError(f"{what} must be real numbers, got dtype {arr.dtype}")
-        if arr.ndim not in (2, 3) or tuple(arr.shape[-2:]) != self.grid:
-            raise ValueError(f"{what} must have shape (batch, {self.grid[0]}, {self.grid[1]}) or {self.grid}, "
-                             f"got {arr.shape}")
-        if arr.size == 0:
-            raise ValueError(f"{what} has no samples (shape {arr.shape})")
-        with np.errstate(over="ignore"):
-            cast = np.ascontiguousarray(arr, self.dtype)
-        if not np.all(np.isfinite(cast)):
-            raise ValueError(f"{what} contains NaN or inf (or overflows {self.dtype})")
-        return cast.reshape(-1, *self.grid), arr.ndim == 2
-
     # ------------------------------------------------------------------ one layer
     def _layer(self, zh, c, nu):
         """``(ẑ', E, fields of z, J(z), z̃̂, fields of z̃, J(z̃))`` for the spectrum ``zh`` (module docstring)."""

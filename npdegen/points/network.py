@@ -64,6 +64,7 @@ class PointNetwork(HostNetworkAPI):
     ``check_params``, ``forward``, ``vjp``, ``backward``, ``loss_and_grad``, ``layer_losses``, ``step``,
     ``step_vjp``), plus :meth:`cluster_moments`."""
     UNSTABLE = "omega, the kernel's mass"
+    SHAPE_NOTE = ": one value per point"
 
     def __init__(self, layer, layers, omega, dtype, rule, train_omega, margin):
         self.layer, self.clusters = layer, layer.clusters
@@ -144,21 +145,6 @@ class PointNetwork(HostNetworkAPI):
             grads[k][t] += per_point
 
     # ------------------------------------------------------------------ arrays
-    def _states(self, x, what="x"):
-        arr = np.asarray(x)
-        if arr.dtype.kind not in "fiu":
-            raise TypeError(f"{what} must be real numbers, got dtype {arr.dtype}")
-        if arr.ndim not in (1, 2) or arr.shape[-1] != self.size:
-            raise ValueError(f"{what} must have shape (batch, {self.size}) or ({self.size},): one value per point, "
-                             f"got {arr.shape}")
-        if arr.size == 0:
-            raise ValueError(f"{what} has no samples (shape {arr.shape})")
-        with np.errstate(over="ignore"):
-            cast = np.ascontiguousarray(arr, self.dtype)
-        if not np.all(np.isfinite(cast)):
-            raise ValueError(f"{what} contains NaN or inf (or overflows {self.dtype})")
-        return cast.reshape(-1, self.size), arr.ndim == 1
-
     # ------------------------------------------------------------------ sweeps
     def _act_args(self, theta, t):
         return tuple(self._point_values(theta, k, t) for k in self.activation_names)

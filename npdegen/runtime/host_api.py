@@ -1,13 +1,13 @@
 """The public gradient API of networks computed on the host in NumPy (the integral-operator and
 point-cloud networks), written once.
 
-A class that mixes in :class:`HostNetworkAPI` provides ``_states(x, what)`` (``(2-D batch, single)``),
-``shapes``, ``families``, ``dtype``, ``train_omega``, ``kernel_names``, ``_check_kernel(values)``, ``_final(x2d, theta) -> (z_L, aux)`` (a forward pass that keeps what its
-adjoint needs), ``_adjoint(aux, lam, theta) -> (dx, grads)``, ``_run(x2d, theta, keep, trajectory) ->
-(z_L, trajectory or None, aux)`` (or its own ``forward``), ``layers`` and ``UNSTABLE`` (what makes its step
-blow up, for the error message); it gets ``forward``, ``check_params``, ``backward``, ``vjp``,
-``loss_and_grad``, ``layer_losses`` and ``_finite`` with the semantics of
-:class:`~npdegen.runtime.network.Network` (``loss = 0.5 Σ (z_L − y)²``).
+A class that mixes in :class:`HostNetworkAPI` provides ``grid``, ``shapes``, ``families``, ``dtype``,
+``train_omega``, ``kernel_names``, ``_check_kernel(values)``, ``_final(x2d, theta) -> (z_L, aux)`` (a
+forward pass that keeps what its adjoint needs), ``_adjoint(aux, lam, theta) -> (dx, grads)``,
+``_run(x2d, theta, keep, trajectory) -> (z_L, trajectory or None, aux)`` (or its own ``forward``),
+``layers`` and ``UNSTABLE`` (what makes its step blow up, for the error message); it gets ``_states``,
+``forward``, ``check_params``, ``backward``, ``vjp``, ``loss_and_grad``, ``layer_losses`` and ``_finite``
+with the semantics of :class:`~npdegen.runtime.network.Network` (``loss = 0.5 Σ (z_L − y)²``).
 """
 from __future__ import annotations
 
@@ -22,6 +22,27 @@ __all__ = ["HostNetworkAPI"]
 class HostNetworkAPI:
     #: What makes the layer's step blow up (ends the non-finite error's message).
     UNSTABLE = "the parameters"
+    #: Said after the expected shapes when an input's shape is wrong.
+    SHAPE_NOTE = ""
+
+    def _states(self, x, what="x"):
+        """``(C-ordered (batch, *grid) array of the network's dtype, single)``: real, of the grid's shape with
+        or without a batch axis, not empty, finite (``single``: the input had no batch axis)."""
+        arr = np.asarray(x)
+        if arr.dtype.kind not in "fiu":
+            raise TypeError(f"{what} must be real numbers, got dtype {arr.dtype}")
+        d = len(self.grid)
+        if arr.ndim not in (d, d + 1) or tuple(arr.shape[arr.ndim - d:]) != tuple(self.grid):
+            shape = ", ".join(map(str, self.grid))
+            raise ValueError(f"{what} must have shape (batch, {shape}) or ({shape}{',' if d == 1 else ''})"
+                             f"{self.SHAPE_NOTE}, got {arr.shape}")
+        if arr.size == 0:
+            raise ValueError(f"{what} has no samples (shape {arr.shape})")
+        with np.errstate(over="ignore"):
+            cast = np.ascontiguousarray(arr, self.dtype)
+        if not np.all(np.isfinite(cast)):
+            raise ValueError(f"{what} contains NaN or inf (or overflows {self.dtype})")
+        return cast.reshape(-1, *self.grid), arr.ndim == d
 
     def _finite(self, what, **arrays):
         """Raise :class:`~npdegen.runtime.network.NonFiniteError` naming the arrays (or dicts of arrays)
