@@ -8,7 +8,7 @@ the recipe space and the command-line parser load without it.
 from .metrics import nrmse
 from .recipes import KINDS, LayerKind, NotApplicable, Recipe, RecipeSpace, register
 from .search import format_report
-from . import flux, kernels, moments  # noqa: E402,F401 - the built-in layer kinds register themselves in KINDS
+from . import flux, kernels, moments, transport  # noqa: E402,F401 - the built-in layer kinds register in KINDS
 
 __all__ = ["NeuralPDERegressor", "nrmse", "Recipe", "RecipeSpace", "LayerKind", "NotApplicable", "KINDS", "register",
            "format_report"]

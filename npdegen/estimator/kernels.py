@@ -238,5 +238,3 @@ class KernelReport:
 
 
 register(GaussianKernel())
-
-from . import transport  # noqa: E402,F401 - the other nonlocal kind (self-transport, 2-D) registers itself

@@ -190,8 +190,8 @@ class Search(Rounds):
         levels = _levels(net)
         single = levels == 1
         # training stops one evaluation early: the fit's training error and certificate come after it
-        monitor = Monitor(lambda th: self._error(net, th, p.x_val, p.y_val), max(end - evaluation, now), len(starts), floor,
-                          PATIENCE if single else None,
+        monitor = Monitor(lambda th: self._error(net, th, p.x_val, p.y_val), max(end - evaluation, now), len(starts),
+                          floor, PATIENCE if single else None,
                           lambda th: certify(kind, layer, net, th, recipe, p.spacing, self.growth).certified)
         bounds = kind.bounds(recipe, len(p.grid)) or None
         # every start is a candidate as it is; the most promising (least validation error) trains first
