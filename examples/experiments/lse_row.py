@@ -30,6 +30,8 @@ import numpy as np
 import scipy.optimize
 import sympy as sp
 
+from extras import _nrmse, _subsample
+
 __all__ = ["lse_network", "potential", "velocity", "galilean_shift", "velocity_loss", "fit_lse", "predict_lse", "summary"]
 
 LOGEPS = sp.Symbol("logeps")
@@ -48,10 +50,7 @@ def potential(u, spacing: float) -> np.ndarray:
     """``½ ∫ u`` of mean zero, per sample (rows of ``u``, periodic; the mean of ``u`` is dropped)."""
     u = np.asarray(u, np.float64)
     ik = _wavenumbers(u.shape[-1], spacing)
-    uh = np.fft.rfft(u, axis=-1)
-    zh = np.zeros_like(uh)
-    zh[..., 1:] = 0.5 * uh[..., 1:] / np.where(ik[1:] == 0, 1, ik[1:])
-    zh[..., 1:][..., ik[1:] == 0] = 0
+    zh = np.where(ik == 0, 0, 0.5 * np.fft.rfft(u, axis=-1) / np.where(ik == 0, 1, ik))   # the mean, Nyquist: 0
     return np.fft.irfft(zh, u.shape[-1], axis=-1)
 
 
@@ -103,16 +102,13 @@ def fit_lse(x, y, T: float, spacing: float, budget: float, eps_max: float, steps
             max_samples: int | None = 32, seed: int = 0) -> dict:
     """Fit the Cole–Hopf soft-min row (module docstring) to pairs ``x → y`` within ``budget`` seconds, on at
     most ``max_samples`` pairs. Returns ``{"net", "layer", "theta", "depth", "seconds", "iterations",
-    "train_nrmse", "eps", "d"}`` (``train_nrmse``: mean per-sample relative L2 error on all pairs)."""
+    "train_nrmse", "eps", "weights", "T", "spacing"}`` (``train_nrmse``: mean per-sample relative L2 error on
+    all pairs)."""
     if not (math.isfinite(eps_max) and eps_max > 0):
         raise ValueError(f"eps_max must be a positive finite number, got {eps_max!r}")
     started = time.perf_counter()
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    if len(x) > (max_samples or len(x)):
-        keep = np.sort(np.random.default_rng(seed).choice(len(x), max_samples, replace=False))
-        xs, ys = x[keep], y[keep]
-    else:
-        xs, ys = x, y
+    xs, ys = _subsample(x, y, max_samples, seed)
     n = x.shape[1]
     depth = max(1, math.ceil(2 * eps_max * T / spacing ** 2))
     layer, net = lse_network(n, spacing, depth)
@@ -148,10 +144,9 @@ def fit_lse(x, y, T: float, spacing: float, budget: float, eps_max: float, steps
     theta = theta_of(state["best"][1])          # the least loss evaluated
     seconds = time.perf_counter() - started
     pred = predict_lse(net, theta, x, T, spacing)
-    train = float(np.mean(np.linalg.norm(pred - y, axis=1) / np.linalg.norm(y, axis=1)))
     w = np.exp([float(theta[k]) for k in ("lw_m1", "lw_0", "lw_p1")])
     return {"net": net, "layer": layer, "theta": theta, "depth": depth, "seconds": seconds,
-            "iterations": iterations if iterations is not None else state["count"], "train_nrmse": train,
+            "iterations": iterations if iterations is not None else state["count"], "train_nrmse": _nrmse(pred, y),
             "eps": float(np.exp(float(theta["logeps"]))), "weights": w.tolist(), "T": T, "spacing": spacing}
 
 
