@@ -16,13 +16,13 @@ the outputs of smooth inputs, so only the smoothed profile is identifiable), the
 the clean-test nRMSE, the largest gain per layer of the fitted network (``npdegen.stability``),
 iterations and seconds. Goal (issue 16, no noise): U ≤ 1e-3, D ≤ 1e-2, R ≤ 1e-2.
 
-The same data go to the estimator (``--estimator``, on by default), twice per noise level:
+The same data go to the estimator (``--estimator-budget`` seconds per fit, 0 skips it), twice per noise level:
 
 * **told the structure**: ``NeuralPDERegressor`` with its recipe space cut to the truth's — the
   ``moments`` kind at width 3 (whose parameters are R, U, D), depth 32, ω = 0.8, identity, grid units,
   homogeneous then heterogeneous — so its profiles compare with the truth's directly;
 * **the default search** (grid units, everything else default): its winner need not have the truth's depth
-  or ω, and only the total map is determined by the data. For small steps a layer of relaxation ω
+  (the default grid 4, 16, 64 lacks the truth's 32) or ω. For small steps a layer of relaxation ω
   advances the PDE by ω, so a winner of the ``moments`` kind is compared through its profiles scaled
   by its duration, ``θ̂ · ω̂L̂ / (ωL)`` (the truth's ωL = 25.6); other kinds have no R, U, D to compare.
 
