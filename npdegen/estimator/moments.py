@@ -66,6 +66,7 @@ def moment_parameters(dim: int, width: int, shape: str = "box") -> list:
 class MomentStencil(LayerKind):
     """The free ``w``-point stencil in its moments: ``R``, ``U``, ``D``, ``C3``, … (module docstring)."""
     name = "moments"
+    depth_round = True
     #: which multi-indices are parameters (:data:`SHAPES`)
     shape = "box"
 

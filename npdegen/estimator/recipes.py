@@ -44,7 +44,7 @@ A layer kind subclasses :class:`LayerKind` (``layer``, ``bounds``, ``random_star
 ``prepare`` (the kind specialised to the data, or :class:`NotApplicable`), ``recipes``,
 ``compile``, ``weight``, ``data_start``, ``rescale_depth``, ``reach``, ``physics``, ``gain`` (the
 stability certificate's gain per layer), and
-``families``/``dims``/``max_samples``/``max_starts``/``loss``) and :func:`register` s itself; the estimator's ``kinds``
+``families``/``dims``/``max_samples``/``max_starts``/``loss``/``depth_round``) and :func:`register` s itself; the estimator's ``kinds``
 then names it. The search loop (:mod:`npdegen.estimator.search`) only calls this interface: the
 kinds' first-family recipes make the first stage, and each later family promotes the best fits of
 every kind that supports it (from the latest stage that fitted that kind).
@@ -126,6 +126,9 @@ class LayerKind:
     #: the training loss (``npdegen.train``): ``"mean"`` squared error, or ``"relative"`` (the nRMSE
     #: the search selects by)
     loss = "mean"
+    #: the kind's recipes take the space's depths, and a depth between two of them may fit where neither
+    #: does: the search's depth round (:mod:`~npdegen.estimator.rounds`) tries one for the kind's best fit
+    depth_round = False
 
     def samples(self, recipe: Recipe) -> int | None:
         """Training pairs a recipe fits on, at most (default :attr:`max_samples`)."""

@@ -21,6 +21,15 @@ its fit``), and a fit is only replaced by a better one (:func:`~npdegen.estimato
   while the richer families start from fits closer to their plateau. Fits that stopped on a plateau
   get no refine round (varcoef-adr: its homogeneous fits sit at 0.39, and their rounds took 30 s from
   the per-site family, which then reached 1.6e-2 instead of 2e-5).
+* **Depth** (:meth:`Rounds._depth_round`), after the stage of each family in :data:`DEPTH_FAMILIES`: one
+  more recipe, the stage's best fit of a kind that takes the space's depths
+  (:attr:`~npdegen.estimator.recipes.LayerKind.depth_round`) at a depth between its own and a fitted
+  neighbour's (:func:`depth_between`: the geometric mean, so the grid 4, 16, 64 is refined to 8 or 32
+  where the fits say the depth lies), warm-started from the fit rescaled to the new depth. The depth
+  grid is coarse so that the first stage stays short; a per-site truth of 32 layers lies between its
+  points, and neither neighbour can represent it (varcoef-adr, 32 layers of ω = 0.8: the per-site fits at
+  16 and 64 layers stop at 1e-4 and 4e-4, their coefficient profiles 1e-2 off; at 32 layers the
+  fit reaches the data's rounding). Its time is planned as one recipe of the stage's family.
 * **Polish** (:meth:`Rounds._polish`), with the time left after the last stage: the :data:`POLISH`
   preferred fits (the winner first, then by validation nRMSE: :func:`~npdegen.estimator.choice.preferred`),
   each while it gains :data:`GAIN` per round; a fit that stalls (also in a refine round) passes its
@@ -29,20 +38,29 @@ its fit``), and a fit is only replaced by a better one (:func:`~npdegen.estimato
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 
-from .choice import better, preferred
+from .choice import better, preferred, promotion_order
 from .monitor import FLOOR, GAIN
 from .problem import Fit
 
-__all__ = ["Rounds", "POLISH", "REFINE_WEIGHT", "REFINE_TOP", "REFINE_GAIN"]
+__all__ = ["Rounds", "POLISH", "REFINE_WEIGHT", "REFINE_TOP", "REFINE_GAIN", "DEPTH_FAMILIES", "depth_between"]
 
 #: Fits trained on per polish round (:meth:`Rounds._polish`).
 POLISH = 2
 #: The refine rounds' time as recipe weights (a heterogeneous recipe's is 12: ``STAGE_WEIGHTS``); the
 #: fits of the first refine round; the relative gain of a round that keeps a fit in the next.
 REFINE_WEIGHT, REFINE_TOP, REFINE_GAIN = 24.0, 6, 0.1
+#: The families after whose stage the depth round runs (the time-dependent family, last and shortest,
+#: has no stage after it to use a new depth).
+DEPTH_FAMILIES = ("homogeneous", "heterogeneous")
+
+
+def depth_between(depth: int, other: int) -> int:
+    """The depth tried between two fitted depths: their geometric mean, rounded (16, 64 → 32)."""
+    return max(1, int(round(math.sqrt(depth * other))))
 
 
 class Rounds:
@@ -82,6 +100,50 @@ class Rounds:
                     stalled.add(fit.recipe.label)
             if short == len(ranked):
                 return
+
+    def _depth_recipe(self, stage_fits: list):
+        """The depth round's recipe and its note, or ``(None, "")``: the first of ``stage_fits`` in
+        promotion order (:func:`~npdegen.estimator.choice.promotion_order`) among the kinds with
+        ``depth_round``, at :func:`depth_between` its depth ``L`` and the nearest fitted depth of its kind
+        (any stage) on one side. The side: where the stage's own fits of the kind say the error falls —
+        beyond ``L`` when ``L`` is the deepest (shallowest) of them, towards the better neighbour when it
+        lies between them; by the kind's fits of every stage when the stage fitted ``L`` alone; the other
+        side when the first has nothing left to try."""
+        mine = [f for f in promotion_order(stage_fits) if getattr(self.kinds[f.recipe.kind], "depth_round", False)]
+        if not mine:
+            return None, ""
+        best = mine[0].recipe
+        kin = [f for f in self.fits.values() if f.recipe.kind == best.kind]
+        depths = sorted({f.recipe.depth for f in kin})
+        below = max((d for d in depths if d < best.depth), default=None)
+        above = min((d for d in depths if d > best.depth), default=None)
+        staged = {f.recipe.depth for f in mine if f.recipe.kind == best.kind} - {best.depth}
+        error = lambda d, pool: min((f.val_nrmse for f in pool if f.recipe.depth == d), default=math.inf)
+        if staged and max(staged) < best.depth:
+            sides = (above, below)                   # the deepest of the stage is its best: deeper still
+        elif staged and min(staged) > best.depth:
+            sides = (below, above)
+        else:
+            pool = [f for f in mine if f.recipe.kind == best.kind] if staged else kin
+            sides = sorted((below, above), key=lambda d: math.inf if d is None else error(d, pool))
+        tried = {f.recipe.label for f in self.fits.values()} | {e["recipe"] for e in self.report}
+        for other in sides:
+            if other is None:
+                continue
+            depth = depth_between(best.depth, other)
+            recipe = replace(best, depth=depth, warm_from=(best.label,))
+            if depth not in (best.depth, other) and recipe.label not in tried:
+                return recipe, f"depth round: between the fits at L{best.depth} and L{other}"
+        return None, ""
+
+    def _depth_round(self, stage_fits: list, share: float):
+        """Fit the depth round's recipe (:meth:`_depth_recipe`) for ``share`` of the time left; the Fit,
+        a report row (skipped or failed) or None when there is no depth to try."""
+        recipe, note = self._depth_recipe(stage_fits)
+        if recipe is None:
+            return None
+        self._notes[recipe.label] = note
+        return self._attempt(recipe, share, False)
 
     def _refine(self, until: float, stalled: set):
         """Successive halving until ``until`` (module docstring) over the :data:`REFINE_TOP` fits still

@@ -39,6 +39,9 @@
   train on the most accurate fits that were still improving when their time ran out (successive
   halving; planned as :data:`~npdegen.estimator.rounds.REFINE_WEIGHT` recipe weights), and the later
   stages promote from the refined fits; the time left after the last stage polishes the preferred fits.
+* **Depth round** (:mod:`npdegen.estimator.rounds`). After the homogeneous and the per-site stage, one
+  more recipe: the stage's best stencil fit at a depth between its own and a fitted neighbour's (the
+  depth grid is coarse; a truth between its points is reached there).
 * **Certificate and winner** (:mod:`npdegen.estimator.choice`). Every fit gets a stability
   certificate (gain per layer; certified when the network amplifies no more than the data grow);
   the winner is, among the certified fits within the factor ``CERTIFIED_WITHIN`` of the least
@@ -62,7 +65,7 @@ from .metrics import nrmse
 from .monitor import CHECK_EVERY, FLOOR, GAIN, PATIENCE, Monitor, host
 from .monitor import affordable as _affordable, levels as _levels, worth_starting as _worth
 from .problem import Fit, Problem
-from .rounds import POLISH, REFINE_GAIN, REFINE_TOP, REFINE_WEIGHT, Rounds
+from .rounds import DEPTH_FAMILIES, POLISH, REFINE_GAIN, REFINE_TOP, REFINE_WEIGHT, Rounds
 from .recipes import KINDS, STAGE_WEIGHTS, NotApplicable, Recipe, RecipeSpace
 from .report import format_report
 
@@ -304,6 +307,14 @@ class Search(Rounds):
         playing = {r.kind for r in recipes} | {f.recipe.kind for f in self.fits.values()}
         return sum(PROMOTE * self.kinds[k].weight(f) for f in families for k in playing if f in self.kinds[k].families)
 
+    def _depth_weight(self, family: str, recipes: list) -> float:
+        """The depth round's time after the stage of ``family`` (:data:`DEPTH_FAMILIES`), as the weight of one
+        of the stage's recipes of a kind with ``depth_round``; 0 when it has none."""
+        if family not in DEPTH_FAMILIES:
+            return 0.0
+        kinds = {r.kind for r in recipes if getattr(self.kinds[r.kind], "depth_round", False)}
+        return max((self.kinds[k].weight(family) for k in kinds), default=0.0)
+
     # ------------------------------------------------------------------ the walk
     def run(self):
         """``(best Fit, report)``; raises RuntimeError if no recipe could be fitted."""
@@ -317,7 +328,8 @@ class Search(Rounds):
             recipes = (self._reachable(self.space.initial(self.kinds)) if s == 0
                        else self._ahead(self.space.promote(family, history, PROMOTE, self.kinds)))
             refine = REFINE_WEIGHT if s == 0 and len(families) > 1 else 0.0     # the refine rounds (rounds.py)
-            later = self._later(families[s + 1:], recipes) + refine
+            depth = self._depth_weight(family, recipes)                          # the depth round (rounds.py)
+            later = self._later(families[s + 1:], recipes) + refine + depth
             weights = [self.kinds[r.kind].weight(r.family) for r in recipes]
             stage_fits = []
             for i, recipe in enumerate(recipes):
@@ -326,6 +338,10 @@ class Search(Rounds):
                     self._entry(recipe, "skipped", now, note="budget: no time left")
                     continue
                 fit = self._attempt(recipe, weights[i] / (sum(weights[i:]) + later), s == 0)
+                if isinstance(fit, Fit):
+                    stage_fits.append(fit)
+            if depth and stage_fits:
+                fit = self._depth_round(stage_fits, depth / later)
                 if isinstance(fit, Fit):
                     stage_fits.append(fit)
             if refine and stage_fits:
