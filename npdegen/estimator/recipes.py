@@ -33,7 +33,9 @@ families        ``homogeneous`` (one value per parameter), ``heterogeneous`` (on
 widths          odd stencil widths per axis: 1 (reaction only: a local ODE), 3 (ADR),
                 5 (+ dispersion, hyper-diffusion), …
 depths          numbers of layers ``L``; a deeper fit starts from the shallower one rescaled
-                (the generator per layer ∝ 1/L)
+                (the generator per layer ∝ 1/L); after the homogeneous and per-site stages the
+                depth round fits the best stencil recipe at a depth between two fitted ones
+                (:mod:`.rounds`: between the grid 4, 16, 64 it reaches 8 or 32)
 activations     ``identity``; ``tanh``; ``reaction``: the learnable polynomial reaction
                 ``f(x) = x + A2 x² + A3 x³`` (``A2``, ``A3`` homogeneous, trained; ``A2 = A3 = 0``
                 is the identity, so it starts from the identity fit: logistic and Allen–Cahn

@@ -65,7 +65,8 @@ class NeuralPDERegressor(RegressorMixin, BaseEstimator):
         Seconds for the whole search (checked between and inside recipes; see ``search_report_``).
     families, widths, depths, activations, kinds :
         The recipe space (:mod:`npdegen.estimator.recipes`): parameter families searched in the order
-        homogeneous → heterogeneous → time-dependent, odd stencil widths, numbers of layers,
+        homogeneous → heterogeneous → time-dependent, odd stencil widths, numbers of layers (the
+        stencil kinds also try one depth between two fitted ones: :mod:`npdegen.estimator.rounds`),
         activations ``identity``/``tanh``/``reaction`` (learnable ``x + A2 x² + A3 x³``), layer kinds:
         ``"moments"`` (free stencils; N-D: the ``w^d`` box, the 9-point stencil with the cross term at
         width 3), ``"star"`` (N-D: stencils of the axes, the 5-point stencil at width 3),
