@@ -72,6 +72,17 @@ def test_promotion_order_puts_certified_fits_first_only_near_the_best():
     assert promotion_order([]) == []
 
 
+def test_promotion_order_ranks_the_certified_group_as_the_choice_does():
+    """Within the certified fits near the best, error x parameters^(1/4) (penalised): fits a stage cannot
+    tell apart (varcoef-adr's homogeneous stage: 0.394 +- 0.1 %) go on simplest first; a fit clearly
+    better (more than the parameter ratio^(1/4)) still goes first; the uncertified ones by error."""
+    ties = [stub_fit(1, 0.3939, certified=True, n_params=7), stub_fit(2, 0.3945, certified=True, n_params=3),
+            stub_fit(3, 0.3944, certified=True, n_params=5), stub_fit(4, 0.3900, certified=False, n_params=3)]
+    assert [f.recipe.width for f in promotion_order(ties)] == [2, 3, 1, 4]
+    clear = [stub_fit(1, 0.30, certified=True, n_params=7), stub_fit(2, 0.3945, certified=True, n_params=3)]
+    assert [f.recipe.width for f in promotion_order(clear)] == [1, 2]       # 0.3945 / 0.30 > (7 / 3) ** 0.25
+
+
 def test_promoted_recipes_far_behind_the_best_are_skipped_one_by_one():
     """BEHIND applies to each promoted recipe's own source fit, not to its kind's best."""
     fits = [stub_fit(1, 1e-3, kind="a"), stub_fit(2, 5e-3, kind="b"), stub_fit(3, 2e-2, kind="b")]
