@@ -27,9 +27,10 @@ its fit``), and a fit is only replaced by a better one (:func:`~npdegen.estimato
   neighbour's (:func:`depth_between`: the geometric mean, so the grid 4, 16, 64 is refined to 8 or 32
   where the fits say the depth lies), warm-started from the fit rescaled to the new depth. The depth
   grid is coarse so that the first stage stays short; a per-site truth of 32 layers lies between its
-  points, and neither neighbour can represent it (varcoef-adr, 32 layers of ω = 0.8: the per-site fits at
-  16 and 64 layers stop at 1e-4 and 4e-4, their coefficient profiles 1e-2 off; at 32 layers the
-  fit reaches the data's rounding). Its time is planned as one recipe of the stage's family.
+  points, and neither neighbour can represent it (varcoef-adr, 32 layers of ω = 0.8: per-site fits at
+  16 and 64 layers stopped at 1e-4 and 4e-4–9e-4, their coefficient profiles ~1e-2 off; at 32 layers
+  the per-site fit reaches 2e-6 in its share and 1.5e-8 polished, the profiles to 5e-6). Its time is
+  planned as one recipe of the stage's family.
 * **Polish** (:meth:`Rounds._polish`), with the time left after the last stage: the :data:`POLISH`
   preferred fits (the winner first, then by validation nRMSE: :func:`~npdegen.estimator.choice.preferred`),
   each while it gains :data:`GAIN` per round; a fit that stalls (also in a refine round) passes its
