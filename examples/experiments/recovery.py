@@ -22,9 +22,11 @@ The same data go to the estimator (``--estimator-budget`` seconds per fit, 0 ski
   ``moments`` kind at width 3 (whose parameters are R, U, D), depth 32, ω = 0.8, identity, grid units,
   homogeneous then heterogeneous — so its profiles compare with the truth's directly;
 * **the default search** (grid units, everything else default): its winner need not have the truth's depth
-  (the default grid 4, 16, 64 lacks the truth's 32) or ω. For small steps a layer of relaxation ω
-  advances the PDE by ω, so a winner of the ``moments`` kind is compared through its profiles scaled
-  by its duration, ``θ̂ · ω̂L̂ / (ωL)`` (the truth's ωL = 25.6); other kinds have no R, U, D to compare.
+  (the default grid 4, 16, 64 lacks the truth's 32: the search's depth round reaches it) or ω. For
+  small steps a layer of relaxation ω advances the PDE by ω, so a winner of the ``moments`` kind is
+  compared through its profiles scaled by its duration, ``θ̂ · ω̂L̂ / (ωL)`` (the truth's ωL = 25.6; a
+  time-dependent winner's per-layer profiles by their mean over the layers); other kinds have no R, U, D
+  to compare.
 
 Usage::
 
@@ -118,8 +120,11 @@ def estimator_fit(x, y, budget: float, structured: bool, seed: int) -> dict:
     profiles = None
     if recipe["kind"] == "moments" and all(k in est.theta_ for k in ("R", "U", "D")):
         scale = recipe["omega"] * recipe["depth"] / (OMEGA * LAYERS)
-        profiles = {k: np.broadcast_to(np.asarray(est.theta_[k], np.float64), (x.shape[-1],)) * scale
-                    for k in ("U", "D", "R")}
+        # a time-dependent winner's per-layer values: their mean over the layers (the truth's are the same
+        # in every layer; ω̂ Σ_t U_t = ω̂ L̂ · mean_t U_t is the elapsed transport)
+        per_site = {k: np.asarray(est.theta_[k], np.float64) for k in ("U", "D", "R")}
+        profiles = {k: np.broadcast_to(v.mean(axis=0) if v.ndim == 2 else v, (x.shape[-1],)) * scale
+                    for k, v in per_site.items()}
     return {"estimator": est, "profiles": profiles, "recipe": recipe, "seconds": time.perf_counter() - started}
 
 
