@@ -17,6 +17,7 @@ from npdegen.estimator import KINDS, Recipe, RecipeSpace  # noqa: E402
 from npdegen.estimator.choice import Certificate  # noqa: E402
 from npdegen.estimator.rounds import depth_between  # noqa: E402
 from npdegen.estimator.search import Fit, Problem, Search  # noqa: E402
+from test_estimator_budget import stub_search as budget_stub_search  # noqa: E402
 
 
 def stub(depth, val, kind="moments", family="heterogeneous", activation="identity", width=3):
@@ -25,9 +26,7 @@ def stub(depth, val, kind="moments", family="heterogeneous", activation="identit
 
 
 def stub_search(fits):
-    search = Search.__new__(Search)
-    search.fits = {f.recipe.label: f for f in fits}
-    search.report, search._notes, search.log = [], {}, lambda message: None
+    search = budget_stub_search(fits)
     search.kinds = dict(KINDS)
     return search
 

@@ -110,7 +110,7 @@ class Rounds:
         beyond ``L`` when ``L`` is the deepest (shallowest) of them, towards the better neighbour when it
         lies between them; by the kind's fits of every stage when the stage fitted ``L`` alone; the other
         side when the first has nothing left to try."""
-        mine = [f for f in promotion_order(stage_fits) if getattr(self.kinds[f.recipe.kind], "depth_round", False)]
+        mine = [f for f in promotion_order(stage_fits) if self.kinds[f.recipe.kind].depth_round]
         if not mine:
             return None, ""
         best = mine[0].recipe

@@ -312,7 +312,7 @@ class Search(Rounds):
         of the stage's recipes of a kind with ``depth_round``; 0 when it has none."""
         if family not in DEPTH_FAMILIES:
             return 0.0
-        kinds = {r.kind for r in recipes if getattr(self.kinds[r.kind], "depth_round", False)}
+        kinds = {r.kind for r in recipes if self.kinds[r.kind].depth_round}
         return max((self.kinds[k].weight(family) for k in kinds), default=0.0)
 
     # ------------------------------------------------------------------ the walk
