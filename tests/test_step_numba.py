@@ -136,9 +136,13 @@ DTYPE_CASES = [("burgers1d", ("heterogeneous", "heterogeneous"), "neumann"),
                pytest.param("adr2d", ("heterogeneous", "heterogeneous"), ("periodic", "neumann"),
                             marks=pytest.mark.slow)]
 #: the 1-D grid is long enough for the loops to split it (3 chunks of the last axis, the batch in 2 groups; on
-#: the 2-D grid the lines split)
-PARALLEL_CASES = [("burgers1d", ("homogeneous", "heterogeneous"), "periodic", 600),
-                  pytest.param("adr2d", ("heterogeneous", "heterogeneous"), ("periodic", "neumann"), None,
+#: the 2-D grid the lines split). Pass B's items are the forward's (line, chunk) with the batch rows inside:
+#: a row's ends are done by its first chunk and the soft normalisation's per-row terms inside the row loop
+#: (the second case: normalised, omega trained, Neumann ends)
+PARALLEL_CASES = [("burgers1d", ("homogeneous", "heterogeneous"), "periodic", 600, {}),
+                  ("burgers1d", ("heterogeneous", "time-dependent"), "neumann", 600,
+                   {"alpha": 0.05, "train_omega": True}),
+                  pytest.param("adr2d", ("heterogeneous", "heterogeneous"), ("periodic", "neumann"), None, {},
                                marks=pytest.mark.slow)]
 
 
@@ -149,13 +153,13 @@ def test_float32(case, fam, boundary):
     check(nb, ref, theta, rel=2e-5)
 
 
-@pytest.mark.parametrize("case,fam,boundary,n", PARALLEL_CASES, ids=lambda v: str(v))
-def test_parallel_loops(case, fam, boundary, n):
+@pytest.mark.parametrize("case,fam,boundary,n,extra", PARALLEL_CASES, ids=lambda v: str(v))
+def test_parallel_loops(case, fam, boundary, n, extra):
     """Several threads (the prange loops, chunks and batch groups) give the serial result."""
-    nb, ref, theta = nets(case, fam, boundary, n=n)
+    nb, ref, theta = nets(case, fam, boundary, n=n, **extra)
     layer, kw, _ = _layer(case, fam)
     kw = kw if n is None else dict(kw, n=n)
-    par = layer.compile(backend="numba", layers=LAYERS, omega=0.7, boundary=boundary, threads=2, **kw)
+    par = layer.compile(backend="numba", layers=LAYERS, omega=0.7, boundary=boundary, threads=2, **kw, **extra)
     par.THREAD_MIN_SIZE = 0
     par.kernel = _Threshold(par.kernel)
     work = par._workspace(3)
