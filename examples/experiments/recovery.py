@@ -122,9 +122,9 @@ def estimator_fit(x, y, budget: float, structured: bool, seed: int) -> dict:
         scale = recipe["omega"] * recipe["depth"] / (OMEGA * LAYERS)
         # a time-dependent winner's per-layer values: their mean over the layers (the truth's are the same
         # in every layer; ω̂ Σ_t U_t = ω̂ L̂ · mean_t U_t is the elapsed transport)
-        per_site = {k: np.asarray(est.theta_[k], np.float64) for k in ("U", "D", "R")}
+        values = {k: np.asarray(est.theta_[k], np.float64) for k in ("U", "D", "R")}
         profiles = {k: np.broadcast_to(v.mean(axis=0) if v.ndim == 2 else v, (x.shape[-1],)) * scale
-                    for k, v in per_site.items()}
+                    for k, v in values.items()}
     return {"estimator": est, "profiles": profiles, "recipe": recipe, "seconds": time.perf_counter() - started}
 
 
